@@ -1,0 +1,50 @@
+//! `radhub demo`: the hub's main job on embedded defaults, until `serve`
+//! exists: generate three sites' studies, import them, show the linked hub.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::index::PatientFilter;
+use crate::ingest::DuplicatePolicy;
+use crate::testdata::GenOptions;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    gen: super::testdata::GenArgs,
+}
+
+pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
+    let incoming = data.join("demo-incoming");
+    let opts: GenOptions = (&a.gen).into();
+    println!("generating demo studies for {} people across RBD, RD3 and R0D into {}", opts.patients, incoming.display());
+    let g = super::testdata::generate(&incoming, &opts)?;
+    println!("generated {} files ({:.1} MB)", g.files, g.bytes as f64 / 1e6);
+    let hub = super::open_hub(data, DuplicatePolicy::Keep)?;
+    let s = super::import::import(&hub, &[incoming], None, 8, false, u64::MAX)?;
+    println!("imported {} instances ({:.1} MB) in {:.1} s, {} duplicates, {} rejected", s.imported, s.bytes as f64 / 1e6, s.seconds, s.duplicates, s.rejected);
+    drop(hub);
+    super::stats::run(data, super::stats::Args::default())?;
+    // Show a few people whose records the NHS number links across sites.
+    let hub = super::open_hub(data, DuplicatePolicy::Keep)?;
+    let mut shown = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    for p in hub.index.find_patients(&PatientFilter::default())? {
+        let Some(nhs) = p.nhs_number else { continue };
+        if !seen.insert(nhs.clone()) {
+            continue;
+        }
+        let linked = hub.index.patients_by_nhs(&nhs)?;
+        if linked.len() < 2 {
+            continue;
+        }
+        let ids: Vec<String> = linked.iter().map(|k| format!("{} {}", k.site, k.patient_id)).collect();
+        println!("NHS {} {}: {}", nhs, p.name, ids.join(", "));
+        shown += 1;
+        if shown == 5 {
+            break;
+        }
+    }
+    println!("hub data in {}; try `radhub --data {} ls studies`", data.display(), data.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,86 @@
+//! The `radhub` admin commands. Each subcommand lives in its own file and
+//! returns `anyhow::Result`, so errors reach the admin with their context.
+
+mod demo;
+mod import;
+mod ls;
+mod stats;
+mod testdata;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::ingest::{DuplicatePolicy, Hub};
+
+#[derive(Parser)]
+#[command(name = "radhub", version, about = "Cross-site radiology imaging and reporting hub")]
+pub struct Cli {
+    /// The hub's data directory (instance files and index).
+    #[arg(long, global = true, env = "RADHUB_DATA", default_value = "radhub-data")]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+// Parsed once per run: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+enum Command {
+    /// Store and index every DICOM file under the given files and folders.
+    Import(import::Args),
+    /// Check the store against the index; --repair mends what it finds.
+    Verify(verify::Args),
+    /// Counts of patients, studies, series, instances, overall and per site.
+    Stats(stats::Args),
+    /// List patients, studies, series or instances.
+    Ls(ls::Args),
+    /// Write deterministic synthetic studies from the three Dorset trusts.
+    Testdata(testdata::Args),
+    /// Generate demo data for three sites, import it, and show the hub.
+    Demo(demo::Args),
+}
+
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RADHUB_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Import(a) => import::run(&cli.data, a),
+        Command::Verify(a) => verify::run(&cli.data, a),
+        Command::Stats(a) => stats::run(&cli.data, a),
+        Command::Ls(a) => ls::run(&cli.data, a),
+        Command::Testdata(a) => testdata::run(a),
+        Command::Demo(a) => demo::run(&cli.data, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("radhub: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn open_hub(data: &std::path::Path, policy: DuplicatePolicy) -> anyhow::Result<Hub> {
+    Hub::open(data, policy).with_context(|| format!("opening the hub at {}", data.display()))
+}
+
+fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    let template = format!("{{spinner}} {{bar:40}} {{pos}}/{{len}} {what} {{per_sec}} eta {{eta}}");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}

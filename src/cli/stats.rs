@@ -1,0 +1,51 @@
+//! `radhub stats`: counts overall and per site.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::index::Counts;
+use crate::ingest::DuplicatePolicy;
+
+#[derive(clap::Args, Default)]
+pub struct Args {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Stats {
+    schema_version: u32,
+    total: Counts,
+    sites: Vec<(String, Counts)>,
+    /// NHS numbers whose patient is held at more than one site.
+    linked_patients: u64,
+}
+
+pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
+    let hub = super::open_hub(data, DuplicatePolicy::Keep)?;
+    let total = hub.index.counts()?;
+    let sites = hub.index.counts_by_site()?;
+    let mut by_nhs = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for p in hub.index.find_patients(&Default::default())? {
+        if let Some(n) = p.nhs_number {
+            by_nhs.entry(n).or_default().insert(p.key.site);
+        }
+    }
+    let linked_patients = by_nhs.values().filter(|s| s.len() > 1).count() as u64;
+    let s = Stats { schema_version: hub.index.schema_version(), total, sites, linked_patients };
+    if a.json {
+        super::print_json(&s)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<6} {:>9} {:>9} {:>9} {:>10} {:>12}", "site", "patients", "studies", "series", "instances", "MB");
+    let row =
+        |name: &str, c: &Counts| println!("{:<6} {:>9} {:>9} {:>9} {:>10} {:>12.1}", name, c.patients, c.studies, c.series, c.instances, c.bytes as f64 / 1e6);
+    for (site, c) in &s.sites {
+        row(site, c);
+    }
+    row("all", &s.total);
+    println!("patients linked across sites by NHS number: {}", s.linked_patients);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,148 @@
+//! From a scanned data set to the `InstanceMeta` the index records.
+
+use super::scan::{self, Scanned};
+use super::text::{self, ascii, decode};
+use super::ScanError;
+use crate::index::model::{InstanceMeta, OtherId};
+
+mod tag {
+    pub const SPECIFIC_CHARACTER_SET: u32 = 0x0008_0005;
+    pub const SOP_CLASS_UID: u32 = 0x0008_0016;
+    pub const SOP_INSTANCE_UID: u32 = 0x0008_0018;
+    pub const STUDY_DATE: u32 = 0x0008_0020;
+    pub const SERIES_DATE: u32 = 0x0008_0021;
+    pub const STUDY_TIME: u32 = 0x0008_0030;
+    pub const SERIES_TIME: u32 = 0x0008_0031;
+    pub const ACCESSION_NUMBER: u32 = 0x0008_0050;
+    pub const MODALITY: u32 = 0x0008_0060;
+    pub const INSTITUTION_NAME: u32 = 0x0008_0080;
+    pub const REFERRING_PHYSICIAN_NAME: u32 = 0x0008_0090;
+    pub const STUDY_DESCRIPTION: u32 = 0x0008_1030;
+    pub const SERIES_DESCRIPTION: u32 = 0x0008_103E;
+    pub const PATIENT_NAME: u32 = 0x0010_0010;
+    pub const PATIENT_ID: u32 = 0x0010_0020;
+    pub const ISSUER_OF_PATIENT_ID: u32 = 0x0010_0021;
+    pub const TYPE_OF_PATIENT_ID: u32 = 0x0010_0022;
+    pub const PATIENT_BIRTH_DATE: u32 = 0x0010_0030;
+    pub const PATIENT_SEX: u32 = 0x0010_0040;
+    pub const OTHER_PATIENT_IDS_SEQUENCE: u32 = 0x0010_1002;
+    pub const BODY_PART_EXAMINED: u32 = 0x0018_0015;
+    pub const STUDY_INSTANCE_UID: u32 = 0x0020_000D;
+    pub const SERIES_INSTANCE_UID: u32 = 0x0020_000E;
+    pub const STUDY_ID: u32 = 0x0020_0010;
+    pub const SERIES_NUMBER: u32 = 0x0020_0011;
+    pub const INSTANCE_NUMBER: u32 = 0x0020_0013;
+    pub const SAMPLES_PER_PIXEL: u32 = 0x0028_0002;
+    pub const PHOTOMETRIC_INTERPRETATION: u32 = 0x0028_0004;
+    pub const NUMBER_OF_FRAMES: u32 = 0x0028_0008;
+    pub const ROWS: u32 = 0x0028_0010;
+    pub const COLUMNS: u32 = 0x0028_0011;
+    pub const BITS_ALLOCATED: u32 = 0x0028_0100;
+    pub const MEDIA_SOP_CLASS_UID: u32 = 0x0002_0002;
+    pub const MEDIA_SOP_INSTANCE_UID: u32 = 0x0002_0003;
+}
+
+/// Issuers under which a Patient ID is an NHS number: the literal "NHS" and
+/// the NHS number's OID (2.16.840.1.113883.2.1.4.1).
+const NHS_ISSUERS: [&str; 2] = ["NHS", "2.16.840.1.113883.2.1.4.1"];
+
+/// Scans `bytes` and extracts the indexed attributes. Arrival facts (site,
+/// size, hash, time) are left for the caller.
+pub fn read_meta(bytes: &[u8]) -> Result<InstanceMeta, ScanError> {
+    let s = scan::scan(bytes, &[tag::OTHER_PATIENT_IDS_SEQUENCE])?;
+    let cs = text::charset(s.get(tag::SPECIFIC_CHARACTER_SET));
+    let t = |tag: u32| s.get(tag).map(|v| decode(&cs, v)).unwrap_or_default();
+    let a = |tag: u32| s.get(tag).map(ascii).unwrap_or_default();
+
+    let sop_uid = uid(&s, tag::SOP_INSTANCE_UID, tag::MEDIA_SOP_INSTANCE_UID, "SOP Instance UID (0008,0018)")?;
+    let sop_class_uid = uid(&s, tag::SOP_CLASS_UID, tag::MEDIA_SOP_CLASS_UID, "SOP Class UID (0008,0016)")?;
+    let study_uid = uid(&s, tag::STUDY_INSTANCE_UID, 0, "Study Instance UID (0020,000D)")?;
+    let series_uid = uid(&s, tag::SERIES_INSTANCE_UID, 0, "Series Instance UID (0020,000E)")?;
+
+    let other_patient_ids = other_ids(&s, &cs);
+    let patient_id = t(tag::PATIENT_ID);
+    let issuer = t(tag::ISSUER_OF_PATIENT_ID);
+    let nhs_number = other_patient_ids
+        .iter()
+        .map(|o| (o.id.as_str(), o.issuer.as_str()))
+        .chain(std::iter::once((patient_id.as_str(), issuer.as_str())))
+        .filter(|(_, iss)| NHS_ISSUERS.contains(iss))
+        .find_map(|(id, _)| crate::nhs::normalise(id));
+
+    let pixel = s.element(scan::PIXEL_DATA);
+    let frames = s.get(tag::NUMBER_OF_FRAMES).and_then(text::int).filter(|n| *n > 0).unwrap_or(1);
+    Ok(InstanceMeta {
+        specific_character_set: a(tag::SPECIFIC_CHARACTER_SET),
+        patient_id,
+        issuer_of_patient_id: issuer,
+        // Trailing empty component groups carry nothing (PS3.5 6.2.1.1).
+        patient_name: t(tag::PATIENT_NAME).trim_end_matches('=').to_owned(),
+        patient_birth_date: a(tag::PATIENT_BIRTH_DATE),
+        patient_sex: a(tag::PATIENT_SEX),
+        other_patient_ids,
+        nhs_number,
+        study_uid,
+        study_date: a(tag::STUDY_DATE),
+        study_time: a(tag::STUDY_TIME),
+        accession_number: t(tag::ACCESSION_NUMBER),
+        study_id: t(tag::STUDY_ID),
+        referring_physician_name: t(tag::REFERRING_PHYSICIAN_NAME),
+        study_description: t(tag::STUDY_DESCRIPTION),
+        institution_name: t(tag::INSTITUTION_NAME),
+        series_uid,
+        modality: a(tag::MODALITY),
+        series_number: s.get(tag::SERIES_NUMBER).and_then(text::int),
+        series_description: t(tag::SERIES_DESCRIPTION),
+        body_part_examined: a(tag::BODY_PART_EXAMINED),
+        series_date: a(tag::SERIES_DATE),
+        series_time: a(tag::SERIES_TIME),
+        sop_uid,
+        sop_class_uid,
+        instance_number: s.get(tag::INSTANCE_NUMBER).and_then(text::int),
+        transfer_syntax: s.transfer_syntax.clone(),
+        frames: u32::try_from(frames).unwrap_or(u32::MAX),
+        rows: s.u16_of(tag::ROWS).unwrap_or(0),
+        columns: s.u16_of(tag::COLUMNS).unwrap_or(0),
+        bits_allocated: s.u16_of(tag::BITS_ALLOCATED).unwrap_or(0),
+        samples_per_pixel: s.u16_of(tag::SAMPLES_PER_PIXEL).unwrap_or(0),
+        photometric: a(tag::PHOTOMETRIC_INTERPRETATION),
+        has_pixel_data: pixel.is_some(),
+        ..InstanceMeta::default()
+    })
+}
+
+/// A required UID from the data set, falling back to the file meta's copy
+/// (`meta_tag`, 0 for none). Refused when absent or not a valid UID.
+fn uid(s: &Scanned<'_>, tag: u32, meta_tag: u32, what: &'static str) -> Result<String, ScanError> {
+    let v = s
+        .uid_of(tag)
+        .or_else(|| {
+            (meta_tag != 0)
+                .then(|| s.meta_value(meta_tag))
+                .flatten()
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(|u| u.trim_end_matches(['\0', ' ']))
+                .filter(|u| !u.is_empty())
+        })
+        .ok_or(ScanError::Missing(what))?;
+    scan::check_uid(v, what)?;
+    Ok(v.to_owned())
+}
+
+fn other_ids(s: &Scanned<'_>, cs: &dicom_encoding::text::SpecificCharacterSet) -> Vec<OtherId> {
+    let mut out: Vec<OtherId> = Vec::new();
+    for (item, tag, value) in s.nested_values(tag::OTHER_PATIENT_IDS_SEQUENCE) {
+        while out.len() <= item {
+            out.push(OtherId::default());
+        }
+        let slot = &mut out[item];
+        match tag {
+            tag::PATIENT_ID => slot.id = decode(cs, value),
+            tag::ISSUER_OF_PATIENT_ID => slot.issuer = decode(cs, value),
+            tag::TYPE_OF_PATIENT_ID => slot.kind = ascii(value),
+            _ => {}
+        }
+    }
+    out.retain(|o| !o.id.is_empty());
+    out
+}

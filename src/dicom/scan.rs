@@ -1,0 +1,437 @@
+//! A bounded walk over a DICOM Part 10 byte stream.
+//!
+//! Untrusted bytes (import, C-STORE, STOW-RS) pass through here before any
+//! other parser sees them. The walk checks every declared length against the
+//! bytes actually present, every item and sequence delimiter, and the nesting
+//! depth, so that a file accepted here can be handed to dicom-rs (which
+//! allocates whatever a length asks for) without risk. It allocates nothing
+//! proportional to a declared length, and it records where the top-level
+//! elements the index needs are, without copying them.
+
+use std::borrow::Cow;
+
+use super::ScanError;
+
+/// Deepest sequence nesting accepted; real objects rarely pass 6.
+const MAX_DEPTH: usize = 32;
+/// Ceiling on an inflated Deflated Explicit VR data set.
+pub const MAX_INFLATED: u64 = 1 << 30;
+
+pub const TS_IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+pub const TS_EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+pub const TS_DEFLATED: &str = "1.2.840.10008.1.2.1.99";
+pub const TS_EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
+
+pub const PIXEL_DATA: u32 = 0x7FE0_0010;
+const ITEM: u32 = 0xFFFE_E000;
+const ITEM_END: u32 = 0xFFFE_E00D;
+const SEQ_END: u32 = 0xFFFE_E0DD;
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    ImplicitLe,
+    ExplicitLe,
+    ExplicitBe,
+}
+
+/// One element as found in the stream: its value is `bytes[start..end]` of
+/// the buffer it was found in (the inflated one, for deflated files).
+#[derive(Clone, Copy, Debug)]
+pub struct Element {
+    pub tag: u32,
+    pub vr: [u8; 2],
+    pub start: usize,
+    pub end: usize,
+    /// Undefined length (a sequence, or encapsulated pixel data).
+    pub undefined: bool,
+}
+
+/// The result of a successful scan: the meta information and where the
+/// top-level data set elements are. `top` is sorted by tag.
+pub struct Scanned<'a> {
+    pub meta: Vec<Element>,
+    pub meta_bytes: &'a [u8],
+    pub transfer_syntax: String,
+    pub encoding: Encoding,
+    /// The data set bytes: borrowed from the input, or inflated.
+    pub dataset: Cow<'a, [u8]>,
+    pub top: Vec<Element>,
+    /// Nested elements the index reads from sequences, as (sequence tag,
+    /// item number, element); only for sequences named in `nested_wanted`.
+    pub nested: Vec<(u32, usize, Element)>,
+    /// Encapsulated pixel data: number of fragments after the offset table.
+    pub fragments: usize,
+}
+
+struct Walker<'b> {
+    buf: &'b [u8],
+    enc: Encoding,
+    top: Vec<Element>,
+    nested: Vec<(u32, usize, Element)>,
+    nested_wanted: &'b [u32],
+    fragments: usize,
+}
+
+/// Scans a Part 10 file. `nested_wanted` names top-level sequences whose first
+/// level of item elements should be reported in `Scanned::nested`.
+pub fn scan<'a>(bytes: &'a [u8], nested_wanted: &[u32]) -> Result<Scanned<'a>, ScanError> {
+    if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
+        return Err(ScanError::NotPart10);
+    }
+    let (meta, meta_end) = scan_meta(bytes)?;
+    let ts =
+        meta.iter().find(|e| e.tag == 0x0002_0010).map(|e| trim_uid(&bytes[e.start..e.end])).ok_or(ScanError::Missing("Transfer Syntax UID (0002,0010)"))?;
+    let ts = std::str::from_utf8(ts).map_err(|_| ScanError::BadUid("Transfer Syntax UID"))?.to_owned();
+    check_uid(&ts, "Transfer Syntax UID")?;
+    let encoding = match ts.as_str() {
+        TS_IMPLICIT_LE => Encoding::ImplicitLe,
+        TS_EXPLICIT_BE => Encoding::ExplicitBe,
+        // PS3.5 10: every other transfer syntax encodes the data set as
+        // Explicit VR Little Endian.
+        _ => Encoding::ExplicitLe,
+    };
+    let dataset: Cow<'a, [u8]> = if ts == TS_DEFLATED { Cow::Owned(inflate(&bytes[meta_end..])?) } else { Cow::Borrowed(&bytes[meta_end..]) };
+    let mut w = Walker { buf: &dataset, enc: encoding, top: Vec::new(), nested: Vec::new(), nested_wanted, fragments: 0 };
+    w.walk(0, dataset.len(), 0, None)?;
+    let (mut top, nested, fragments) = (std::mem::take(&mut w.top), std::mem::take(&mut w.nested), w.fragments);
+    top.sort_by_key(|e| e.tag);
+    Ok(Scanned { meta, meta_bytes: &bytes[..meta_end], transfer_syntax: ts, encoding, dataset, top, nested, fragments })
+}
+
+/// File meta information: explicit VR little endian, group 0002 only.
+fn scan_meta(bytes: &[u8]) -> Result<(Vec<Element>, usize), ScanError> {
+    let mut pos = 132;
+    let mut out = Vec::new();
+    while pos + 8 <= bytes.len() {
+        let group = u16::from_le_bytes([bytes[pos], bytes[pos + 1]]);
+        if group != 0x0002 {
+            break;
+        }
+        let (el, next) = explicit_header(bytes, pos, false)?;
+        if el.undefined {
+            return Err(ScanError::Malformed { offset: pos, what: "undefined length in file meta" });
+        }
+        out.push(el);
+        pos = next;
+    }
+    if out.is_empty() {
+        return Err(ScanError::Missing("file meta information (group 0002)"));
+    }
+    Ok((out, pos))
+}
+
+fn inflate(raw: &[u8]) -> Result<Vec<u8>, ScanError> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(raw).take(MAX_INFLATED + 1).read_to_end(&mut out).map_err(|e| ScanError::Inflate(e.to_string()))?;
+    if out.len() as u64 > MAX_INFLATED {
+        return Err(ScanError::Inflate(format!("inflates beyond {MAX_INFLATED} bytes")));
+    }
+    Ok(out)
+}
+
+fn rd_u16(b: &[u8], p: usize, be: bool) -> u16 {
+    let a = [b[p], b[p + 1]];
+    if be {
+        u16::from_be_bytes(a)
+    } else {
+        u16::from_le_bytes(a)
+    }
+}
+
+fn rd_u32(b: &[u8], p: usize, be: bool) -> u32 {
+    let a = [b[p], b[p + 1], b[p + 2], b[p + 3]];
+    if be {
+        u32::from_be_bytes(a)
+    } else {
+        u32::from_le_bytes(a)
+    }
+}
+
+const KNOWN_VRS: [&[u8; 2]; 34] = [
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ",
+    b"SS", b"ST", b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV",
+];
+
+fn is_long_vr(vr: [u8; 2]) -> bool {
+    matches!(&vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"UC" | b"UN" | b"UR" | b"UT" | b"SV" | b"UV")
+}
+
+/// Reads an explicit VR element header at `pos`; returns it and where its
+/// value ends (or starts, for undefined length).
+fn explicit_header(b: &[u8], pos: usize, be: bool) -> Result<(Element, usize), ScanError> {
+    if pos + 8 > b.len() {
+        return Err(ScanError::Truncated { offset: pos, needed: 8, available: b.len() - pos });
+    }
+    let tag = (u32::from(rd_u16(b, pos, be)) << 16) | u32::from(rd_u16(b, pos + 2, be));
+    let vr = [b[pos + 4], b[pos + 5]];
+    if !KNOWN_VRS.contains(&&vr) {
+        return Err(ScanError::Malformed { offset: pos, what: "unknown value representation (is the data set encoded as its transfer syntax says?)" });
+    }
+    let (len, start) = if is_long_vr(vr) {
+        if pos + 12 > b.len() {
+            return Err(ScanError::Truncated { offset: pos, needed: 12, available: b.len() - pos });
+        }
+        (rd_u32(b, pos + 8, be), pos + 12)
+    } else {
+        (u32::from(rd_u16(b, pos + 6, be)), pos + 8)
+    };
+    finish_header(b, tag, vr, len, start)
+}
+
+fn finish_header(b: &[u8], tag: u32, vr: [u8; 2], len: u32, start: usize) -> Result<(Element, usize), ScanError> {
+    if len == UNDEFINED {
+        return Ok((Element { tag, vr, start, end: start, undefined: true }, start));
+    }
+    let available = b.len() - start;
+    if len as usize > available {
+        return Err(ScanError::LengthBeyondData { tag, declared: u64::from(len), available: available as u64 });
+    }
+    let end = start + len as usize;
+    Ok((Element { tag, vr, start, end, undefined: false }, end))
+}
+
+impl Walker<'_> {
+    fn be(&self) -> bool {
+        self.enc == Encoding::ExplicitBe
+    }
+
+    fn header(&self, pos: usize) -> Result<(Element, usize), ScanError> {
+        if pos + 8 <= self.buf.len() && rd_u16(self.buf, pos, self.be()) == 0xFFFE {
+            // Items and delimiters carry no VR in any encoding.
+            let tag = 0xFFFE_0000 | u32::from(rd_u16(self.buf, pos + 2, self.be()));
+            let len = rd_u32(self.buf, pos + 4, self.be());
+            let len = if tag == ITEM { len } else { 0 };
+            return finish_header(self.buf, tag, *b"  ", len, pos + 8);
+        }
+        match self.enc {
+            Encoding::ImplicitLe => {
+                if pos + 8 > self.buf.len() {
+                    return Err(ScanError::Truncated { offset: pos, needed: 8, available: self.buf.len() - pos });
+                }
+                let tag = (u32::from(rd_u16(self.buf, pos, false)) << 16) | u32::from(rd_u16(self.buf, pos + 2, false));
+                let len = rd_u32(self.buf, pos + 4, false);
+                let vr = implicit_vr(tag, len);
+                finish_header(self.buf, tag, vr, len, pos + 8)
+            }
+            Encoding::ExplicitLe | Encoding::ExplicitBe => explicit_header(self.buf, pos, self.be()),
+        }
+    }
+
+    /// Walks elements in `[pos, end)`. At depth 0 records top-level elements.
+    /// With `stop_at` the walk ends at that delimiter tag and returns the
+    /// position after it; otherwise it must end exactly at `end`.
+    fn walk(&mut self, mut pos: usize, end: usize, depth: usize, stop_at: Option<u32>) -> Result<usize, ScanError> {
+        if depth > MAX_DEPTH {
+            return Err(ScanError::Malformed { offset: pos, what: "sequences nested too deeply" });
+        }
+        while pos < end {
+            // Tolerate trailing padding of zero bytes at the end of a data set.
+            if depth == 0 && self.buf[pos..end].iter().all(|&b| b == 0) {
+                return Ok(end);
+            }
+            let (el, next) = self.header(pos)?;
+            if let Some(delim) = stop_at {
+                if el.tag == delim {
+                    return Ok(next);
+                }
+            }
+            if el.tag == ITEM || el.tag == ITEM_END || el.tag == SEQ_END {
+                return Err(ScanError::Malformed { offset: pos, what: "stray item or delimiter" });
+            }
+            let after = if el.undefined {
+                if el.tag == PIXEL_DATA {
+                    let (done, fragments) = self.encapsulated(next)?;
+                    self.fragments = fragments;
+                    done
+                } else if &el.vr == b"UN" && self.enc != Encoding::ImplicitLe {
+                    // PS3.5 6.2.2: an undefined-length UN holds implicit VR
+                    // little endian items.
+                    let outer = std::mem::replace(&mut self.enc, Encoding::ImplicitLe);
+                    let done = self.sequence(el.tag, next, self.buf.len(), depth, true);
+                    self.enc = outer;
+                    done?
+                } else if &el.vr == b"SQ" || &el.vr == b"UN" {
+                    self.sequence(el.tag, next, self.buf.len(), depth, true)?
+                } else {
+                    return Err(ScanError::Malformed { offset: pos, what: "undefined length on a non-sequence element" });
+                }
+            } else {
+                if &el.vr == b"SQ" {
+                    self.sequence(el.tag, el.start, el.end, depth, false)?;
+                }
+                next
+            };
+            if depth == 0 {
+                let mut e = el;
+                e.end = if el.undefined { after } else { el.end };
+                self.top.push(e);
+            }
+            pos = after;
+        }
+        if let Some(delim) = stop_at {
+            return Err(ScanError::Malformed { offset: pos, what: if delim == ITEM_END { "item without delimiter" } else { "sequence without delimiter" } });
+        }
+        if pos != end {
+            return Err(ScanError::Malformed { offset: pos, what: "element overruns its container" });
+        }
+        Ok(pos)
+    }
+
+    /// Walks the items of a sequence starting at `pos`. Undefined-length
+    /// sequences end at a sequence delimiter; others exactly at `end`.
+    fn sequence(&mut self, seq_tag: u32, mut pos: usize, end: usize, depth: usize, undefined: bool) -> Result<usize, ScanError> {
+        let mut item_no = 0;
+        loop {
+            if !undefined && pos == end {
+                return Ok(pos);
+            }
+            if pos + 8 > end {
+                return Err(ScanError::Truncated { offset: pos, needed: 8, available: end.saturating_sub(pos) });
+            }
+            let tag = (u32::from(rd_u16(self.buf, pos, self.be())) << 16) | u32::from(rd_u16(self.buf, pos + 2, self.be()));
+            let len = rd_u32(self.buf, pos + 4, self.be());
+            let body = pos + 8;
+            match tag {
+                SEQ_END if undefined => return Ok(body),
+                ITEM => {
+                    let record = depth == 0 && self.nested_wanted.contains(&seq_tag);
+                    // Items are walked at depth+1, which records nothing;
+                    // wanted first-level elements are captured after.
+                    let done = if len == UNDEFINED {
+                        self.walk(body, end, depth + 1, Some(ITEM_END))?
+                    } else {
+                        if len as usize > end - body {
+                            return Err(ScanError::LengthBeyondData { tag: ITEM, declared: u64::from(len), available: (end - body) as u64 });
+                        }
+                        self.walk(body, body + len as usize, depth + 1, None)?
+                    };
+                    if record {
+                        let item_end = if len == UNDEFINED { done - 8 } else { done };
+                        self.capture_item(seq_tag, item_no, body, item_end)?;
+                    }
+                    item_no += 1;
+                    pos = done;
+                }
+                _ => return Err(ScanError::Malformed { offset: pos, what: "expected an item in a sequence" }),
+            }
+        }
+    }
+
+    /// Records the first-level elements of one item (already validated).
+    fn capture_item(&mut self, seq_tag: u32, item_no: usize, mut pos: usize, end: usize) -> Result<(), ScanError> {
+        while pos < end {
+            let (el, next) = self.header(pos)?;
+            let after = if el.undefined {
+                // Already validated: skip by walking again without recording.
+                self.sequence(el.tag, next, self.buf.len(), 1, true)?
+            } else {
+                next
+            };
+            if !el.undefined {
+                self.nested.push((seq_tag, item_no, el));
+            }
+            pos = after;
+        }
+        Ok(())
+    }
+
+    /// Encapsulated pixel data: a basic offset table item, fragments, and a
+    /// sequence delimiter. Returns the end position and fragment count.
+    fn encapsulated(&self, mut pos: usize) -> Result<(usize, usize), ScanError> {
+        let mut items = 0usize;
+        loop {
+            if pos + 8 > self.buf.len() {
+                return Err(ScanError::Truncated { offset: pos, needed: 8, available: self.buf.len() - pos });
+            }
+            let tag = (u32::from(rd_u16(self.buf, pos, self.be())) << 16) | u32::from(rd_u16(self.buf, pos + 2, self.be()));
+            let len = rd_u32(self.buf, pos + 4, self.be());
+            match tag {
+                SEQ_END => return Ok((pos + 8, items.saturating_sub(1))),
+                ITEM => {
+                    let available = self.buf.len() - pos - 8;
+                    if len == UNDEFINED || len as usize > available {
+                        return Err(ScanError::LengthBeyondData { tag: PIXEL_DATA, declared: u64::from(len), available: available as u64 });
+                    }
+                    pos += 8 + len as usize;
+                    items += 1;
+                }
+                _ => return Err(ScanError::Malformed { offset: pos, what: "expected a pixel data fragment" }),
+            }
+        }
+    }
+}
+
+/// VR of an element in an implicit VR stream, as far as the walk needs it:
+/// whether it is a sequence.
+fn implicit_vr(tag: u32, len: u32) -> [u8; 2] {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    use dicom_core::Tag;
+    if tag == PIXEL_DATA {
+        return *b"OW";
+    }
+    let t = Tag((tag >> 16) as u16, tag as u16);
+    match dicom_dictionary_std::StandardDataDictionary.by_tag(t) {
+        Some(e) if matches!(e.vr(), dicom_core::dictionary::VirtualVr::Exact(dicom_core::VR::SQ)) => *b"SQ",
+        // Unknown or private with undefined length: PS3.5 6.2.2 says such a
+        // value is a sequence of items in implicit VR.
+        _ if len == UNDEFINED => *b"SQ",
+        _ => *b"UN",
+    }
+}
+
+fn trim_uid(b: &[u8]) -> &[u8] {
+    let mut end = b.len();
+    while end > 0 && (b[end - 1] == 0 || b[end - 1] == b' ') {
+        end -= 1;
+    }
+    &b[..end]
+}
+
+/// A UID is at most 64 characters of digits and dots (PS3.5 9.1). Anything
+/// else is refused rather than carried into keys.
+pub fn check_uid(uid: &str, what: &'static str) -> Result<(), ScanError> {
+    if uid.is_empty()
+        || uid.len() > 64
+        || !uid.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+        || uid.starts_with('.')
+        || uid.ends_with('.')
+        || uid.contains("..")
+    {
+        return Err(ScanError::BadUid(what));
+    }
+    Ok(())
+}
+
+impl Scanned<'_> {
+    pub fn get(&self, tag: u32) -> Option<&[u8]> {
+        self.top.binary_search_by_key(&tag, |e| e.tag).ok().map(|i| &self.dataset[self.top[i].start..self.top[i].end])
+    }
+
+    pub fn meta_value(&self, tag: u32) -> Option<&[u8]> {
+        self.meta.iter().find(|e| e.tag == tag).map(|e| &self.meta_bytes[e.start..e.end])
+    }
+
+    pub fn is_big_endian(&self) -> bool {
+        self.encoding == Encoding::ExplicitBe
+    }
+
+    pub fn u16_of(&self, tag: u32) -> Option<u16> {
+        let v = self.get(tag)?;
+        (v.len() >= 2).then(|| rd_u16(v, 0, self.is_big_endian()))
+    }
+
+    /// The element header of a top-level element (for pixel data layout).
+    pub fn element(&self, tag: u32) -> Option<&Element> {
+        self.top.binary_search_by_key(&tag, |e| e.tag).ok().map(|i| &self.top[i])
+    }
+
+    pub fn uid_of(&self, tag: u32) -> Option<&str> {
+        self.get(tag).map(trim_uid).and_then(|b| std::str::from_utf8(b).ok()).filter(|s| !s.is_empty())
+    }
+
+    pub fn nested_values(&self, seq: u32) -> impl Iterator<Item = (usize, u32, &[u8])> {
+        self.nested.iter().filter(move |(s, _, _)| *s == seq).map(|(_, item, e)| (*item, e.tag, &self.dataset[e.start..e.end]))
+    }
+}

@@ -1,0 +1,62 @@
+//! The index's key space. One sled tree holds every record and secondary
+//! index under a one-byte prefix, so that all writes for an instance go in
+//! one atomic batch. Components are joined with NUL, which no UID and no
+//! valid text value contains (NULs are stripped from text components).
+
+use super::model::PatientKey;
+
+pub const META: u8 = b'M';
+pub const PATIENT: u8 = b'P';
+pub const STUDY: u8 = b'S';
+pub const SERIES: u8 = b'R';
+pub const SERIES_TO_STUDY: u8 = b'r';
+pub const INSTANCE: u8 = b'I';
+pub const INSTANCE_LOCATOR: u8 = b'i';
+/// Patient ID → studies.
+pub const BY_PATIENT_ID: u8 = b'p';
+/// Accession Number → studies.
+pub const BY_ACCESSION: u8 = b'a';
+/// Study Date (YYYYMMDD) → studies.
+pub const BY_DATE: u8 = b'd';
+/// Normalised patient name → studies.
+pub const BY_NAME: u8 = b'n';
+/// NHS number → patient keys at each site: the cross-site link.
+pub const BY_NHS: u8 = b'N';
+/// Patient key → its studies.
+pub const PATIENT_STUDIES: u8 = b'T';
+
+pub const SEP: u8 = 0;
+
+pub fn key(prefix: u8, parts: &[&str]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    k.push(prefix);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(SEP);
+        }
+        k.extend(p.bytes().filter(|&b| b != SEP));
+    }
+    k
+}
+
+/// The key prefix of every entry whose first parts are `parts` (ends in SEP).
+pub fn prefix(prefix: u8, parts: &[&str]) -> Vec<u8> {
+    let mut k = key(prefix, parts);
+    k.push(SEP);
+    k
+}
+
+pub fn patient(k: &PatientKey) -> Vec<u8> {
+    key(PATIENT, &[&k.site, &k.issuer, &k.patient_id])
+}
+
+/// The last NUL-separated component of a key (a UID in every index here).
+pub fn last_part(k: &[u8]) -> &str {
+    let start = k.iter().rposition(|&b| b == SEP).map_or(1, |p| p + 1);
+    std::str::from_utf8(&k[start..]).unwrap_or("")
+}
+
+/// The NUL-separated parts after the prefix byte.
+pub fn parts(k: &[u8]) -> Vec<&str> {
+    k.get(1..).unwrap_or_default().split(|&b| b == SEP).map(|p| std::str::from_utf8(p).unwrap_or("")).collect()
+}

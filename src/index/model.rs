@@ -1,0 +1,179 @@
+//! What the index holds at each level of the DICOM information model, and the
+//! metadata ingest extracts from one instance to fill it.
+//!
+//! Records are serialised with postcard; any change to these structs changes
+//! the on-disk format and must bump `SCHEMA_VERSION` in `index::sled_index`.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+/// An identifier under an issuer, as in Other Patient IDs Sequence.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtherId {
+    pub id: String,
+    pub issuer: String,
+    pub kind: String,
+}
+
+/// Everything the index records of one instance, read from its data set,
+/// plus the facts of its arrival.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceMeta {
+    pub specific_character_set: String,
+    // Patient
+    pub patient_id: String,
+    pub issuer_of_patient_id: String,
+    pub patient_name: String,
+    pub patient_birth_date: String,
+    pub patient_sex: String,
+    pub other_patient_ids: Vec<OtherId>,
+    /// A valid NHS number found among the patient's identifiers.
+    pub nhs_number: Option<String>,
+    // Study
+    pub study_uid: String,
+    pub study_date: String,
+    pub study_time: String,
+    pub accession_number: String,
+    pub study_id: String,
+    pub referring_physician_name: String,
+    pub study_description: String,
+    pub institution_name: String,
+    // Series
+    pub series_uid: String,
+    pub modality: String,
+    pub series_number: Option<i64>,
+    pub series_description: String,
+    pub body_part_examined: String,
+    pub series_date: String,
+    pub series_time: String,
+    // Instance
+    pub sop_uid: String,
+    pub sop_class_uid: String,
+    pub instance_number: Option<i64>,
+    pub transfer_syntax: String,
+    pub frames: u32,
+    pub rows: u16,
+    pub columns: u16,
+    pub bits_allocated: u16,
+    pub samples_per_pixel: u16,
+    pub photometric: String,
+    pub has_pixel_data: bool,
+    // Arrival
+    /// The site (trust organisation code) that holds this instance.
+    pub site: String,
+    pub file_size: u64,
+    pub content_hash: [u8; 32],
+    /// Milliseconds since the Unix epoch.
+    pub received_ms: u64,
+}
+
+/// Key of a patient: identifiers are only unique within an issuer, and the
+/// same issuer's patient may be held by more than one site.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PatientKey {
+    pub site: String,
+    pub issuer: String,
+    pub patient_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PatientRecord {
+    pub key: PatientKey,
+    pub name: String,
+    pub birth_date: String,
+    pub sex: String,
+    pub other_ids: Vec<OtherId>,
+    pub nhs_number: Option<String>,
+    pub studies: u32,
+    pub series: u32,
+    pub instances: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StudyRecord {
+    pub uid: String,
+    pub site: String,
+    pub patient: PatientKey,
+    pub patient_name: String,
+    pub patient_birth_date: String,
+    pub patient_sex: String,
+    pub date: String,
+    pub time: String,
+    pub accession_number: String,
+    pub study_id: String,
+    pub referring_physician_name: String,
+    pub description: String,
+    pub institution_name: String,
+    pub modalities: BTreeSet<String>,
+    pub sop_classes: BTreeSet<String>,
+    pub series: u32,
+    pub instances: u32,
+    pub bytes: u64,
+    pub first_received_ms: u64,
+    pub last_received_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesRecord {
+    pub uid: String,
+    pub study_uid: String,
+    pub site: String,
+    pub modality: String,
+    pub number: Option<i64>,
+    pub description: String,
+    pub body_part_examined: String,
+    pub date: String,
+    pub time: String,
+    pub instances: u32,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub sop_uid: String,
+    pub series_uid: String,
+    pub study_uid: String,
+    pub site: String,
+    pub sop_class_uid: String,
+    pub number: Option<i64>,
+    pub transfer_syntax: String,
+    pub frames: u32,
+    pub rows: u16,
+    pub columns: u16,
+    pub bits_allocated: u16,
+    pub samples_per_pixel: u16,
+    pub photometric: String,
+    pub has_pixel_data: bool,
+    pub file_size: u64,
+    pub content_hash: [u8; 32],
+    pub received_ms: u64,
+}
+
+impl InstanceMeta {
+    pub fn patient_key(&self) -> PatientKey {
+        PatientKey { site: self.site.clone(), issuer: self.issuer_of_patient_id.clone(), patient_id: self.patient_id.clone() }
+    }
+
+    pub fn instance_record(&self) -> InstanceRecord {
+        InstanceRecord {
+            sop_uid: self.sop_uid.clone(),
+            series_uid: self.series_uid.clone(),
+            study_uid: self.study_uid.clone(),
+            site: self.site.clone(),
+            sop_class_uid: self.sop_class_uid.clone(),
+            number: self.instance_number,
+            transfer_syntax: self.transfer_syntax.clone(),
+            frames: self.frames,
+            rows: self.rows,
+            columns: self.columns,
+            bits_allocated: self.bits_allocated,
+            samples_per_pixel: self.samples_per_pixel,
+            photometric: self.photometric.clone(),
+            has_pixel_data: self.has_pixel_data,
+            file_size: self.file_size,
+            content_hash: self.content_hash,
+            received_ms: self.received_ms,
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! radhub: a cross-site radiology imaging and reporting hub.
+//!
+//! The application crate. Layout (see ARCHITECTURE.md for the whole map):
+//! - `dicom`: bounded scanning of untrusted DICOM and extraction of indexed attributes
+//! - `store`: durable instance files behind the `ObjectStore` trait
+//! - `index`: the patient/study/series/instance index behind the `Index` trait
+//! - `ingest`: the one path into radhub, binding store and index
+//! - `verify`: store against index, and repair
+//! - `group_commit`: one flush shared by concurrent writers
+//! - `nhs`, `sites`: the NHS number and the trusts
+//! - `testdata`: deterministic synthetic multi-site studies
+//! - `cli`: the `radhub` admin commands
+
+pub mod cli;
+pub mod dicom;
+pub mod group_commit;
+pub mod index;
+pub mod ingest;
+pub mod nhs;
+pub mod sites;
+pub mod store;
+pub mod testdata;
+pub mod verify;

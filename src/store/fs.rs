@@ -1,0 +1,206 @@
+//! Local file system backend: `objects/ab/cd/<64 hex>.dcm`, staging in
+//! `tmp/<64 hex>.<n>.part`.
+//!
+//! `stage` writes and fsyncs the file and the tmp directory (shared among
+//! concurrent writers); `publish` is one rename(2) into place, atomic, so a
+//! reader sees the old object or the new one, never a part.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{ObjectKey, ObjectStore, Staged, StoreError};
+use crate::group_commit::GroupCommit;
+
+pub struct FsStore {
+    objects: PathBuf,
+    tmp: PathBuf,
+    seq: AtomicU64,
+    /// fsyncs of tmp/ shared among concurrent stages.
+    tmp_sync: GroupCommit,
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io { op, path: path.to_owned(), source }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync dir", dir))
+}
+
+impl FsStore {
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let objects = root.join("objects");
+        let tmp = root.join("tmp");
+        for d in [root, &objects, &tmp] {
+            fs::create_dir_all(d).map_err(io("create", d))?;
+        }
+        // Names differ from any a crashed run left (the clock has moved on).
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        Ok(FsStore { objects, tmp, seq: AtomicU64::new(seed), tmp_sync: GroupCommit::default() })
+    }
+
+    pub fn path_of(&self, key: &ObjectKey) -> PathBuf {
+        let hex = key.hex();
+        self.objects.join(&hex[0..2]).join(&hex[2..4]).join(format!("{hex}.dcm"))
+    }
+
+    fn staged_path(&self, s: &Staged) -> PathBuf {
+        self.tmp.join(&s.id)
+    }
+
+    /// Creates the two fan-out levels, fsyncing each parent that gained an entry.
+    fn ensure_dir(&self, dir: &Path) -> Result<(), StoreError> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let Some(parent) = dir.parent() else { return Ok(()) };
+        if parent != self.objects {
+            self.ensure_dir(parent)?;
+        }
+        match fs::create_dir(dir) {
+            Ok(()) => sync_dir(parent),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(io("create", dir)(e)),
+        }
+    }
+}
+
+impl ObjectStore for FsStore {
+    fn stage(&self, key: &ObjectKey, data: &[u8]) -> Result<Staged, StoreError> {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let staged = Staged { key: *key, id: format!("{}.{n}.part", key.hex()) };
+        let path = self.staged_path(&staged);
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&path).map_err(io("create", &path))?;
+        f.write_all(data).map_err(io("write", &path))?;
+        f.sync_all().map_err(io("fsync", &path))?;
+        let ticket = self.tmp_sync.written();
+        self.tmp_sync.wait(ticket, || sync_dir(&self.tmp))?;
+        Ok(staged)
+    }
+
+    fn publish(&self, staged: &Staged) -> Result<bool, StoreError> {
+        let dest = self.path_of(&staged.key);
+        if let Some(dir) = dest.parent() {
+            self.ensure_dir(dir)?;
+        }
+        let existed = dest.exists();
+        fs::rename(self.staged_path(staged), &dest).map_err(io("rename", &dest))?;
+        Ok(existed)
+    }
+
+    fn discard(&self, staged: &Staged) -> Result<(), StoreError> {
+        let p = self.staged_path(staged);
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(io("remove", &p)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn staged(&self) -> Result<Vec<Staged>, StoreError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.tmp).map_err(io("list", &self.tmp))? {
+            let entry = entry.map_err(io("list", &self.tmp))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match name.get(..64).and_then(ObjectKey::from_hex) {
+                Some(key) => out.push(Staged { key, id: name }),
+                // Not ours to interpret: leave it, but say so.
+                None => tracing::warn!(file = %entry.path().display(), "unexpected file in staging"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_staged(&self, staged: &Staged) -> Result<Vec<u8>, StoreError> {
+        let p = self.staged_path(staged);
+        fs::read(&p).map_err(io("read", &p))
+    }
+
+    fn get(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let p = self.path_of(key);
+        match fs::read(&p) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("read", &p)(e)),
+        }
+    }
+
+    fn size(&self, key: &ObjectKey) -> Result<Option<u64>, StoreError> {
+        let p = self.path_of(key);
+        match fs::metadata(&p) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("stat", &p)(e)),
+        }
+    }
+
+    fn delete(&self, key: &ObjectKey) -> Result<bool, StoreError> {
+        let p = self.path_of(key);
+        match fs::remove_file(&p) {
+            Ok(()) => {
+                if let Some(dir) = p.parent() {
+                    sync_dir(dir)?;
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io("remove", &p)(e)),
+        }
+    }
+
+    fn keys(&self) -> Box<dyn Iterator<Item = Result<ObjectKey, StoreError>> + '_> {
+        let walk = walkdir::WalkDir::new(&self.objects).min_depth(3).max_depth(3).into_iter();
+        Box::new(walk.filter_map(|entry| match entry {
+            Err(e) => Some(Err(StoreError::Io {
+                op: "list",
+                path: e.path().map(Path::to_path_buf).unwrap_or_default(),
+                source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("walk error")),
+            })),
+            Ok(entry) => {
+                let name = entry.file_name().to_str()?;
+                ObjectKey::from_hex(name.strip_suffix(".dcm")?).map(Ok)
+            }
+        }))
+    }
+
+    fn local_path(&self, key: &ObjectKey) -> Option<PathBuf> {
+        Some(self.path_of(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_publish_replace_and_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::open(dir.path()).unwrap();
+        let k = ObjectKey::for_uid("1.2.3");
+        let st = s.stage(&k, b"one").unwrap();
+        assert_eq!(s.get(&k).unwrap(), None, "staged objects are invisible");
+        assert_eq!(s.staged().unwrap(), vec![st.clone()]);
+        assert!(!s.publish(&st).unwrap());
+        assert_eq!(s.get(&k).unwrap().unwrap(), b"one");
+        assert!(s.staged().unwrap().is_empty());
+        assert!(s.put(&k, b"three").unwrap(), "replaces");
+        assert_eq!(s.get(&k).unwrap().unwrap(), b"three");
+        let keys: Vec<_> = s.keys().collect::<Result<_, _>>().unwrap();
+        assert_eq!(keys, vec![k]);
+        let st = s.stage(&k, b"four").unwrap();
+        s.discard(&st).unwrap();
+        assert!(s.staged().unwrap().is_empty());
+        assert!(s.delete(&k).unwrap());
+        assert_eq!(s.get(&k).unwrap(), None);
+    }
+
+    #[test]
+    fn hostile_uid_never_reaches_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::open(dir.path()).unwrap();
+        let p = s.path_of(&ObjectKey::for_uid("../../etc/passwd"));
+        assert!(p.starts_with(dir.path().join("objects")));
+        assert!(!p.to_string_lossy().contains("passwd"));
+    }
+}

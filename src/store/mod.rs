@@ -1,0 +1,92 @@
+//! The instance store: whole Part 10 files, written once, addressed by a hash
+//! of the SOP Instance UID. It owns bytes and durability, never metadata; it
+//! must never derive a path from anything a peer sent.
+
+mod fs;
+
+pub use fs::FsStore;
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where an instance lives: BLAKE3 of its SOP Instance UID. A hostile UID
+/// can never become a path.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey(pub [u8; 32]);
+
+impl ObjectKey {
+    pub fn for_uid(sop_instance_uid: &str) -> Self {
+        ObjectKey(*blake3::hash(sop_instance_uid.as_bytes()).as_bytes())
+    }
+
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(ObjectKey(out))
+    }
+}
+
+impl fmt::Debug for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObjectKey({})", self.hex())
+    }
+}
+
+/// An object written durably to the staging area, not yet visible.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Staged {
+    pub key: ObjectKey,
+    /// Backend-specific name of the staged copy.
+    pub id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+/// A durable store of objects by key. Implementations: the local file system
+/// today; object storage later.
+///
+/// Writing is two-phase so that the index can be the commit point: `stage`
+/// makes the bytes durable but invisible; the caller commits its index entry;
+/// `publish` makes the object visible. Staged objects left by a crash are
+/// listed by `staged`, and the caller publishes those its index committed
+/// and discards the rest.
+pub trait ObjectStore: Send + Sync {
+    /// Writes `data` durably to staging. Nothing is visible yet.
+    fn stage(&self, key: &ObjectKey, data: &[u8]) -> Result<Staged, StoreError>;
+    /// Atomically makes a staged object the object under its key, replacing
+    /// any held one; returns whether one was replaced. Durability of this
+    /// step is not required: until it is, `staged` still lists the object.
+    fn publish(&self, staged: &Staged) -> Result<bool, StoreError>;
+    fn discard(&self, staged: &Staged) -> Result<(), StoreError>;
+    /// Objects staged and neither published nor discarded (after a crash).
+    fn staged(&self) -> Result<Vec<Staged>, StoreError>;
+    fn read_staged(&self, staged: &Staged) -> Result<Vec<u8>, StoreError>;
+
+    fn get(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, StoreError>;
+    fn size(&self, key: &ObjectKey) -> Result<Option<u64>, StoreError>;
+    /// Removes the object; `false` if there was none.
+    fn delete(&self, key: &ObjectKey) -> Result<bool, StoreError>;
+    /// Every key present, in no particular order.
+    fn keys(&self) -> Box<dyn Iterator<Item = Result<ObjectKey, StoreError>> + '_>;
+    /// A local file path, where the backend has one (for zero-copy serving).
+    fn local_path(&self, key: &ObjectKey) -> Option<PathBuf>;
+
+    /// Stage and publish at once, for callers with no index to commit.
+    fn put(&self, key: &ObjectKey, data: &[u8]) -> Result<bool, StoreError> {
+        let s = self.stage(key, data)?;
+        self.publish(&s)
+    }
+}
