@@ -1,4 +1,5 @@
-//! A bounded walk over a DICOM Part 10 byte stream.
+//! A bounded walk over DICOM bytes: a Part 10 file, or a bare data set
+//! as it arrives over the network.
 //!
 //! Untrusted bytes (import, C-STORE, STOW-RS) pass through here before any
 //! other parser sees them. The walk checks every declared length against the
@@ -10,7 +11,25 @@
 
 use std::borrow::Cow;
 
-use super::ScanError;
+/// Why a byte stream was refused. Each message names the fault plainly, for
+/// import reports, C-STORE failure comments and STOW-RS answers.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("not a DICOM Part 10 file (no 'DICM' prefix at byte 128)")]
+    NotPart10,
+    #[error("missing {0}")]
+    Missing(&'static str),
+    #[error("invalid {0}")]
+    BadUid(&'static str),
+    #[error("truncated at byte {offset}: needs {needed} bytes, {available} present")]
+    Truncated { offset: usize, needed: usize, available: usize },
+    #[error("element ({:04X},{:04X}) declares {declared} bytes but only {available} remain", tag >> 16, tag & 0xFFFF)]
+    LengthBeyondData { tag: u32, declared: u64, available: u64 },
+    #[error("malformed at byte {offset}: {what}")]
+    Malformed { offset: usize, what: &'static str },
+    #[error("deflated data set: {0}")]
+    Inflate(String),
+}
 
 /// Deepest sequence nesting accepted; real objects rarely pass 6.
 const MAX_DEPTH: usize = 32;
@@ -84,19 +103,28 @@ pub fn scan<'a>(bytes: &'a [u8], nested_wanted: &[u32]) -> Result<Scanned<'a>, S
         meta.iter().find(|e| e.tag == 0x0002_0010).map(|e| trim_uid(&bytes[e.start..e.end])).ok_or(ScanError::Missing("Transfer Syntax UID (0002,0010)"))?;
     let ts = std::str::from_utf8(ts).map_err(|_| ScanError::BadUid("Transfer Syntax UID"))?.to_owned();
     check_uid(&ts, "Transfer Syntax UID")?;
-    let encoding = match ts.as_str() {
+    let mut s = scan_dataset(&bytes[meta_end..], &ts, nested_wanted)?;
+    s.meta = meta;
+    s.meta_bytes = &bytes[..meta_end];
+    Ok(s)
+}
+
+/// Scans a bare data set encoded in transfer syntax `ts` (as received in
+/// P-DATA, or after a file's meta group).
+pub fn scan_dataset<'a>(bytes: &'a [u8], ts: &str, nested_wanted: &[u32]) -> Result<Scanned<'a>, ScanError> {
+    let encoding = match ts {
         TS_IMPLICIT_LE => Encoding::ImplicitLe,
         TS_EXPLICIT_BE => Encoding::ExplicitBe,
         // PS3.5 10: every other transfer syntax encodes the data set as
         // Explicit VR Little Endian.
         _ => Encoding::ExplicitLe,
     };
-    let dataset: Cow<'a, [u8]> = if ts == TS_DEFLATED { Cow::Owned(inflate(&bytes[meta_end..])?) } else { Cow::Borrowed(&bytes[meta_end..]) };
+    let dataset: Cow<'a, [u8]> = if ts == TS_DEFLATED { Cow::Owned(inflate(bytes)?) } else { Cow::Borrowed(bytes) };
     let mut w = Walker { buf: &dataset, enc: encoding, top: Vec::new(), nested: Vec::new(), nested_wanted, fragments: 0 };
     w.walk(0, dataset.len(), 0, None)?;
     let (mut top, nested, fragments) = (std::mem::take(&mut w.top), std::mem::take(&mut w.nested), w.fragments);
     top.sort_by_key(|e| e.tag);
-    Ok(Scanned { meta, meta_bytes: &bytes[..meta_end], transfer_syntax: ts, encoding, dataset, top, nested, fragments })
+    Ok(Scanned { meta: Vec::new(), meta_bytes: &[], transfer_syntax: ts.to_owned(), encoding, dataset, top, nested, fragments })
 }
 
 /// File meta information: explicit VR little endian, group 0002 only.
