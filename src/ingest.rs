@@ -37,6 +37,9 @@ pub enum IngestError {
     /// The input is at fault; nothing was changed.
     #[error("rejected: {0}")]
     Rejected(#[from] ScanError),
+    /// The data set is not what its command announced; nothing was changed.
+    #[error("{0}")]
+    Mismatch(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -60,6 +63,9 @@ pub fn now_ms() -> u64 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// The data set is not what its command announced; nothing was changed.
+    #[error("{0}")]
+    Mismatch(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -127,6 +133,23 @@ impl Hub {
     /// publish (rename). A crash between steps is finished by `recover`.
     pub fn ingest(&self, bytes: &[u8], site: Option<&str>) -> Result<(Outcome, InstanceMeta), IngestError> {
         let meta = Self::describe(bytes, site)?;
+        self.commit(bytes, meta)
+    }
+
+    /// As `ingest`, refusing a data set whose SOP Class and Instance UIDs
+    /// are not the `(class, instance)` its C-STORE request announced.
+    pub fn ingest_expecting(&self, bytes: &[u8], site: Option<&str>, (class, instance): (&str, &str)) -> Result<(Outcome, InstanceMeta), IngestError> {
+        let meta = Self::describe(bytes, site)?;
+        if meta.sop_uid != instance {
+            return Err(IngestError::Mismatch(format!("data set holds SOP Instance UID {}, not {instance}", meta.sop_uid)));
+        }
+        if meta.sop_class_uid != class {
+            return Err(IngestError::Mismatch(format!("data set holds SOP Class UID {}, not {class}", meta.sop_class_uid)));
+        }
+        self.commit(bytes, meta)
+    }
+
+    fn commit(&self, bytes: &[u8], meta: InstanceMeta) -> Result<(Outcome, InstanceMeta), IngestError> {
         let key = ObjectKey::for_uid(&meta.sop_uid);
         let _g = self.lock(&key);
         let outcome = match self.index.instance(&meta.sop_uid)? {

@@ -5,6 +5,7 @@
 //! - `store`: durable instance files behind the `ObjectStore` trait
 //! - `index`: the patient/study/series/instance index behind the `Index` trait
 //! - `ingest`: the one path into radhub, binding store and index
+//! - `dimse`: the DICOM services' handler (pacs-gateway calls it)
 //! - `verify`: store against index, and repair
 //! - `group_commit`: one flush shared by concurrent writers
 //! - `nhs`, `sites`: the NHS number and the trusts
@@ -13,6 +14,7 @@
 
 pub mod cli;
 pub mod dicom;
+pub mod dimse;
 pub mod group_commit;
 pub mod index;
 pub mod ingest;

@@ -95,6 +95,16 @@ struct Walker<'b> {
 /// Scans a Part 10 file. `nested_wanted` names top-level sequences whose first
 /// level of item elements should be reported in `Scanned::nested`.
 pub fn scan<'a>(bytes: &'a [u8], nested_wanted: &[u32]) -> Result<Scanned<'a>, ScanError> {
+    let (meta, meta_end, ts) = file_meta(bytes)?;
+    let mut s = scan_dataset(&bytes[meta_end..], &ts, nested_wanted)?;
+    s.meta = meta;
+    s.meta_bytes = &bytes[..meta_end];
+    Ok(s)
+}
+
+/// The file meta group of a Part 10 file: its elements, where the data set
+/// starts, and the transfer syntax the data set is encoded in.
+pub fn file_meta(bytes: &[u8]) -> Result<(Vec<Element>, usize, String), ScanError> {
     if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
         return Err(ScanError::NotPart10);
     }
@@ -103,10 +113,7 @@ pub fn scan<'a>(bytes: &'a [u8], nested_wanted: &[u32]) -> Result<Scanned<'a>, S
         meta.iter().find(|e| e.tag == 0x0002_0010).map(|e| trim_uid(&bytes[e.start..e.end])).ok_or(ScanError::Missing("Transfer Syntax UID (0002,0010)"))?;
     let ts = std::str::from_utf8(ts).map_err(|_| ScanError::BadUid("Transfer Syntax UID"))?.to_owned();
     check_uid(&ts, "Transfer Syntax UID")?;
-    let mut s = scan_dataset(&bytes[meta_end..], &ts, nested_wanted)?;
-    s.meta = meta;
-    s.meta_bytes = &bytes[..meta_end];
-    Ok(s)
+    Ok((meta, meta_end, ts))
 }
 
 /// Scans a bare data set encoded in transfer syntax `ts` (as received in

@@ -1,9 +1,30 @@
-//! pacs-gateway: radhub's DICOM protocol crate.
+//! pacs-gateway: radhub's DICOM protocol crate, an async DIMSE layer on
+//! dicom-ul.
 //!
-//! It will hold the async DIMSE layer (C-ECHO, C-STORE, C-FIND, C-MOVE,
-//! C-GET, as SCP and SCU) on dicom-ul, and calls traits that the application
-//! implements (store an instance, answer a query, open instances to send).
-//! It knows nothing of sled, HTTP or rendering, and never depends on the
-//! `radhub` crate. Today it holds the PS3.7 status codes every service uses.
+//! - `server`: the listener (limits, access control, shutdown) and `Config`
+//! - `association`: one association's receive loop and dispatch
+//! - `message`, `command`: DIMSE messages from P-DATA fragments, command sets
+//! - `store`, `find`, `retrieve`: the C-STORE, C-FIND, C-MOVE/C-GET SCPs
+//!   (C-ECHO is answered in `association`)
+//! - `client`: C-STORE sub-operations, and associations to move destinations
+//! - `identifier`: query identifiers, validated before parsing
+//! - `status`, `sop_classes`: PS3.7 statuses, the SOP classes served
+//!
+//! It knows nothing of sled, HTTP or rendering and never depends on the
+//! `radhub` crate: the application implements `handler::Handler`.
 
+mod association;
+mod client;
+pub mod command;
+mod find;
+pub mod handler;
+mod identifier;
+pub mod message;
+mod retrieve;
+pub mod server;
+pub mod sop_classes;
 pub mod status;
+pub mod store;
+
+pub use handler::{Answer, Handler, InstanceRef, Level, Model, Query, StoreRequest};
+pub use server::{Config, Gateway, KnownAe};

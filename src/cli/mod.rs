@@ -4,6 +4,7 @@
 mod demo;
 mod import;
 mod ls;
+mod serve;
 mod stats;
 mod testdata;
 mod verify;
@@ -42,6 +43,8 @@ enum Command {
     Testdata(testdata::Args),
     /// Generate demo data for three sites, import it, and show the hub.
     Demo(demo::Args),
+    /// Run the hub's DICOM listener (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET).
+    Serve(serve::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -57,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Ls(a) => ls::run(&cli.data, a),
         Command::Testdata(a) => testdata::run(a),
         Command::Demo(a) => demo::run(&cli.data, a),
+        Command::Serve(a) => serve::run(&cli.data, a),
     };
     match result {
         Ok(code) => code,

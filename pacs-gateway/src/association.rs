@@ -1,0 +1,132 @@
+//! One accepted association: receive PDUs, assemble messages, dispatch each
+//! to its service, until release, abort, idle timeout or shutdown. A
+//! protocol violation aborts this association only.
+
+use std::sync::Arc;
+
+use dicom_ul::association::{Association, AsyncServerAssociation};
+use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason};
+use dicom_ul::Pdu;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::command::{field, tag, Command};
+use crate::handler::Handler;
+use crate::message::{self, Assembler, Message, SendError};
+use crate::server::Config;
+use crate::status::Status;
+use crate::{find, retrieve, store};
+
+/// What a service needs to know of the association it runs on.
+pub(crate) struct Ctx {
+    pub config: Arc<Config>,
+    pub handler: Arc<dyn Handler>,
+    pub calling_ae: String,
+    pub contexts: Vec<PresentationContextNegotiated>,
+}
+
+impl Ctx {
+    pub fn accepted(&self, id: u8) -> Option<&PresentationContextNegotiated> {
+        self.contexts.iter().find(|c| c.id == id && c.reason == PresentationContextResultReason::Acceptance)
+    }
+}
+
+pub(crate) type Assoc = AsyncServerAssociation<TcpStream>;
+
+pub(crate) async fn run(mut assoc: Assoc, config: Arc<Config>, handler: Arc<dyn Handler>, mut stop: watch::Receiver<bool>) {
+    let ctx = Ctx { calling_ae: assoc.peer_ae_title().trim().to_owned(), contexts: assoc.presentation_contexts().to_vec(), config, handler };
+    tracing::debug!(contexts = ctx.contexts.len(), "association established");
+    let mut asm = Assembler::new(ctx.config.max_data_set_bytes);
+    loop {
+        // At shutdown, finish the message in progress, then abort.
+        let pdu = tokio::select! {
+            r = assoc.receive() => r,
+            _ = stop.changed(), if asm.is_idle() => {
+                tracing::info!("aborting association: shutting down");
+                let _ = assoc.abort().await;
+                return;
+            }
+        };
+        match pdu {
+            Ok(Pdu::PData { data }) => {
+                for pdv in data {
+                    match asm.push(pdv) {
+                        Ok(None) => {}
+                        Ok(Some(msg)) => {
+                            if let Err(e) = dispatch(&mut assoc, &ctx, msg).await {
+                                tracing::warn!(error = %e, "aborting association");
+                                let _ = assoc.abort().await;
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "protocol violation: aborting association");
+                            let _ = assoc.abort().await;
+                            return;
+                        }
+                    }
+                }
+            }
+            Ok(Pdu::ReleaseRQ) => {
+                let _ = assoc.send(&Pdu::ReleaseRP).await;
+                tracing::debug!("association released");
+                return;
+            }
+            Ok(Pdu::AbortRQ { source }) => {
+                tracing::info!(?source, "association aborted by peer");
+                return;
+            }
+            Ok(other) => {
+                tracing::warn!(pdu = %other.short_description(), "unexpected PDU: aborting association");
+                let _ = assoc.abort().await;
+                return;
+            }
+            Err(dicom_ul::association::Error::ConnectionClosed { .. }) => {
+                tracing::info!("connection closed without release");
+                return;
+            }
+            Err(e) => {
+                // Idle timeout, oversized or malformed PDU.
+                tracing::warn!(error = %e, "receive failed: aborting association");
+                let _ = assoc.abort().await;
+                return;
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DispatchError {
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error("message on presentation context {0}, which was not accepted")]
+    ContextNotAccepted(u8),
+    #[error("peer sent {0}")]
+    Peer(&'static str),
+}
+
+async fn dispatch(assoc: &mut Assoc, ctx: &Ctx, msg: Message) -> Result<(), DispatchError> {
+    let pc = ctx.accepted(msg.pc_id).ok_or(DispatchError::ContextNotAccepted(msg.pc_id))?.clone();
+    let Ok(f) = msg.command.field() else {
+        return Err(DispatchError::Peer("a command without Command Field"));
+    };
+    match f {
+        field::C_ECHO_RQ => {
+            let rsp = Command::response_to(&msg.command, field::C_ECHO_RSP, Status::SUCCESS, false);
+            message::send(assoc, pc.id, &rsp, None).await?;
+        }
+        field::C_STORE_RQ => store::serve(assoc, ctx, &pc, msg).await?,
+        field::C_FIND_RQ => find::serve(assoc, ctx, &pc, msg).await?,
+        field::C_MOVE_RQ => retrieve::serve_move(assoc, ctx, &pc, msg).await?,
+        field::C_GET_RQ => retrieve::serve_get(assoc, ctx, &pc, msg).await?,
+        // A cancel for an operation already finished: nothing to do.
+        field::C_CANCEL_RQ => {}
+        other => {
+            // PS3.7 C.5.5: unrecognised operation.
+            let mut rsp = Command::response_to(&msg.command, other | 0x8000, Status(0x0211), false);
+            rsp.set_str(tag::ERROR_COMMENT, "operation not supported");
+            message::send(assoc, pc.id, &rsp, None).await?;
+        }
+    }
+    Ok(())
+}

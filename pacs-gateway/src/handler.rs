@@ -1,0 +1,106 @@
+//! What the gateway asks of the application. The application (radhub)
+//! implements `Handler`; the gateway never sees how instances are stored
+//! or indexed. Methods may block (disk, index): the gateway calls them on
+//! tokio's blocking pool.
+
+use dicom_object::InMemDicomObject;
+
+use crate::status::Status;
+
+/// A C-STORE, with the data set wrapped as a Part 10 file exactly as
+/// received (the gateway adds only the file meta group).
+#[derive(Debug)]
+pub struct StoreRequest {
+    pub calling_ae: String,
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub transfer_syntax: String,
+    pub file: Vec<u8>,
+}
+
+/// The answer to a C-STORE: a status from PS3.4 B.2.3 and an optional
+/// Error Comment (at most 64 characters are sent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: Status,
+    pub comment: Option<String>,
+}
+
+impl Answer {
+    pub fn success() -> Self {
+        Answer { status: Status::SUCCESS, comment: None }
+    }
+
+    pub fn failure(status: Status, comment: impl Into<String>) -> Self {
+        Answer { status, comment: Some(comment.into()) }
+    }
+}
+
+/// The query/retrieve information model of a C-FIND, C-MOVE or C-GET.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    PatientRoot,
+    StudyRoot,
+}
+
+/// Query/Retrieve Level (0008,0052).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Patient,
+    Study,
+    Series,
+    Image,
+}
+
+impl Level {
+    pub fn parse(s: &str) -> Option<Level> {
+        match s.trim() {
+            "PATIENT" => Some(Level::Patient),
+            "STUDY" => Some(Level::Study),
+            "SERIES" => Some(Level::Series),
+            "IMAGE" => Some(Level::Image),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Patient => "PATIENT",
+            Level::Study => "STUDY",
+            Level::Series => "SERIES",
+            Level::Image => "IMAGE",
+        }
+    }
+}
+
+/// A C-FIND, C-MOVE or C-GET identifier with its model and level.
+#[derive(Debug)]
+pub struct Query {
+    pub calling_ae: String,
+    pub model: Model,
+    pub level: Level,
+    pub identifier: InMemDicomObject,
+}
+
+/// One instance selected for C-MOVE or C-GET.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceRef {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub transfer_syntax: String,
+}
+
+pub trait Handler: Send + Sync + 'static {
+    /// Stores one instance; returns only once it is durable.
+    fn store(&self, req: StoreRequest) -> Answer;
+
+    /// Every match of a C-FIND, each an identifier holding the requested
+    /// keys (and Query/Retrieve Level), in the order to send them.
+    fn find(&self, query: &Query) -> Result<Vec<InMemDicomObject>, Answer>;
+
+    /// The instances a C-MOVE or C-GET identifier selects.
+    fn select(&self, query: &Query) -> Result<Vec<InstanceRef>, Answer>;
+
+    /// One selected instance as a Part 10 file.
+    fn open(&self, instance: &InstanceRef) -> Result<Vec<u8>, String>;
+}

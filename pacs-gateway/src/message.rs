@@ -1,0 +1,202 @@
+//! DIMSE messages on an association: P-DATA fragments assembled into a
+//! command and its data set (bounded), and messages sent back out, split to
+//! the peer's maximum PDU length.
+
+use dicom_ul::association::AsyncAssociation;
+use dicom_ul::pdu::{PDataValue, PDataValueType};
+use dicom_ul::Pdu;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::command::{Command, CommandError};
+
+/// One DIMSE message: a command and, when it announces one, its data set.
+#[derive(Debug)]
+pub struct Message {
+    pub pc_id: u8,
+    pub command: Command,
+    pub data: Option<Vec<u8>>,
+    /// The data set exceeded the configured limit and was dropped.
+    pub data_overflow: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("command set over {0} bytes")]
+    CommandTooLarge(usize),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("fragments of one message on different presentation contexts")]
+    ContextMismatch,
+    #[error("a data fragment without a command")]
+    DataWithoutCommand,
+    #[error("a command fragment while a data set was expected")]
+    CommandInsteadOfData,
+}
+
+enum State {
+    Idle,
+    Command { pc: u8, buf: Vec<u8> },
+    Data { pc: u8, command: Command, buf: Vec<u8>, overflow: bool },
+}
+
+/// Builds messages from P-DATA values, holding at most `max_data` bytes of
+/// data set; anything larger is read through and dropped, so the peer can
+/// still be answered on the same association.
+pub struct Assembler {
+    max_command: usize,
+    max_data: usize,
+    state: State,
+}
+
+impl Assembler {
+    pub fn new(max_data: usize) -> Self {
+        Assembler { max_command: 64 << 10, max_data, state: State::Idle }
+    }
+
+    pub fn push(&mut self, pdv: PDataValue) -> Result<Option<Message>, ProtocolError> {
+        let pc = pdv.presentation_context_id;
+        match (std::mem::replace(&mut self.state, State::Idle), pdv.value_type.clone()) {
+            (State::Idle, PDataValueType::Command) => self.command(pc, Vec::new(), pdv),
+            (State::Command { pc: p, buf }, PDataValueType::Command) if p == pc => self.command(pc, buf, pdv),
+            (State::Data { pc: p, command, mut buf, mut overflow }, PDataValueType::Data) if p == pc => {
+                if !overflow && buf.len() + pdv.data.len() > self.max_data {
+                    overflow = true;
+                    buf = Vec::new();
+                }
+                if !overflow {
+                    buf.extend_from_slice(&pdv.data);
+                }
+                if pdv.is_last {
+                    return Ok(Some(Message { pc_id: pc, command, data: (!overflow).then_some(buf), data_overflow: overflow }));
+                }
+                self.state = State::Data { pc, command, buf, overflow };
+                Ok(None)
+            }
+            (State::Idle | State::Command { .. }, PDataValueType::Data) => Err(ProtocolError::DataWithoutCommand),
+            (State::Data { .. }, PDataValueType::Command) => Err(ProtocolError::CommandInsteadOfData),
+            _ => Err(ProtocolError::ContextMismatch),
+        }
+    }
+
+    fn command(&mut self, pc: u8, mut buf: Vec<u8>, pdv: PDataValue) -> Result<Option<Message>, ProtocolError> {
+        if buf.len() + pdv.data.len() > self.max_command {
+            return Err(ProtocolError::CommandTooLarge(self.max_command));
+        }
+        buf.extend_from_slice(&pdv.data);
+        if !pdv.is_last {
+            self.state = State::Command { pc, buf };
+            return Ok(None);
+        }
+        let command = Command::decode(&buf)?;
+        if command.has_data_set() {
+            self.state = State::Data { pc, command, buf: Vec::new(), overflow: false };
+            return Ok(None);
+        }
+        Ok(Some(Message { pc_id: pc, command, data: None, data_overflow: false }))
+    }
+
+    /// Whether a message is partly received.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Idle)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Ul(#[from] dicom_ul::association::Error),
+    #[error("sending a data set: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("peer sent {0}")]
+    Unexpected(&'static str),
+}
+
+/// Sends a command, and its data set if any, on presentation context `pc`.
+pub async fn send<A>(assoc: &mut A, pc: u8, command: &Command, data: Option<&[u8]>) -> Result<(), SendError>
+where
+    A: AsyncAssociation<TcpStream> + Send,
+{
+    let pdu = Pdu::PData { data: vec![PDataValue { presentation_context_id: pc, value_type: PDataValueType::Command, is_last: true, data: command.encode() }] };
+    AsyncAssociation::send(assoc, &pdu).await?;
+    if let Some(data) = data {
+        let mut w = assoc.send_pdata(pc);
+        w.write_all(data).await?;
+        w.finish().await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::field;
+
+    fn pdv(pc: u8, command: bool, last: bool, data: Vec<u8>) -> PDataValue {
+        PDataValue { presentation_context_id: pc, value_type: if command { PDataValueType::Command } else { PDataValueType::Data }, is_last: last, data }
+    }
+
+    #[test]
+    fn assembles_fragmented_command_and_data() {
+        let cmd = Command::request(field::C_STORE_RQ, 3, "1.2.840.10008.5.1.4.1.1.2", true).encode();
+        let mut a = Assembler::new(10);
+        assert!(a.push(pdv(1, true, false, cmd[..10].to_vec())).unwrap().is_none());
+        assert!(a.push(pdv(1, true, true, cmd[10..].to_vec())).unwrap().is_none());
+        assert!(a.push(pdv(1, false, false, vec![1, 2, 3])).unwrap().is_none());
+        let m = a.push(pdv(1, false, true, vec![4])).unwrap().unwrap();
+        assert_eq!(m.data, Some(vec![1, 2, 3, 4]));
+        assert!(a.is_idle());
+    }
+
+    #[test]
+    fn oversized_data_is_read_through_and_flagged() {
+        let cmd = Command::request(field::C_STORE_RQ, 3, "1.2.840.10008.5.1.4.1.1.2", true).encode();
+        let mut a = Assembler::new(4);
+        a.push(pdv(1, true, true, cmd)).unwrap();
+        a.push(pdv(1, false, false, vec![0; 3])).unwrap();
+        let m = a.push(pdv(1, false, true, vec![0; 3])).unwrap().unwrap();
+        assert!(m.data_overflow && m.data.is_none());
+    }
+
+    #[test]
+    fn protocol_violations_are_errors() {
+        let mut a = Assembler::new(4);
+        assert!(matches!(a.push(pdv(1, false, true, vec![])), Err(ProtocolError::DataWithoutCommand)));
+        let cmd = Command::request(field::C_STORE_RQ, 3, "1.2.840.10008.5.1.4.1.1.2", true).encode();
+        let mut a = Assembler::new(4);
+        a.push(pdv(1, true, true, cmd)).unwrap();
+        assert!(matches!(a.push(pdv(3, false, true, vec![])), Err(ProtocolError::ContextMismatch)));
+    }
+}
+
+/// What arrived while a long operation was answering.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Interrupt {
+    None,
+    /// A C-CANCEL-RQ for the operation in progress.
+    Cancel,
+}
+
+/// Checks, without waiting, whether the peer has sent anything; reads it
+/// if so. Anything but a C-CANCEL there is a protocol violation.
+pub async fn interrupted<A>(assoc: &mut A) -> Result<Interrupt, SendError>
+where
+    A: AsyncAssociation<TcpStream> + Send,
+{
+    let (stream, buffered) = assoc.get_mut();
+    let ready = !buffered.is_empty() || matches!(tokio::time::timeout(std::time::Duration::ZERO, stream.peek(&mut [0u8; 1])).await, Ok(Ok(n)) if n > 0);
+    if !ready {
+        return Ok(Interrupt::None);
+    }
+    match AsyncAssociation::receive(assoc).await? {
+        Pdu::PData { data } if data.iter().all(|v| v.value_type == PDataValueType::Command) => {
+            let bytes: Vec<u8> = data.into_iter().flat_map(|v| v.data).collect();
+            match Command::decode(&bytes).ok().and_then(|c| c.field().ok()) {
+                Some(crate::command::field::C_CANCEL_RQ) => Ok(Interrupt::Cancel),
+                _ => Err(SendError::Unexpected("a command other than C-CANCEL during an operation")),
+            }
+        }
+        Pdu::AbortRQ { .. } => Err(SendError::Unexpected("A-ABORT")),
+        _ => Err(SendError::Unexpected("an unexpected PDU during an operation")),
+    }
+}

@@ -1,0 +1,205 @@
+//! radhub's side of the DICOM services: the `pacs_gateway::Handler` that
+//! stores through `ingest::Hub`, answers C-FIND from the index (never from
+//! files) and selects and opens instances for C-MOVE and C-GET.
+
+mod query;
+mod rows;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dicom_object::InMemDicomObject;
+use pacs_gateway::status::Status;
+use pacs_gateway::{Answer, Handler, InstanceRef, Level, Model, Query, StoreRequest};
+
+use crate::index::model::InstanceRecord;
+use crate::index::{Index, PatientFilter, StudyFilter};
+use crate::ingest::{Hub, IngestError};
+use crate::store::ObjectKey;
+use query::{keys, value_of, Key};
+use rows::{tags, Row};
+
+pub struct HubHandler {
+    hub: Arc<Hub>,
+    /// The site each known calling AE stores for.
+    sites: HashMap<String, String>,
+    ae_title: String,
+}
+
+impl HubHandler {
+    pub fn new(hub: Arc<Hub>, ae_title: &str, sites: HashMap<String, String>) -> Self {
+        HubHandler { hub, sites, ae_title: ae_title.to_owned() }
+    }
+
+    fn index(&self) -> &dyn Index {
+        self.hub.index.as_ref()
+    }
+}
+
+fn failure(e: crate::index::IndexError) -> Answer {
+    tracing::error!(error = %e, "index failure while answering a query");
+    Answer::failure(Status::OUT_OF_RESOURCES, "index unavailable")
+}
+
+impl Handler for HubHandler {
+    fn store(&self, req: StoreRequest) -> Answer {
+        let site = self.sites.get(&req.calling_ae).map(String::as_str);
+        let expect = (req.sop_class_uid.as_str(), req.sop_instance_uid.as_str());
+        match self.hub.ingest_expecting(&req.file, site, expect) {
+            Ok(_) => Answer::success(),
+            Err(IngestError::Rejected(e)) => Answer::failure(Status::CANNOT_UNDERSTAND, e.to_string()),
+            Err(IngestError::Mismatch(what)) => Answer::failure(Status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, what),
+            Err(e) => {
+                tracing::error!(sop = %req.sop_instance_uid, error = %e, "C-STORE failed");
+                Answer::failure(Status::OUT_OF_RESOURCES, "storage failure")
+            }
+        }
+    }
+
+    fn find(&self, q: &Query) -> Result<Vec<InMemDicomObject>, Answer> {
+        let keys = keys(&q.identifier);
+        let rows = self.rows(q.model, q.level, &keys).map_err(failure)?;
+        Ok(rows.iter().map(|r| query::response(&keys, r, q.level.as_str(), &self.ae_title)).collect())
+    }
+
+    fn select(&self, q: &Query) -> Result<Vec<InstanceRef>, Answer> {
+        let keys = keys(&q.identifier);
+        // Retrieval uses the unique keys of the level and above (PS3.4 C.4.2.2.1).
+        let rows = self.rows(q.model, q.level, &keys).map_err(failure)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let instances: Vec<InstanceRecord> = match q.level {
+                Level::Image => row
+                    .get(&tags::SOP_INSTANCE_UID)
+                    .and_then(|u| self.index().instance(u).transpose())
+                    .into_iter()
+                    .collect::<Result<_, _>>()
+                    .map_err(failure)?,
+                Level::Series => {
+                    let (study, series) = (row.get(&tags::STUDY_INSTANCE_UID), row.get(&tags::SERIES_INSTANCE_UID));
+                    match (study, series) {
+                        (Some(st), Some(se)) => self.index().instances_of(st, Some(se)).map_err(failure)?,
+                        _ => Vec::new(),
+                    }
+                }
+                Level::Study => match row.get(&tags::STUDY_INSTANCE_UID) {
+                    Some(st) => self.index().instances_of(st, None).map_err(failure)?,
+                    None => Vec::new(),
+                },
+                Level::Patient => {
+                    let f = StudyFilter {
+                        patient_id: row.get(&tags::PATIENT_ID).cloned(),
+                        issuer: row.get(&tags::ISSUER_OF_PATIENT_ID).cloned(),
+                        ..Default::default()
+                    };
+                    let mut all = Vec::new();
+                    for st in self.index().find_studies(&f).map_err(failure)? {
+                        all.extend(self.index().instances_of(&st.uid, None).map_err(failure)?);
+                    }
+                    all
+                }
+            };
+            out.extend(instances.into_iter().map(|i| InstanceRef {
+                sop_class_uid: i.sop_class_uid,
+                sop_instance_uid: i.sop_uid,
+                transfer_syntax: i.transfer_syntax,
+            }));
+        }
+        Ok(out)
+    }
+
+    fn open(&self, inst: &InstanceRef) -> Result<Vec<u8>, String> {
+        self.hub.store.get(&ObjectKey::for_uid(&inst.sop_instance_uid)).map_err(|e| e.to_string())?.ok_or_else(|| "instance file missing".to_owned())
+    }
+}
+
+impl HubHandler {
+    /// Matching rows at `level`. For retrieval at PATIENT level the rows
+    /// are the patient's studies, so that they carry Study Instance UIDs.
+    fn rows(&self, model: Model, level: Level, keys: &[Key]) -> Result<Vec<Row>, crate::index::IndexError> {
+        let ix = self.index();
+        let mut out = Vec::new();
+        match level {
+            Level::Patient => {
+                let f = PatientFilter {
+                    patient_id: value_of(keys, tags::PATIENT_ID).map(str::to_owned),
+                    issuer: value_of(keys, tags::ISSUER_OF_PATIENT_ID).map(str::to_owned),
+                    patient_name: value_of(keys, tags::PATIENT_NAME).map(str::to_owned),
+                    ..Default::default()
+                };
+                for p in ix.find_patients(&f)? {
+                    let mut row = Row::new();
+                    rows::patient(&p, &mut row);
+                    if query::row_matches(keys, &row) {
+                        out.push(row);
+                    }
+                }
+                debug_assert_eq!(model, Model::PatientRoot);
+            }
+            Level::Study => out = self.study_rows(keys)?,
+            Level::Series | Level::Image => {
+                for study_row in self.study_rows(&parent_keys(keys, Level::Study))? {
+                    let Some(study_uid) = study_row.get(&tags::STUDY_INSTANCE_UID) else { continue };
+                    for s in ix.series_of(study_uid)? {
+                        let mut row = study_row.clone();
+                        rows::series(&s, &mut row);
+                        if level == Level::Series {
+                            if query::row_matches(keys, &row) {
+                                out.push(row);
+                            }
+                            continue;
+                        }
+                        if !query::row_matches(&parent_keys(keys, Level::Series), &row) {
+                            continue;
+                        }
+                        for i in ix.instances_of(study_uid, Some(&s.uid))? {
+                            let mut irow = row.clone();
+                            rows::instance(&i, &mut irow);
+                            if query::row_matches(keys, &irow) {
+                                out.push(irow);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn study_rows(&self, keys: &[Key]) -> Result<Vec<Row>, crate::index::IndexError> {
+        let mut out = Vec::new();
+        for s in self.index().find_studies(&query::study_filter(keys))? {
+            let mut row = Row::new();
+            rows::study(&s, &mut row);
+            if query::row_matches(keys, &row) {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The keys that belong to `level` and above (patient and study keys for
+/// Study, plus series keys for Series).
+fn parent_keys(keys: &[Key], level: Level) -> Vec<Key> {
+    let series_only = [
+        tags::MODALITY,
+        tags::SERIES_INSTANCE_UID,
+        tags::SERIES_NUMBER,
+        tags::SERIES_DESCRIPTION,
+        tags::BODY_PART_EXAMINED,
+        tags::SERIES_DATE,
+        tags::SERIES_TIME,
+        tags::NUMBER_OF_SERIES_RELATED_INSTANCES,
+    ];
+    let image_only = [
+        tags::SOP_INSTANCE_UID,
+        tags::SOP_CLASS_UID,
+        tags::INSTANCE_NUMBER,
+        tags::ROWS,
+        tags::COLUMNS,
+        tags::NUMBER_OF_FRAMES,
+        tags::AVAILABLE_TRANSFER_SYNTAX_UID,
+    ];
+    keys.iter().filter(|k| !image_only.contains(&k.tag) && (level == Level::Series || !series_only.contains(&k.tag))).cloned().collect()
+}
