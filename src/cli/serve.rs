@@ -74,15 +74,15 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         let gateway = Gateway::new(config, handler);
         let listener = gateway.bind().await.with_context(|| format!("binding {}", a.dicom_bind))?;
         let addr = listener.local_addr()?;
-        // Scripts wait for this line.
-        println!("radhub: DICOM listening on {addr} as {}", a.ae_title);
-        std::io::stdout().flush()?;
+        // Scripts wait for this line; they may close the pipe after it.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "radhub: DICOM listening on {addr} as {}", a.ae_title).and_then(|_| out.flush());
         tracing::info!(%addr, ae = %a.ae_title, "DICOM listener up");
         gateway.serve(listener, shutdown()).await;
         anyhow::Ok(())
     })?;
     hub.index.sync()?;
-    println!("radhub: stopped");
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 

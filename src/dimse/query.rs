@@ -115,6 +115,8 @@ fn primitive(vr: VR, v: String) -> PrimitiveValue {
         VR::US => v.split('\\').next().and_then(|n| n.parse::<u16>().ok()).map_or(PrimitiveValue::Empty, PrimitiveValue::from),
         VR::UL => v.split('\\').next().and_then(|n| n.parse::<u32>().ok()).map_or(PrimitiveValue::Empty, PrimitiveValue::from),
         _ if v.is_empty() => PrimitiveValue::Empty,
+        // UIDs are padded with NUL, not space (PS3.5 9.1).
+        VR::UI if v.len() % 2 == 1 => PrimitiveValue::from(format!("{v}\0")),
         _ => PrimitiveValue::from(v),
     }
 }

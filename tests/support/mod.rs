@@ -34,3 +34,76 @@ pub fn pydicom_sets() -> Vec<PathBuf> {
     let d = pydicom_data();
     ["test_files", "charset_files", "palettes"].iter().map(|s| d.join(s)).collect()
 }
+
+/// A free TCP port on loopback (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A DCMTK tool with TCP_NODELAY=1, which it needs to avoid ~40 ms stalls.
+/// Called by its Debian path: pynetdicom installs console scripts of the
+/// same names (storescu, findscu, ...) that shadow DCMTK's on PATH.
+pub fn dcmtk(tool: &str) -> Command {
+    let path = format!("/usr/bin/{tool}");
+    assert!(Path::new(&path).exists(), "DCMTK's {tool} is required (scripts/setup installs dcmtk)");
+    let mut c = Command::new(path);
+    c.env("TCP_NODELAY", "1");
+    c
+}
+
+/// `radhub serve` on a free port over a fresh data folder, stopped (SIGTERM)
+/// when dropped.
+pub struct Server {
+    child: std::process::Child,
+    pub port: u16,
+    pub data: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        Self::start_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    pub fn start_in(data: tempfile::TempDir, extra: &[&str]) -> Server {
+        use std::io::{BufRead, BufReader};
+        let port = free_port();
+        let mut child = radhub()
+            .env("RADHUB_LOG", "warn")
+            .arg("--data")
+            .arg(data.path())
+            .args(["serve", "--dicom-bind", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("radhub serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains("DICOM listening"), "radhub serve did not start: {line:?}");
+        Server { child, port, data }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops with SIGTERM and waits; returns whether it exited cleanly.
+    pub fn stop(mut self) -> (bool, tempfile::TempDir) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
+        let data = std::mem::replace(&mut self.data, tempfile::tempdir().unwrap());
+        (ok, data)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command, returning (success, stdout+stderr).
+pub fn output(c: &mut Command) -> (bool, String) {
+    let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
