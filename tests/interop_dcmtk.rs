@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use radhub::dicom::extract::read_meta;
 use radhub::index::model::InstanceMeta;
-use support::{dcmtk, output, Server};
+use support::{dcmtk, dump, output, Server};
 
 /// storescu's option proposing each transfer syntax (PS3.5 A).
 fn propose(ts: &str) -> Option<&'static str> {
@@ -48,25 +48,6 @@ fn pydicom_instances() -> BTreeMap<String, Vec<(PathBuf, InstanceMeta)>> {
 fn data_set(file: &[u8]) -> &[u8] {
     let (_, start, _) = dicom_scan::file_meta(file).unwrap();
     &file[start..]
-}
-
-/// dcmdump's view of a file's data set, the meta group left out and
-/// normalised for encoding choices (defined or undefined lengths).
-fn dump(p: &Path) -> Vec<String> {
-    let (_, out) = output(dcmtk("dcmdump").arg("-q").arg(p));
-    out.lines()
-        .map(|l| l.split(" #").next().unwrap_or("").trim())
-        // Group lengths are recomputed and trailing padding dropped by the sender.
-        .filter(|l| {
-            !l.is_empty()
-                && !l.starts_with("(0002,")
-                && !l.starts_with("(fffe,e00d)")
-                && !l.starts_with("(fffe,e0dd)")
-                && l.get(5..11) != Some(",0000)")
-                && !l.starts_with("(fffc,fffc)")
-        })
-        .map(|l| if l.contains(" SQ (") || l.starts_with("(fffe,e000)") { l.split(" (").next().unwrap_or(l).to_owned() } else { l.to_owned() })
-        .collect()
 }
 
 fn held(data: &Path, uid: &str) -> Option<Vec<u8>> {

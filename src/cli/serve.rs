@@ -35,6 +35,12 @@ pub struct Args {
     /// Largest PDU accepted, in bytes.
     #[arg(long, default_value_t = 256 << 10)]
     max_pdu: u32,
+    /// Seconds allowed to complete association negotiation (ARTIM).
+    #[arg(long, default_value_t = 30)]
+    artim_timeout: u64,
+    /// Seconds an association may stay silent before it is aborted.
+    #[arg(long, default_value_t = 120)]
+    idle_timeout: u64,
     /// When a SOP Instance UID arrives again with different content.
     #[arg(long, value_enum, default_value_t = DuplicatePolicy::Keep)]
     policy: DuplicatePolicy,
@@ -66,6 +72,8 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         max_pdu_length: a.max_pdu,
         known_aes: known,
         accept_any: a.accept_any,
+        artim_timeout: std::time::Duration::from_secs(a.artim_timeout),
+        idle_timeout: std::time::Duration::from_secs(a.idle_timeout),
         ..Config::default()
     };
     let handler = Arc::new(HubHandler::new(hub.clone(), &a.ae_title, sites));

@@ -82,6 +82,10 @@ impl Server {
         Server { child, port, data }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -106,4 +110,23 @@ impl Drop for Server {
 pub fn output(c: &mut Command) -> (bool, String) {
     let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// dcmdump's view of a file's data set, the meta group left out and
+/// normalised for encoding choices (defined or undefined lengths).
+pub fn dump(p: &Path) -> Vec<String> {
+    let (_, out) = output(dcmtk("dcmdump").arg("-q").arg(p));
+    out.lines()
+        .map(|l| l.split(" #").next().unwrap_or("").trim())
+        // Group lengths are recomputed and trailing padding dropped by the sender.
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("(0002,")
+                && !l.starts_with("(fffe,e00d)")
+                && !l.starts_with("(fffe,e0dd)")
+                && l.get(5..11) != Some(",0000)")
+                && !l.starts_with("(fffc,fffc)")
+        })
+        .map(|l| if l.contains(" SQ (") || l.starts_with("(fffe,e000)") { l.split(" (").next().unwrap_or(l).to_owned() } else { l.to_owned() })
+        .collect()
 }
