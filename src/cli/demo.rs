@@ -1,5 +1,6 @@
-//! `radhub demo`: the hub's main job on embedded defaults, until `serve`
-//! exists: generate three sites' studies, import them, show the linked hub.
+//! `radhub demo`: the hub's main job on embedded defaults: generate three
+//! sites' studies, import them, show the linked record, then serve DICOM
+//! (accepting any calling AE) until Ctrl-C.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,6 +13,12 @@ use crate::testdata::GenOptions;
 pub struct Args {
     #[command(flatten)]
     gen: super::testdata::GenArgs,
+    /// DICOM listener address.
+    #[arg(long, default_value = "127.0.0.1:11112")]
+    dicom_bind: std::net::SocketAddr,
+    /// Stop after importing instead of serving.
+    #[arg(long)]
+    no_serve: bool,
 }
 
 pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
@@ -23,10 +30,8 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let hub = super::open_hub(data, DuplicatePolicy::Keep)?;
     let s = super::import::import(&hub, &[incoming], None, 8, false, u64::MAX)?;
     println!("imported {} instances ({:.1} MB) in {:.1} s, {} duplicates, {} rejected", s.imported, s.bytes as f64 / 1e6, s.seconds, s.duplicates, s.rejected);
-    drop(hub);
-    super::stats::run(data, super::stats::Args::default())?;
+    super::stats::print(&hub, false)?;
     // Show a few people whose records the NHS number links across sites.
-    let hub = super::open_hub(data, DuplicatePolicy::Keep)?;
     let mut shown = 0;
     let mut seen = std::collections::BTreeSet::new();
     for p in hub.index.find_patients(&PatientFilter::default())? {
@@ -45,6 +50,14 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
             break;
         }
     }
-    println!("hub data in {}; try `radhub --data {} ls studies`", data.display(), data.display());
+    if a.no_serve {
+        println!("hub data in {}; try `radhub --data {} ls studies`", data.display(), data.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let port = a.dicom_bind.port();
+    println!("serving DICOM as RADHUB, accepting any calling AE (demo); Ctrl-C stops. Try:");
+    println!("  findscu -aec RADHUB -S -k QueryRetrieveLevel=STUDY -k PatientName='*' -k StudyDescription 127.0.0.1 {port}");
+    let config = pacs_gateway::Config { ae_title: "RADHUB".into(), bind: a.dicom_bind, accept_any: true, ..Default::default() };
+    super::serve::listen(std::sync::Arc::new(hub), config, Default::default())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,7 @@ use anyhow::Context;
 use pacs_gateway::{Config, Gateway, KnownAe};
 
 use crate::dimse::HubHandler;
-use crate::ingest::DuplicatePolicy;
+use crate::ingest::{DuplicatePolicy, Hub};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -76,22 +76,29 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         idle_timeout: std::time::Duration::from_secs(a.idle_timeout),
         ..Config::default()
     };
-    let handler = Arc::new(HubHandler::new(hub.clone(), &a.ae_title, sites));
+    listen(hub, config, sites)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the DICOM listener over `hub` until SIGTERM or Ctrl-C.
+pub fn listen(hub: Arc<Hub>, config: Config, sites: HashMap<String, String>) -> anyhow::Result<()> {
+    let (ae, bind) = (config.ae_title.clone(), config.bind);
+    let handler = Arc::new(HubHandler::new(hub.clone(), &ae, sites));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(async {
         let gateway = Gateway::new(config, handler);
-        let listener = gateway.bind().await.with_context(|| format!("binding {}", a.dicom_bind))?;
+        let listener = gateway.bind().await.with_context(|| format!("binding {bind}"))?;
         let addr = listener.local_addr()?;
         // Scripts wait for this line; they may close the pipe after it.
         let mut out = std::io::stdout();
-        let _ = writeln!(out, "radhub: DICOM listening on {addr} as {}", a.ae_title).and_then(|_| out.flush());
-        tracing::info!(%addr, ae = %a.ae_title, "DICOM listener up");
+        let _ = writeln!(out, "radhub: DICOM listening on {addr} as {ae}").and_then(|_| out.flush());
+        tracing::info!(%addr, %ae, "DICOM listener up");
         gateway.serve(listener, shutdown()).await;
         anyhow::Ok(())
     })?;
     hub.index.sync()?;
     tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 async fn shutdown() {

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::index::Counts;
-use crate::ingest::DuplicatePolicy;
+use crate::ingest::{DuplicatePolicy, Hub};
 
-#[derive(clap::Args, Default)]
+#[derive(clap::Args)]
 pub struct Args {
     #[arg(long)]
-    pub json: bool,
+    json: bool,
 }
 
 #[derive(Serialize)]
@@ -25,6 +25,11 @@ struct Stats {
 
 pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let hub = super::open_hub(data, DuplicatePolicy::Keep)?;
+    print(&hub, a.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn print(hub: &Hub, json: bool) -> anyhow::Result<()> {
     let total = hub.index.counts()?;
     let sites = hub.index.counts_by_site()?;
     let mut by_nhs = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
@@ -35,9 +40,8 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     }
     let linked_patients = by_nhs.values().filter(|s| s.len() > 1).count() as u64;
     let s = Stats { schema_version: hub.index.schema_version(), total, sites, linked_patients };
-    if a.json {
-        super::print_json(&s)?;
-        return Ok(ExitCode::SUCCESS);
+    if json {
+        return super::print_json(&s);
     }
     println!("{:<6} {:>9} {:>9} {:>9} {:>10} {:>12}", "site", "patients", "studies", "series", "instances", "MB");
     let row =
@@ -47,5 +51,5 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     }
     row("all", &s.total);
     println!("patients linked across sites by NHS number: {}", s.linked_patients);
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
