@@ -50,18 +50,13 @@ impl FsStore {
         self.tmp.join(&s.id)
     }
 
-    /// Creates the two fan-out levels, fsyncing each parent that gained an entry.
+    /// Creates the two fan-out levels. No fsync: like the rename that
+    /// follows, publication need not be durable (an unpublished staged file
+    /// is published again at open), and the file system orders the mkdir
+    /// before the rename that depends on it.
     fn ensure_dir(&self, dir: &Path) -> Result<(), StoreError> {
-        if dir.is_dir() {
-            return Ok(());
-        }
-        let Some(parent) = dir.parent() else { return Ok(()) };
-        if parent != self.objects {
-            self.ensure_dir(parent)?;
-        }
-        match fs::create_dir(dir) {
-            Ok(()) => sync_dir(parent),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        match fs::create_dir_all(dir) {
+            Ok(()) => Ok(()),
             Err(e) => Err(io("create", dir)(e)),
         }
     }
@@ -82,11 +77,16 @@ impl ObjectStore for FsStore {
 
     fn publish(&self, staged: &Staged) -> Result<bool, StoreError> {
         let dest = self.path_of(&staged.key);
-        if let Some(dir) = dest.parent() {
-            self.ensure_dir(dir)?;
-        }
         let existed = dest.exists();
-        fs::rename(self.staged_path(staged), &dest).map_err(io("rename", &dest))?;
+        let renamed = match fs::rename(self.staged_path(staged), &dest) {
+            Err(e) if e.kind() == ErrorKind::NotFound && !existed => {
+                // First object in this fan-out directory.
+                self.ensure_dir(dest.parent().unwrap_or(&self.objects))?;
+                fs::rename(self.staged_path(staged), &dest)
+            }
+            r => r,
+        };
+        renamed.map_err(io("rename", &dest))?;
         Ok(existed)
     }
 
