@@ -1,4 +1,4 @@
-//! Local file system backend: `objects/ab/cd/<64 hex>.dcm`, staging in
+//! Local file system backend: `objects/ab/<64 hex>.dcm`, staging in
 //! `tmp/<64 hex>.<n>.part`.
 //!
 //! `stage` writes and fsyncs the file and the tmp directory (shared among
@@ -36,6 +36,16 @@ impl FsStore {
         for d in [root, &objects, &tmp] {
             fs::create_dir_all(d).map_err(io("create", d))?;
         }
+        // One level of 256 directories, made once: creating directories on
+        // the hot path cost more than the writes (ext4 inode allocation),
+        // and 256 keep even 10 million objects at ~40k per directory.
+        if !objects.join("ff").is_dir() {
+            for b in 0..=255u8 {
+                let d = objects.join(format!("{b:02x}"));
+                fs::create_dir_all(&d).map_err(io("create", &d))?;
+            }
+            sync_dir(&objects)?;
+        }
         // Names differ from any a crashed run left (the clock has moved on).
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         Ok(FsStore { objects, tmp, seq: AtomicU64::new(seed), tmp_sync: GroupCommit::default() })
@@ -43,22 +53,11 @@ impl FsStore {
 
     pub fn path_of(&self, key: &ObjectKey) -> PathBuf {
         let hex = key.hex();
-        self.objects.join(&hex[0..2]).join(&hex[2..4]).join(format!("{hex}.dcm"))
+        self.objects.join(&hex[0..2]).join(format!("{hex}.dcm"))
     }
 
     fn staged_path(&self, s: &Staged) -> PathBuf {
         self.tmp.join(&s.id)
-    }
-
-    /// Creates the two fan-out levels. No fsync: like the rename that
-    /// follows, publication need not be durable (an unpublished staged file
-    /// is published again at open), and the file system orders the mkdir
-    /// before the rename that depends on it.
-    fn ensure_dir(&self, dir: &Path) -> Result<(), StoreError> {
-        match fs::create_dir_all(dir) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(io("create", dir)(e)),
-        }
     }
 }
 
@@ -78,15 +77,8 @@ impl ObjectStore for FsStore {
     fn publish(&self, staged: &Staged) -> Result<bool, StoreError> {
         let dest = self.path_of(&staged.key);
         let existed = dest.exists();
-        let renamed = match fs::rename(self.staged_path(staged), &dest) {
-            Err(e) if e.kind() == ErrorKind::NotFound && !existed => {
-                // First object in this fan-out directory.
-                self.ensure_dir(dest.parent().unwrap_or(&self.objects))?;
-                fs::rename(self.staged_path(staged), &dest)
-            }
-            r => r,
-        };
-        renamed.map_err(io("rename", &dest))?;
+        // Not fsynced: until it is durable, recovery publishes the staged copy again.
+        fs::rename(self.staged_path(staged), &dest).map_err(io("rename", &dest))?;
         Ok(existed)
     }
 
@@ -150,7 +142,7 @@ impl ObjectStore for FsStore {
     }
 
     fn keys(&self) -> Box<dyn Iterator<Item = Result<ObjectKey, StoreError>> + '_> {
-        let walk = walkdir::WalkDir::new(&self.objects).min_depth(3).max_depth(3).into_iter();
+        let walk = walkdir::WalkDir::new(&self.objects).min_depth(2).max_depth(2).into_iter();
         Box::new(walk.filter_map(|entry| match entry {
             Err(e) => Some(Err(StoreError::Io {
                 op: "list",
