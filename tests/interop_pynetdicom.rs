@@ -262,3 +262,28 @@ fn c_cancel_stops_a_c_find_with_many_matches() {
     assert!(pending >= 1 && pending < sops.len() as u64, "{pending} pending responses of {} matches", sops.len());
     assert_eq!(v["echo_after"], SUCCESS, "the association must stay usable after a cancel: {v}");
 }
+
+#[test]
+fn storage_commitment_reports_held_and_missing_instances() {
+    let mr = test_file("MR_small.dcm");
+    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0"]);
+    store(&server, &[&mr]);
+    let held = &describe(&[&mr])[0];
+    let (class, sop) = (held["sop_class"].as_str().unwrap(), held["sop"].as_str().unwrap());
+    let held_ref = format!("{class}={sop}");
+    let missing_ref = format!("{class}=1.2.826.0.1.3680043.8.498.1");
+    let v = scu(&server, &["commit", "--ref", &held_ref, "--ref", &missing_ref]);
+    assert_eq!(v["status"], SUCCESS, "{v}");
+    let reports = v["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 1, "one N-EVENT-REPORT on the association: {v}");
+    let r = &reports[0];
+    // Event 2: some failures (PS3.4 J.3.3); the held one committed, the other failed with 0112H.
+    assert_eq!(r["event_type"], 2, "{r}");
+    assert_eq!(r["transaction"], v["transaction"]);
+    assert_eq!(r["committed"], serde_json::json!([sop]));
+    assert_eq!(r["failed"], serde_json::json!([["1.2.826.0.1.3680043.8.498.1", 0x0112]]));
+
+    // All held: event 1.
+    let v = scu(&server, &["commit", "--ref", &held_ref]);
+    assert_eq!(v["reports"][0]["event_type"], 1, "{v}");
+}

@@ -119,8 +119,13 @@ async fn dispatch(assoc: &mut Assoc, ctx: &Ctx, msg: Message) -> Result<(), Disp
         field::C_FIND_RQ => find::serve(assoc, ctx, &pc, msg).await?,
         field::C_MOVE_RQ => retrieve::serve_move(assoc, ctx, &pc, msg).await?,
         field::C_GET_RQ => retrieve::serve_get(assoc, ctx, &pc, msg).await?,
+        field::N_ACTION_RQ if pc.abstract_syntax == crate::commitment::PUSH_MODEL => crate::commitment::serve(assoc, ctx, &pc, msg).await?,
         // A cancel for an operation already finished: nothing to do.
         field::C_CANCEL_RQ => {}
+        // A response (e.g. N-EVENT-REPORT-RSP to a commitment report).
+        f if f & 0x8000 != 0 => {
+            tracing::debug!(field = format!("{f:04X}"), status = ?msg.command.status(), "response received");
+        }
         other => {
             // PS3.7 C.5.5: unrecognised operation.
             let mut rsp = Command::response_to(&msg.command, other | 0x8000, Status(0x0211), false);

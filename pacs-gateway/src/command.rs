@@ -18,6 +18,10 @@ pub mod field {
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_ECHO_RSP: u16 = 0x8030;
     pub const C_CANCEL_RQ: u16 = 0x0FFF;
+    pub const N_EVENT_REPORT_RQ: u16 = 0x0100;
+    pub const N_EVENT_REPORT_RSP: u16 = 0x8100;
+    pub const N_ACTION_RQ: u16 = 0x0130;
+    pub const N_ACTION_RSP: u16 = 0x8130;
 }
 
 /// Element numbers in group 0000.

@@ -103,4 +103,8 @@ pub trait Handler: Send + Sync + 'static {
 
     /// One selected instance as a Part 10 file.
     fn open(&self, instance: &InstanceRef) -> Result<Vec<u8>, String>;
+
+    /// Storage commitment: for each (SOP Class UID, SOP Instance UID),
+    /// whether it is held durably.
+    fn committed(&self, refs: &[(String, String)]) -> Vec<bool>;
 }

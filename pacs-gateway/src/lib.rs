@@ -6,6 +6,7 @@
 //! - `message`, `command`: DIMSE messages from P-DATA fragments, command sets
 //! - `store`, `find`, `retrieve`: the C-STORE, C-FIND, C-MOVE/C-GET SCPs
 //!   (C-ECHO is answered in `association`)
+//! - `commitment`: the Storage Commitment Push Model SCP
 //! - `client`: C-STORE sub-operations, and associations to move destinations
 //! - `identifier`: query identifiers, validated before parsing
 //! - `status`, `sop_classes`: PS3.7 statuses, the SOP classes served
@@ -16,6 +17,7 @@
 mod association;
 mod client;
 pub mod command;
+pub mod commitment;
 mod find;
 pub mod handler;
 mod identifier;

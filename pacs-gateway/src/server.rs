@@ -206,6 +206,7 @@ fn options<'a>(config: &'a Config, peer: IpAddr, cfg: Arc<Config>) -> ServerAsso
         sop_classes::STUDY_ROOT_FIND,
         sop_classes::STUDY_ROOT_MOVE,
         sop_classes::STUDY_ROOT_GET,
+        crate::commitment::PUSH_MODEL,
     ]
     .into_iter()
     .chain(sop_classes::STORAGE.iter().map(|(u, _)| *u))

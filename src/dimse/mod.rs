@@ -108,6 +108,16 @@ impl Handler for HubHandler {
         Ok(out)
     }
 
+    fn committed(&self, refs: &[(String, String)]) -> Vec<bool> {
+        // Held means indexed with the same class, and its file present with the indexed size.
+        refs.iter()
+            .map(|(class, uid)| match self.index().instance(uid) {
+                Ok(Some(i)) => i.sop_class_uid == *class && self.hub.store.size(&ObjectKey::for_uid(uid)).ok().flatten() == Some(i.file_size),
+                _ => false,
+            })
+            .collect()
+    }
+
     fn open(&self, inst: &InstanceRef) -> Result<Vec<u8>, String> {
         self.hub.store.get(&ObjectKey::for_uid(&inst.sop_instance_uid)).map_err(|e| e.to_string())?.ok_or_else(|| "instance file missing".to_owned())
     }

@@ -11,6 +11,7 @@ assert on. Statuses are printed as integers, exactly as received.
     pynetdicom_scu.py --port P get --level STUDY --key StudyInstanceUID=U
     pynetdicom_scu.py --port P move --scp-port Q --dest PYSCP --level STUDY --key StudyInstanceUID=U
     pynetdicom_scu.py --port P cancel-find --level IMAGE --key StudyInstanceUID=U
+    pynetdicom_scu.py --port P commit --ref CLASS=UID ...
 """
 
 import argparse
@@ -313,6 +314,46 @@ def cmd_move(args):
     print(json.dumps({"established": True, "pending": pending, "final": final, "received": received}))
 
 
+def cmd_commit(args):
+    """Storage commitment: N-ACTION, then wait for the N-EVENT-REPORT that
+    radhub sends on the same association."""
+    from pynetdicom.sop_class import StorageCommitmentPushModel
+
+    reports = []
+    done = threading.Event()
+
+    def on_report(event):
+        info = event.event_information
+        reports.append({
+            "event_type": int(event.request.EventTypeID),
+            "transaction": str(info.TransactionUID),
+            "committed": [str(i.ReferencedSOPInstanceUID) for i in info.get("ReferencedSOPSequence", [])],
+            "failed": [[str(i.ReferencedSOPInstanceUID), int(i.FailureReason)] for i in info.get("FailedSOPSequence", [])],
+        })
+        done.set()
+        return 0x0000
+
+    ae = new_ae(args)
+    ae.add_requested_context(StorageCommitmentPushModel)
+    assoc = ae.associate("127.0.0.1", args.port, ae_title=args.called, evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+    if not assoc.is_established:
+        print(json.dumps({"established": False}))
+        return
+    ds = Dataset()
+    ds.TransactionUID = pydicom.uid.generate_uid()
+    ds.ReferencedSOPSequence = []
+    for r in args.ref:
+        cls, uid = r.split("=", 1)
+        item = Dataset()
+        item.ReferencedSOPClassUID = cls
+        item.ReferencedSOPInstanceUID = uid
+        ds.ReferencedSOPSequence.append(item)
+    status, _ = assoc.send_n_action(ds, 1, StorageCommitmentPushModel, "1.2.840.10008.1.20.1.1")
+    done.wait(10)
+    assoc.release()
+    print(json.dumps({"established": True, "status": status_of(status), "transaction": str(ds.TransactionUID), "reports": reports}))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int)
@@ -324,6 +365,8 @@ def main():
     d.add_argument("paths", nargs="+")
     s = sub.add_parser("store")
     s.add_argument("paths", nargs="+")
+    c = sub.add_parser("commit")
+    c.add_argument("--ref", action="append", default=[])
     for name in ("find", "get", "move", "cancel-find"):
         q = sub.add_parser(name)
         q.add_argument("--level", required=True)
@@ -334,7 +377,7 @@ def main():
             q.add_argument("--dest", default="PYSCP")
             q.add_argument("--scp-port", type=int, required=True)
     args = p.parse_args()
-    {"describe": cmd_describe, "echo": cmd_echo, "store": cmd_store, "find": cmd_find, "get": cmd_get, "move": cmd_move, "cancel-find": cmd_cancel_find}[args.cmd](args)
+    {"describe": cmd_describe, "echo": cmd_echo, "store": cmd_store, "find": cmd_find, "get": cmd_get, "move": cmd_move, "cancel-find": cmd_cancel_find, "commit": cmd_commit}[args.cmd](args)
 
 
 if __name__ == "__main__":

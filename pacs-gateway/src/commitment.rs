@@ -1,0 +1,105 @@
+//! Storage Commitment Push Model SCP (PS3.4 Annex J): N-ACTION-RQ asks
+//! whether the listed instances are safely held; radhub answers N-ACTION-RSP,
+//! then reports the outcome with N-EVENT-REPORT-RQ on the same association
+//! (event 1: all committed; event 2: some failed, with reasons).
+
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_object::InMemDicomObject;
+use dicom_ul::pdu::PresentationContextNegotiated;
+
+use crate::association::{Assoc, Ctx};
+use crate::command::{field, tag, Command};
+use crate::identifier;
+use crate::message::{self, Message, SendError};
+use crate::status::Status;
+
+pub const PUSH_MODEL: &str = "1.2.840.10008.1.20.1";
+pub const PUSH_MODEL_INSTANCE: &str = "1.2.840.10008.1.20.1.1";
+
+const TRANSACTION_UID: Tag = Tag(0x0008, 0x1195);
+const REFERENCED_SOP_SEQUENCE: Tag = Tag(0x0008, 0x1199);
+const FAILED_SOP_SEQUENCE: Tag = Tag(0x0008, 0x1198);
+const REFERENCED_SOP_CLASS_UID: Tag = Tag(0x0008, 0x1150);
+const REFERENCED_SOP_INSTANCE_UID: Tag = Tag(0x0008, 0x1155);
+const FAILURE_REASON: Tag = Tag(0x0008, 0x1197);
+/// Action Type ID (0000,1008) and Event Type ID (0000,1002).
+const ACTION_TYPE_ID: u16 = 0x1008;
+const EVENT_TYPE_ID: u16 = 0x1002;
+/// Failure Reason 0112H: no such object instance.
+const NO_SUCH_INSTANCE: u16 = 0x0112;
+
+fn text(o: &InMemDicomObject, t: Tag) -> Option<String> {
+    o.get(t).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_owned())
+}
+
+fn reference(class: &str, instance: &str, reason: Option<u16>) -> InMemDicomObject {
+    let mut item = InMemDicomObject::new_empty();
+    item.put(DataElement::new(REFERENCED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(class)));
+    item.put(DataElement::new(REFERENCED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(instance)));
+    if let Some(r) = reason {
+        item.put(DataElement::new(FAILURE_REASON, VR::US, PrimitiveValue::from(r)));
+    }
+    item
+}
+
+pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContextNegotiated, msg: Message) -> Result<(), SendError> {
+    let rq = &msg.command;
+    let mut rsp = Command::default();
+    rsp.set_u16(tag::COMMAND_FIELD, field::N_ACTION_RSP)
+        .set_u16(tag::MESSAGE_ID_BEING_RESPONDED_TO, rq.message_id())
+        .set_u16(tag::COMMAND_DATA_SET_TYPE, crate::command::NO_DATA_SET)
+        .set_str(tag::AFFECTED_SOP_CLASS_UID, PUSH_MODEL)
+        .set_str(tag::AFFECTED_SOP_INSTANCE_UID, PUSH_MODEL_INSTANCE)
+        .set_u16(ACTION_TYPE_ID, 1);
+    let request = msg.data.as_deref().map(|d| identifier::parse(d, &pc.transfer_syntax));
+    let (transaction, refs) = match request {
+        Some(Ok(o)) if rq.str(tag::REQUESTED_SOP_CLASS_UID).as_deref() == Some(PUSH_MODEL) && rq.u16(ACTION_TYPE_ID) == Some(1) => {
+            let refs: Vec<(String, String)> = o
+                .get(REFERENCED_SOP_SEQUENCE)
+                .and_then(|e| e.items())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|i| Some((text(i, REFERENCED_SOP_CLASS_UID)?, text(i, REFERENCED_SOP_INSTANCE_UID)?)))
+                .collect();
+            match text(&o, TRANSACTION_UID) {
+                Some(t) if !refs.is_empty() => (t, refs),
+                _ => return refuse(assoc, pc.id, rsp, Status(0x0120), "no Transaction UID or references").await,
+            }
+        }
+        Some(Err(e)) => return refuse(assoc, pc.id, rsp, Status::CANNOT_UNDERSTAND, &e).await,
+        _ => return refuse(assoc, pc.id, rsp, Status(0x0123), "not a storage commitment request").await,
+    };
+    rsp.set_u16(tag::STATUS, Status::SUCCESS.0);
+    message::send(assoc, pc.id, &rsp, None).await?;
+
+    let handler = ctx.handler.clone();
+    let asked = refs.clone();
+    let held = tokio::task::spawn_blocking(move || handler.committed(&asked)).await.unwrap_or_else(|_| vec![false; refs.len()]);
+    let mut report = InMemDicomObject::new_empty();
+    report.put(DataElement::new(TRANSACTION_UID, VR::UI, PrimitiveValue::from(transaction.as_str())));
+    let (ok, failed): (Vec<_>, Vec<_>) = refs.iter().zip(held.iter().chain(std::iter::repeat(&false))).partition(|(_, h)| **h);
+    let seq = |items: Vec<InMemDicomObject>, t: Tag| DataElement::new(t, VR::SQ, dicom_core::value::DataSetSequence::from(items));
+    if !ok.is_empty() {
+        report.put(seq(ok.iter().map(|((c, i), _)| reference(c, i, None)).collect(), REFERENCED_SOP_SEQUENCE));
+    }
+    if !failed.is_empty() {
+        report.put(seq(failed.iter().map(|((c, i), _)| reference(c, i, Some(NO_SUCH_INSTANCE))).collect(), FAILED_SOP_SEQUENCE));
+    }
+    let data = identifier::encode(&report, &pc.transfer_syntax).map_err(|e| SendError::Io(std::io::Error::other(e)))?;
+    let mut ev = Command::default();
+    ev.set_u16(tag::COMMAND_FIELD, field::N_EVENT_REPORT_RQ)
+        .set_u16(tag::MESSAGE_ID, rq.message_id().wrapping_add(0x4000))
+        .set_u16(tag::COMMAND_DATA_SET_TYPE, crate::command::DATA_SET_PRESENT)
+        .set_str(tag::AFFECTED_SOP_CLASS_UID, PUSH_MODEL)
+        .set_str(tag::AFFECTED_SOP_INSTANCE_UID, PUSH_MODEL_INSTANCE)
+        .set_u16(EVENT_TYPE_ID, if failed.is_empty() { 1 } else { 2 });
+    tracing::info!(transaction, committed = ok.len(), failed = failed.len(), "storage commitment");
+    // The N-EVENT-REPORT-RSP comes back through the association loop.
+    message::send(assoc, pc.id, &ev, Some(&data)).await
+}
+
+async fn refuse(assoc: &mut Assoc, pc: u8, mut rsp: Command, status: Status, why: &str) -> Result<(), SendError> {
+    rsp.set_u16(tag::STATUS, status.0);
+    rsp.set_str(tag::ERROR_COMMENT, &crate::store::comment(why));
+    message::send(assoc, pc, &rsp, None).await
+}
