@@ -92,6 +92,42 @@ def group_cpu_seconds(pgid):
     return ticks / _CLK_TCK
 
 
+_DCMTK = {}
+
+
+def dcmtk(name):
+    """Absolute path of DCMTK's tool `name`.
+
+    pynetdicom installs Python scripts with the same names (echoscu, storescu,
+    storescp, ...) that can come first on PATH (e.g. as pyenv shims); only a
+    program whose --version mentions dcmtk counts."""
+    if name not in _DCMTK:
+        for d in os.get_exec_path():
+            cand = os.path.join(d, name)
+            if not (os.path.isfile(cand) and os.access(cand, os.X_OK)):
+                continue
+            try:
+                out = subprocess.run([cand, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, timeout=10, check=False).stdout
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if "dcmtk" in out.lower():
+                _DCMTK[name] = os.path.abspath(cand)
+                break
+        else:
+            die(f"DCMTK's {name} not found on PATH (same-named pynetdicom scripts do not count): "
+                "apt-get install -y dcmtk")
+    return _DCMTK[name]
+
+
+def system_busy_seconds():
+    """CPU time the whole machine spent busy (all cores, hypervisor steal included)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = f.readline().split()
+    # cpu user nice system idle iowait irq softirq steal ...
+    return sum(int(fields[i]) for i in (1, 2, 3, 6, 7, 8)) / _CLK_TCK
+
+
 def port_in_use(port, host="127.0.0.1"):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(1.0)
@@ -110,7 +146,7 @@ def wait_echo(proc, ae_title, port, env, timeout, log_path):
             die(f"receiver exited with status {proc.returncode} before answering C-ECHO; "
                 f"log {log_path}:\n{tail(log_path)}")
         try:
-            r = subprocess.run(["echoscu", "-d", "-to", "5", "-aet", "BENCH", "-aec", ae_title,
+            r = subprocess.run([dcmtk("echoscu"), "-d", "-to", "5", "-aet", "BENCH", "-aec", ae_title,
                                 "127.0.0.1", str(port)],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                timeout=15, check=False)

@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 
-from bench_util import die, log
+from bench_util import dcmtk, die, log
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 UNCOMPRESSED_TS = {
@@ -71,7 +71,7 @@ def _dump(paths, env):
     info = {}
     for start in range(0, len(paths), 400):
         chunk = paths[start:start + 400]
-        cmd = ["dcmdump", "-q", "-Un", "-M", "+F"]
+        cmd = [dcmtk("dcmdump"), "-q", "-Un", "-M", "+F"]
         for t in tags:
             cmd += ["+P", t]
         out = subprocess.run(cmd + chunk, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

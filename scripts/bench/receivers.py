@@ -2,11 +2,12 @@
 
 import json
 import os
+import shutil
 import subprocess
 import time
 import urllib.request
 
-from bench_util import die, port_in_use, spawn, stop, tail, wait_echo
+from bench_util import dcmtk, die, port_in_use, spawn, stop, tail, wait_echo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -16,6 +17,7 @@ class Receiver:
     label = ""
     ae_title = ""
     group = False  # signal the whole process group (forking servers)
+    exits_zero = True  # exit status 0 after SIGTERM expected
 
     def __init__(self, env, ready_timeout):
         self.env = env
@@ -48,6 +50,8 @@ class Receiver:
         self.proc = None
         if not clean:
             return f"{self.label} did not stop within 60 s of SIGTERM (killed)"
+        if self.exits_zero and status != 0:
+            return f"{self.label} exited with status {status} after SIGTERM; log {self.log_path}"
         return None
 
     def kill(self):
@@ -61,6 +65,7 @@ class Storescp(Receiver):
     label = "DCMTK storescp"
     ae_title = "STORESCP"
     group = True
+    exits_zero = False  # no SIGTERM handler: it dies of the signal
 
     def __init__(self, env, ready_timeout, port):
         super().__init__(env, ready_timeout)
@@ -71,7 +76,7 @@ class Storescp(Receiver):
         self.out_dir = os.path.join(run_dir, "storescp")
         os.makedirs(self.out_dir)
         # --fork: one child process per association, so 4 associations run at once.
-        return ["storescp", "--fork", "-dhl", "-aet", self.ae_title, "-od", self.out_dir, str(self.port)]
+        return [dcmtk("storescp"), "--fork", "-dhl", "-aet", self.ae_title, "-od", self.out_dir, str(self.port)]
 
     def count_before_stop(self):
         n = 0
@@ -113,7 +118,7 @@ class Orthanc(Receiver):
         path = os.path.join(run_dir, "orthanc.json")
         with open(path, "w", encoding="utf-8") as f:
             f.write(config)
-        return ["Orthanc", path]
+        return [shutil.which("Orthanc") or "Orthanc", path]
 
     def statistics(self):
         url = f"http://127.0.0.1:{self.http_port}/statistics"
