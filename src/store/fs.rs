@@ -1,7 +1,7 @@
 //! Local file system backend: `objects/ab/<64 hex>.dcm`, staging in
-//! `tmp/<64 hex>.<n>.part`.
+//! `tmp/<h>/<64 hex>.<n>.part` (16 shards by the key's first hex digit).
 //!
-//! `stage` writes and fsyncs the file and the tmp directory (shared among
+//! `stage` writes and fsyncs the file and its staging shard (shared among
 //! concurrent writers); `publish` is one rename(2) into place, atomic, so a
 //! reader sees the old object or the new one, never a part.
 
@@ -17,8 +17,9 @@ pub struct FsStore {
     objects: PathBuf,
     tmp: PathBuf,
     seq: AtomicU64,
-    /// fsyncs of tmp/ shared among concurrent stages.
-    tmp_sync: GroupCommit,
+    /// fsyncs of each staging shard, shared among concurrent stages. Shards
+    /// spread the directory locks that concurrent creates and renames take.
+    tmp_sync: Vec<GroupCommit>,
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
@@ -46,9 +47,13 @@ impl FsStore {
             }
             sync_dir(&objects)?;
         }
+        for h in 0..16 {
+            let d = tmp.join(format!("{h:x}"));
+            fs::create_dir_all(&d).map_err(io("create", &d))?;
+        }
         // Names differ from any a crashed run left (the clock has moved on).
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        Ok(FsStore { objects, tmp, seq: AtomicU64::new(seed), tmp_sync: GroupCommit::default() })
+        Ok(FsStore { objects, tmp, seq: AtomicU64::new(seed), tmp_sync: (0..16).map(|_| GroupCommit::default()).collect() })
     }
 
     pub fn path_of(&self, key: &ObjectKey) -> PathBuf {
@@ -64,13 +69,16 @@ impl FsStore {
 impl ObjectStore for FsStore {
     fn stage(&self, key: &ObjectKey, data: &[u8]) -> Result<Staged, StoreError> {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let staged = Staged { key: *key, id: format!("{}.{n}.part", key.hex()) };
+        let hex = key.hex();
+        let shard = usize::from(key.0[0] >> 4);
+        let staged = Staged { key: *key, id: format!("{}/{hex}.{n}.part", &hex[..1]) };
         let path = self.staged_path(&staged);
         let mut f = OpenOptions::new().write(true).create_new(true).open(&path).map_err(io("create", &path))?;
         f.write_all(data).map_err(io("write", &path))?;
         f.sync_all().map_err(io("fsync", &path))?;
-        let ticket = self.tmp_sync.written();
-        self.tmp_sync.wait(ticket, || sync_dir(&self.tmp))?;
+        let group = &self.tmp_sync[shard];
+        let ticket = group.written();
+        group.wait(ticket, || sync_dir(path.parent().unwrap_or(&self.tmp)))?;
         Ok(staged)
     }
 
@@ -92,13 +100,16 @@ impl ObjectStore for FsStore {
 
     fn staged(&self) -> Result<Vec<Staged>, StoreError> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(&self.tmp).map_err(io("list", &self.tmp))? {
-            let entry = entry.map_err(io("list", &self.tmp))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            match name.get(..64).and_then(ObjectKey::from_hex) {
-                Some(key) => out.push(Staged { key, id: name }),
-                // Not ours to interpret: leave it, but say so.
-                None => tracing::warn!(file = %entry.path().display(), "unexpected file in staging"),
+        for h in 0..16 {
+            let shard = self.tmp.join(format!("{h:x}"));
+            for entry in fs::read_dir(&shard).map_err(io("list", &shard))? {
+                let entry = entry.map_err(io("list", &shard))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                match name.get(..64).and_then(ObjectKey::from_hex) {
+                    Some(key) => out.push(Staged { key, id: format!("{h:x}/{name}") }),
+                    // Not ours to interpret: leave it, but say so.
+                    None => tracing::warn!(file = %entry.path().display(), "unexpected file in staging"),
+                }
             }
         }
         Ok(out)
