@@ -3,6 +3,7 @@
 //! destination's, or the C-GET requestor's own).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use dicom_ul::association::{AsyncAssociation, AsyncClientAssociation};
 use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason};
@@ -10,7 +11,7 @@ use dicom_ul::{ClientAssociationOptions, Pdu};
 use tokio::net::TcpStream;
 
 use crate::command::{field, tag, Command};
-use crate::handler::InstanceRef;
+use crate::handler::{Handler, InstanceRef};
 use crate::identifier;
 use crate::message::{self, Assembler, SendError};
 use crate::server::{Config, KnownAe};
@@ -66,32 +67,42 @@ pub(crate) enum SubResult {
 }
 
 /// Picks a context for an instance: its own transfer syntax if accepted,
-/// else an uncompressed one when the data set can be re-encoded without
-/// decoding pixel data.
+/// else an uncompressed one (the data set is then re-encoded).
 fn choose<'c>(contexts: &'c [PresentationContextNegotiated], inst: &InstanceRef) -> Option<&'c PresentationContextNegotiated> {
     let ok = |c: &&PresentationContextNegotiated| c.reason == PresentationContextResultReason::Acceptance && c.abstract_syntax == inst.sop_class_uid;
-    contexts.iter().filter(ok).find(|c| c.transfer_syntax == inst.transfer_syntax).or_else(|| {
-        NATIVE
-            .contains(&inst.transfer_syntax.as_str())
-            .then(|| contexts.iter().filter(ok).find(|c| UNCOMPRESSED.contains(&c.transfer_syntax.as_str())))
-            .flatten()
-    })
+    contexts
+        .iter()
+        .filter(ok)
+        .find(|c| c.transfer_syntax == inst.transfer_syntax)
+        .or_else(|| contexts.iter().filter(ok).find(|c| UNCOMPRESSED.contains(&c.transfer_syntax.as_str())))
 }
 
-/// The data set of a Part 10 file, in `to` (re-encoded when it differs).
-fn data_set(file: &[u8], to: &str) -> Result<Vec<u8>, String> {
+/// The data set of a Part 10 file, in `to`: as stored when it matches;
+/// re-encoded when only the encoding differs; otherwise decoded by the
+/// application (compressed pixel data), on the blocking pool.
+async fn data_set(handler: &Arc<dyn Handler>, file: &[u8], to: &str) -> Result<Vec<u8>, String> {
     let (_, start, from) = dicom_scan::file_meta(file).map_err(|e| e.to_string())?;
-    let data = &file[start..];
     if from == to {
-        return Ok(data.to_vec());
+        return Ok(file[start..].to_vec());
     }
-    identifier::encode(&identifier::parse(data, &from)?, to)
+    if NATIVE.contains(&from.as_str()) {
+        return identifier::encode(&identifier::parse(&file[start..], &from)?, to);
+    }
+    let (h, f, t) = (handler.clone(), file.to_vec(), to.to_owned());
+    let out = tokio::task::spawn_blocking(move || h.transcode(&f, &t)).await.map_err(|_| "transcoding task failed".to_owned())??;
+    let (_, start, got) = dicom_scan::file_meta(&out).map_err(|e| e.to_string())?;
+    if got != to {
+        return Err(format!("transcoded to {got}, not {to}"));
+    }
+    Ok(out[start..].to_vec())
 }
 
 /// Sends one instance with C-STORE on `assoc` and waits for its response.
 /// `cancelled` is set if the peer cancels the enclosing C-GET meanwhile.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn store<A>(
     assoc: &mut A,
+    handler: &Arc<dyn Handler>,
     contexts: &[PresentationContextNegotiated],
     message_id: u16,
     inst: &InstanceRef,
@@ -105,7 +116,7 @@ where
     let Some(pc) = choose(contexts, inst) else {
         return Ok(SubResult::Failed(format!("no accepted context for {} in {}", inst.sop_class_uid, inst.transfer_syntax)));
     };
-    let data = match data_set(file, &pc.transfer_syntax) {
+    let data = match data_set(handler, file, &pc.transfer_syntax).await {
         Ok(d) => d,
         Err(e) => return Ok(SubResult::Failed(e)),
     };

@@ -104,6 +104,13 @@ pub trait Handler: Send + Sync + 'static {
     /// One selected instance as a Part 10 file.
     fn open(&self, instance: &InstanceRef) -> Result<Vec<u8>, String>;
 
+    /// The instance re-encoded as a Part 10 file in `transfer_syntax`
+    /// (uncompressed), for a peer that does not accept the stored one.
+    /// Needed only for compressed pixel data; the gateway re-encodes the rest.
+    fn transcode(&self, _part10: &[u8], transfer_syntax: &str) -> Result<Vec<u8>, String> {
+        Err(format!("cannot decode pixel data for {transfer_syntax}"))
+    }
+
     /// Storage commitment: for each (SOP Class UID, SOP Instance UID),
     /// whether it is held durably.
     fn committed(&self, refs: &[(String, String)]) -> Vec<bool>;

@@ -118,7 +118,7 @@ pub(crate) async fn serve_move(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationCo
             break;
         }
         let r = match open(ctx, inst).await {
-            Ok(file) => client::store(&mut out, &contexts, sat(n + 1), inst, &file, Some(originator), &mut false).await,
+            Ok(file) => client::store(&mut out, &ctx.handler, &contexts, sat(n + 1), inst, &file, Some(originator), &mut false).await,
             Err(e) => Ok(SubResult::Failed(e)),
         };
         match r {
@@ -160,7 +160,7 @@ pub(crate) async fn serve_get(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationCon
             break;
         }
         let r = match open(ctx, inst).await {
-            Ok(file) => client::store(assoc, &contexts, 0x8000 | sat(n + 1), inst, &file, None, &mut cancelled).await?,
+            Ok(file) => client::store(assoc, &ctx.handler, &contexts, 0x8000 | sat(n + 1), inst, &file, None, &mut cancelled).await?,
             Err(e) => SubResult::Failed(e),
         };
         counts.record(inst, &r);
