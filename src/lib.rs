@@ -10,6 +10,7 @@
 //! - `group_commit`: one flush shared by concurrent writers
 //! - `nhs`, `sites`: the NHS number and the trusts
 //! - `testdata`: deterministic synthetic multi-site studies
+//! - `render`: decoding and the display pipeline; `thumbs`: the thumbnail cache
 //! - `cli`: the `radhub` admin commands
 
 pub mod cli;
@@ -19,7 +20,9 @@ pub mod group_commit;
 pub mod index;
 pub mod ingest;
 pub mod nhs;
+pub mod render;
 pub mod sites;
 pub mod store;
 pub mod testdata;
+pub mod thumbs;
 pub mod verify;

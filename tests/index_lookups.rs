@@ -14,7 +14,7 @@ fn meta(site: &str, pid: &str, name: &str, study: u32, series: u32, sop: u32) ->
         study_date: format!("2024{:02}{:02}", 1 + study % 12, 1 + study % 28),
         accession_number: format!("ACC{study:05}"),
         series_uid: format!("1.2.826.0.1.{study}.{series}"),
-        modality: if series % 2 == 0 { "CT".into() } else { "MR".into() },
+        modality: if series.is_multiple_of(2) { "CT".into() } else { "MR".into() },
         sop_uid: format!("1.2.826.0.1.{study}.{series}.{sop}"),
         sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
         file_size: 1000,

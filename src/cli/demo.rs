@@ -58,6 +58,6 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     println!("serving DICOM as RADHUB, accepting any calling AE (demo); Ctrl-C stops. Try:");
     println!("  findscu -aec RADHUB -S -k QueryRetrieveLevel=STUDY -k PatientName='*' -k StudyDescription 127.0.0.1 {port}");
     let config = pacs_gateway::Config { ae_title: "RADHUB".into(), bind: a.dicom_bind, accept_any: true, ..Default::default() };
-    super::serve::listen(std::sync::Arc::new(hub), config, Default::default())?;
+    super::serve::listen(data, std::sync::Arc::new(hub), config, Default::default())?;
     Ok(ExitCode::SUCCESS)
 }

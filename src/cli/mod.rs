@@ -7,6 +7,7 @@ mod ls;
 mod serve;
 mod stats;
 mod testdata;
+mod thumbs;
 mod verify;
 
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ enum Command {
     Testdata(testdata::Args),
     /// Generate demo data for three sites, import it, and show the hub.
     Demo(demo::Args),
+    /// Make missing series and study thumbnails (--rebuild: all).
+    Thumbs(thumbs::Args),
     /// Run the hub's DICOM listener (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET).
     Serve(serve::Args),
 }
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Testdata(a) => testdata::run(a),
         Command::Demo(a) => demo::run(&cli.data, a),
         Command::Serve(a) => serve::run(&cli.data, a),
+        Command::Thumbs(a) => thumbs::run(&cli.data, a),
     };
     match result {
         Ok(code) => code,

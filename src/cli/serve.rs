@@ -76,14 +76,17 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         idle_timeout: std::time::Duration::from_secs(a.idle_timeout),
         ..Config::default()
     };
-    listen(hub, config, sites)?;
+    listen(data, hub, config, sites)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the DICOM listener over `hub` until SIGTERM or Ctrl-C.
-pub fn listen(hub: Arc<Hub>, config: Config, sites: HashMap<String, String>) -> anyhow::Result<()> {
+pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String, String>) -> anyhow::Result<()> {
     let (ae, bind) = (config.ae_title.clone(), config.bind);
-    let handler = Arc::new(HubHandler::new(hub.clone(), &ae, sites));
+    let thumbs = Arc::new(crate::thumbs::Thumbs::open(data)?);
+    // One rendering thread: ingest keeps the other core.
+    let renderer = crate::thumbs::Renderer::start(hub.clone(), thumbs, 1);
+    let handler = Arc::new(HubHandler::new(hub.clone(), &ae, sites, Some(renderer)));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(async {
         let gateway = Gateway::new(config, handler);

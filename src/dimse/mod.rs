@@ -21,14 +21,16 @@ use rows::{tags, Row};
 
 pub struct HubHandler {
     hub: Arc<Hub>,
+    /// Told of each stored instance, to make thumbnails in the background.
+    renderer: Option<crate::thumbs::Renderer>,
     /// The site each known calling AE stores for.
     sites: HashMap<String, String>,
     ae_title: String,
 }
 
 impl HubHandler {
-    pub fn new(hub: Arc<Hub>, ae_title: &str, sites: HashMap<String, String>) -> Self {
-        HubHandler { hub, sites, ae_title: ae_title.to_owned() }
+    pub fn new(hub: Arc<Hub>, ae_title: &str, sites: HashMap<String, String>, renderer: Option<crate::thumbs::Renderer>) -> Self {
+        HubHandler { hub, renderer, sites, ae_title: ae_title.to_owned() }
     }
 
     fn index(&self) -> &dyn Index {
@@ -46,7 +48,12 @@ impl Handler for HubHandler {
         let site = self.sites.get(&req.calling_ae).map(String::as_str);
         let expect = (req.sop_class_uid.as_str(), req.sop_instance_uid.as_str());
         match self.hub.ingest_expecting(&req.file, site, expect) {
-            Ok(_) => Answer::success(),
+            Ok((_, meta)) => {
+                if let Some(r) = &self.renderer {
+                    r.touch(&meta.study_uid, &meta.series_uid);
+                }
+                Answer::success()
+            }
             Err(IngestError::Rejected(e)) => Answer::failure(Status::CANNOT_UNDERSTAND, e.to_string()),
             Err(IngestError::Mismatch(what)) => Answer::failure(Status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, what),
             Err(e) => {

@@ -1,0 +1,188 @@
+//! Thumbnails: one per series (its middle image, by Instance Number) and
+//! one per study (its first series' thumbnail), as PNG in a cache under
+//! `<data>/thumbs/`. The cache is derived data: written atomically, never
+//! fsynced, rebuilt by `radhub thumbs --rebuild`. An image that cannot be
+//! decoded gets a placeholder and its reason is kept beside it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::index::model::InstanceRecord;
+use crate::ingest::Hub;
+use crate::render::{self, Format, Instance};
+use crate::store::ObjectKey;
+
+/// Thumbnail size: the longer side, in pixels.
+pub const SIZE: u32 = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ThumbError {
+    #[error("thumbnail cache {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("no such series")]
+    NoSeries,
+}
+
+/// What making a thumbnail gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Made {
+    Rendered,
+    /// The image could not be decoded: a placeholder, with the reason.
+    Placeholder(String),
+}
+
+pub struct Thumbs {
+    dir: PathBuf,
+}
+
+fn name(uid: &str) -> String {
+    ObjectKey::for_uid(uid).hex()
+}
+
+impl Thumbs {
+    pub fn open(data_dir: &Path) -> Result<Self, ThumbError> {
+        let dir = data_dir.join("thumbs");
+        for sub in ["series", "study"] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d).map_err(|source| ThumbError::Io { path: d.clone(), source })?;
+        }
+        Ok(Thumbs { dir })
+    }
+
+    pub fn series_path(&self, series_uid: &str) -> PathBuf {
+        self.dir.join("series").join(format!("{}.png", name(series_uid)))
+    }
+
+    pub fn study_path(&self, study_uid: &str) -> PathBuf {
+        self.dir.join("study").join(format!("{}.png", name(study_uid)))
+    }
+
+    /// Why a series' thumbnail is a placeholder, if it is.
+    pub fn failure(&self, series_uid: &str) -> Option<String> {
+        std::fs::read_to_string(self.series_path(series_uid).with_extension("why")).ok()
+    }
+
+    fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), ThumbError> {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|source| ThumbError::Io { path: path.to_owned(), source })
+    }
+
+    /// Renders the series' middle image (and the study's thumbnail, when
+    /// this is its first series).
+    pub fn make_series(&self, hub: &Hub, study_uid: &str, series_uid: &str) -> Result<Made, ThumbError> {
+        let mut instances = hub.index.instances_of(study_uid, Some(series_uid))?;
+        let middle = middle(&mut instances).ok_or(ThumbError::NoSeries)?;
+        let file = hub.store.get(&ObjectKey::for_uid(&middle.sop_uid))?;
+        let (png, made) = match file.as_deref().map(thumbnail) {
+            Some(Ok(png)) => (png, Made::Rendered),
+            Some(Err(why)) => (placeholder_png(), Made::Placeholder(why)),
+            None => (placeholder_png(), Made::Placeholder("instance file missing".into())),
+        };
+        let path = self.series_path(series_uid);
+        self.write(&path, &png)?;
+        let why = path.with_extension("why");
+        match &made {
+            Made::Placeholder(reason) => {
+                tracing::warn!(series = series_uid, sop = %middle.sop_uid, %reason, "thumbnail placeholder");
+                self.write(&why, reason.as_bytes())?;
+            }
+            Made::Rendered => {
+                let _ = std::fs::remove_file(&why);
+            }
+        }
+        // The study's thumbnail is its first series' (lowest Series Number).
+        let mut series = hub.index.series_of(study_uid)?;
+        series.sort_by_key(|s| (s.number.unwrap_or(i64::MAX), s.uid.clone()));
+        if series.first().is_some_and(|s| s.uid == series_uid) {
+            self.write(&self.study_path(study_uid), &png)?;
+        }
+        Ok(made)
+    }
+
+    /// The series' thumbnail, made now if missing.
+    pub fn series(&self, hub: &Hub, study_uid: &str, series_uid: &str) -> Result<Vec<u8>, ThumbError> {
+        let path = self.series_path(series_uid);
+        if !path.exists() {
+            self.make_series(hub, study_uid, series_uid)?;
+        }
+        std::fs::read(&path).map_err(|source| ThumbError::Io { path, source })
+    }
+}
+
+/// The middle image of a series by Instance Number (then SOP Instance UID).
+fn middle(instances: &mut [InstanceRecord]) -> Option<&InstanceRecord> {
+    instances.sort_by(|a, b| (a.number, &a.sop_uid).cmp(&(b.number, &b.sop_uid)));
+    instances.get(instances.len() / 2)
+}
+
+/// A 256 px PNG of one instance's middle frame through the display pipeline.
+pub fn thumbnail(part10: &[u8]) -> Result<Vec<u8>, String> {
+    let inst = Instance::open(part10).map_err(|e| e.to_string())?;
+    let frame = inst.frames() / 2;
+    let shown = inst.display(frame, None).map_err(|e| e.to_string())?;
+    shown.fit(SIZE).encode(Format::Png).map_err(|e| e.to_string())
+}
+
+fn placeholder_png() -> Vec<u8> {
+    render::placeholder(SIZE).encode(Format::Png).unwrap_or_default()
+}
+
+/// Renders series thumbnails in the background after ingest, on a rayon
+/// pool, once a series has been quiet for a moment (its middle image
+/// settles as instances arrive). Never blocks the caller: if the queue is
+/// full the series is left for on-demand rendering.
+pub struct Renderer {
+    tx: mpsc::SyncSender<(String, String)>,
+}
+
+const QUIET: Duration = Duration::from_millis(1500);
+
+impl Renderer {
+    pub fn start(hub: Arc<Hub>, thumbs: Arc<Thumbs>, threads: usize) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<(String, String)>(65536);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).thread_name(|i| format!("thumbs-{i}")).build().ok();
+        std::thread::Builder::new()
+            .name("thumbs".into())
+            .spawn(move || {
+                let mut dirty: HashMap<String, (String, Instant)> = HashMap::new();
+                loop {
+                    match rx.recv_timeout(Duration::from_millis(250)) {
+                        Ok((study, series)) => {
+                            dirty.insert(series, (study, Instant::now()));
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) if dirty.is_empty() => return,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(250)),
+                    }
+                    let ready: Vec<String> = dirty.iter().filter(|(_, (_, t))| t.elapsed() >= QUIET).map(|(s, _)| s.clone()).collect();
+                    for series in ready {
+                        let Some((study, _)) = dirty.remove(&series) else { continue };
+                        let (hub, thumbs) = (hub.clone(), thumbs.clone());
+                        let job = move || {
+                            if let Err(e) = thumbs.make_series(&hub, &study, &series) {
+                                tracing::warn!(%series, error = %e, "thumbnail failed");
+                            }
+                        };
+                        match &pool {
+                            Some(p) => p.spawn(job),
+                            None => job(),
+                        }
+                    }
+                }
+            })
+            .ok();
+        Renderer { tx }
+    }
+
+    /// Notes that an instance of this series arrived.
+    pub fn touch(&self, study_uid: &str, series_uid: &str) {
+        let _ = self.tx.try_send((study_uid.to_owned(), series_uid.to_owned()));
+    }
+}
