@@ -30,6 +30,8 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let hub = super::open_hub(data, DuplicatePolicy::Keep)?;
     let s = super::import::import(&hub, &[incoming], None, 8, false, u64::MAX)?;
     println!("imported {} instances ({:.1} MB) in {:.1} s, {} duplicates, {} rejected", s.imported, s.bytes as f64 / 1e6, s.seconds, s.duplicates, s.rejected);
+    let (made, placeholders) = super::thumbs::make_all(&hub, data, false, 0)?;
+    println!("{made} series thumbnails made ({placeholders} placeholders) in {}", data.join("thumbs").display());
     super::stats::print(&hub, false)?;
     // Show a few people whose records the NHS number links across sites.
     let mut shown = 0;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use rayon::prelude::*;
 
 use crate::index::StudyFilter;
-use crate::ingest::DuplicatePolicy;
+use crate::ingest::{DuplicatePolicy, Hub};
 use crate::thumbs::{Made, Thumbs};
 
 #[derive(clap::Args)]
@@ -23,22 +23,30 @@ pub struct Args {
 
 pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let hub = super::open_hub(data, DuplicatePolicy::Keep)?;
+    let start = std::time::Instant::now();
+    let (made, placeholders) = make_all(&hub, data, a.rebuild, a.jobs.unwrap_or(0))?;
+    println!("{made} series thumbnails made, {placeholders} placeholders, in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Makes the missing (or, with `rebuild`, all) series thumbnails in
+/// parallel; returns (made, placeholders).
+pub fn make_all(hub: &Hub, data: &Path, rebuild: bool, jobs: usize) -> anyhow::Result<(u64, u64)> {
     let thumbs = Thumbs::open(data)?;
     let mut work = Vec::new();
     for st in hub.index.find_studies(&StudyFilter::default())? {
         for se in hub.index.series_of(&st.uid)? {
-            if a.rebuild || !thumbs.series_path(&se.uid).exists() {
+            if rebuild || !thumbs.series_path(&se.uid).exists() {
                 work.push((st.uid.clone(), se.uid));
             }
         }
     }
     let bar = super::progress(work.len() as u64, "series");
     let (made, placeholders) = (AtomicU64::new(0), AtomicU64::new(0));
-    let start = std::time::Instant::now();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(a.jobs.unwrap_or(0)).build()?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
     pool.install(|| {
         work.par_iter().for_each(|(study, series)| {
-            match thumbs.make_series(&hub, study, series) {
+            match thumbs.make_series(hub, study, series) {
                 Ok(Made::Rendered) => {
                     made.fetch_add(1, Relaxed);
                 }
@@ -52,6 +60,5 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         })
     });
     bar.finish_and_clear();
-    println!("{} series thumbnails made, {} placeholders, in {:.1} s", made.load(Relaxed), placeholders.load(Relaxed), start.elapsed().as_secs_f64());
-    Ok(ExitCode::SUCCESS)
+    Ok((made.load(Relaxed), placeholders.load(Relaxed)))
 }
