@@ -43,6 +43,9 @@ fn radhub_thumbs_makes_series_and_study_thumbnails_and_placeholders() {
         assert!(is_png(&std::fs::read(thumbs.study_path(&m.study_uid)).unwrap()), "{name}: study thumbnail");
         assert_eq!(thumbs.failure(&m.series_uid).is_some(), placeholder, "{name}: {:?}", thumbs.failure(&m.series_uid));
     }
+    // `radhub ls series` shows why.
+    let ls = String::from_utf8_lossy(&support::run(data.path(), &["ls", "series"]).stdout).into_owned();
+    assert_eq!(ls.matches("thumbnail placeholder: ").count(), 1, "{ls}");
     // Nothing missing: a second run makes nothing; --rebuild remakes all.
     assert!(String::from_utf8_lossy(&support::run(data.path(), &["thumbs"]).stdout).contains("0 series thumbnails made, 0 placeholders"));
     assert!(String::from_utf8_lossy(&support::run(data.path(), &["thumbs", "--rebuild"]).stdout).contains("1 series thumbnails made, 1 placeholders"));

@@ -129,9 +129,12 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
             if a.json {
                 super::print_json(&out)?;
             } else {
+                let thumbs = crate::thumbs::Thumbs::open(data).ok();
                 for r in out {
+                    // An undecodable series says why, where its thumbnail would be.
+                    let why = thumbs.as_ref().and_then(|t| t.failure(&r.uid)).map(|w| format!("\tthumbnail placeholder: {w}")).unwrap_or_default();
                     println!(
-                        "{}\t{}\t{}\t{}\t{}\t{}\tinstances={}",
+                        "{}\t{}\t{}\t{}\t{}\t{}\tinstances={}{why}",
                         r.site,
                         r.modality,
                         r.number.map(|n| n.to_string()).unwrap_or_default(),
