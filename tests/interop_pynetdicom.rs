@@ -287,3 +287,22 @@ fn storage_commitment_reports_held_and_missing_instances() {
     let v = scu(&server, &["commit", "--ref", &held_ref]);
     assert_eq!(v["reports"][0]["event_type"], 1, "{v}");
 }
+
+#[test]
+fn c_get_of_a_compressed_instance_to_a_peer_accepting_only_uncompressed_is_transcoded() {
+    // JPEG-LS held; the requestor offers only explicit and implicit VR little endian.
+    let jls = test_file("MR_small_jpeg_ls_lossless.dcm");
+    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0"]);
+    store(&server, &[&jls]);
+    let want = &describe(&[&jls])[0];
+    let study = format!("StudyInstanceUID={}", want["study"].as_str().unwrap());
+    let v = scu(&server, &["get", "--level", "STUDY", "--key", &study, "--storage-class", want["sop_class"].as_str().unwrap()]);
+    assert_eq!(v["final"]["status"], SUCCESS, "{v}");
+    let received = v["received"].as_array().unwrap();
+    assert_eq!(received.len(), 1, "{v}");
+    assert!(["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"].contains(&received[0]["ts"].as_str().unwrap()), "{v}");
+    // Lossless: the decoded pixels equal the uncompressed original's.
+    let original = dicom_object::open_file(test_file("MR_small.dcm")).unwrap();
+    let pixels = original.element(dicom_dictionary_std::tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
+    assert_eq!(received[0]["pixel_data_hex"].as_str(), Some(hex(&pixels).as_str()), "transcoded pixel data differs");
+}

@@ -4,6 +4,7 @@
 
 mod query;
 mod rows;
+mod transcode;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -113,6 +114,10 @@ impl Handler for HubHandler {
             }));
         }
         Ok(out)
+    }
+
+    fn transcode(&self, part10: &[u8], transfer_syntax: &str) -> Result<Vec<u8>, String> {
+        transcode::to_native(part10, transfer_syntax)
     }
 
     fn committed(&self, refs: &[(String, String)]) -> Vec<bool> {

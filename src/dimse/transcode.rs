@@ -1,0 +1,56 @@
+//! Re-encoding a compressed instance as native (uncompressed) Pixel Data, for
+//! a C-MOVE or C-GET peer that does not accept the stored transfer syntax.
+//! The frames come from `render`'s decoders; every other attribute is kept.
+
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+use crate::dicom::extract::read_meta;
+use crate::render::Instance;
+
+const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
+const PHOTOMETRIC: Tag = Tag(0x0028, 0x0004);
+const PLANAR_CONFIGURATION: Tag = Tag(0x0028, 0x0006);
+const NATIVE: [&str; 2] = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"];
+
+/// `part10` re-encoded in `ts` (explicit or implicit VR little endian).
+pub fn to_native(part10: &[u8], ts: &str) -> Result<Vec<u8>, String> {
+    if !NATIVE.contains(&ts) {
+        return Err(format!("radhub transcodes only to uncompressed syntaxes, not {ts}"));
+    }
+    let target = TransferSyntaxRegistry.get(ts).ok_or_else(|| format!("unknown transfer syntax {ts}"))?;
+    let meta = read_meta(part10).map_err(|e| e.to_string())?;
+    let inst = Instance::open(part10).map_err(|e| e.to_string())?;
+    let bytes_per_sample = match meta.bits_allocated {
+        8 => 1,
+        16 => 2,
+        32 => 4,
+        b => return Err(format!("cannot re-encode {b}-bit pixel data")),
+    };
+    let mut pixels = Vec::with_capacity(inst.rows() as usize * inst.columns() as usize * inst.samples() as usize * inst.frames() as usize * bytes_per_sample);
+    for f in 0..inst.frames() {
+        for v in inst.raw_frame(f).map_err(|e| e.to_string())? {
+            pixels.extend_from_slice(&v.to_le_bytes()[..bytes_per_sample]);
+        }
+    }
+    if pixels.len() % 2 == 1 {
+        pixels.push(0);
+    }
+    // Skip the preamble: dicom-object reads from the magic code on.
+    let mut obj = dicom_object::from_reader(part10.get(128..).ok_or("not a Part 10 file")?).map_err(|e| e.to_string())?;
+    obj.put(DataElement::new(PIXEL_DATA, if bytes_per_sample == 1 { VR::OB } else { VR::OW }, PrimitiveValue::from(pixels)));
+    if inst.samples() == 3 {
+        // JPEG and JPEG 2000 decoders hand back RGB, interleaved.
+        let ts_from = meta.transfer_syntax.as_str();
+        let colour_transformed = ts_from.starts_with("1.2.840.10008.1.2.4.");
+        if colour_transformed && meta.photometric.starts_with("YBR") {
+            obj.put(DataElement::new(PHOTOMETRIC, VR::CS, PrimitiveValue::from("RGB")));
+        }
+        obj.put(DataElement::new(PLANAR_CONFIGURATION, VR::US, PrimitiveValue::from(0u16)));
+    }
+    obj.update_meta(|m| m.set_transfer_syntax(target));
+    let mut out = Vec::new();
+    obj.write_all(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
