@@ -63,9 +63,6 @@ pub fn now_ms() -> u64 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// The data set is not what its command announced; nothing was changed.
-    #[error("{0}")]
-    Mismatch(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
