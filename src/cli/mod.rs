@@ -13,7 +13,6 @@ mod verify;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::ingest::{DuplicatePolicy, Hub};
@@ -76,7 +75,14 @@ pub fn main() -> ExitCode {
 }
 
 fn open_hub(data: &std::path::Path, policy: DuplicatePolicy) -> anyhow::Result<Hub> {
-    Hub::open(data, policy).with_context(|| format!("opening the hub at {}", data.display()))
+    Hub::open(data, policy).map_err(|e| {
+        // sled allows one process: say which, rather than "could not acquire lock".
+        if e.to_string().contains("could not acquire lock") {
+            anyhow::anyhow!("the hub at {} is in use by another radhub process (is `radhub serve` running?); stop it first", data.display())
+        } else {
+            anyhow::Error::new(e).context(format!("opening the hub at {}", data.display()))
+        }
+    })
 }
 
 fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
