@@ -85,3 +85,33 @@ fn thumbnails_follow_c_store_in_the_background() {
         assert!(thumbs.failure(se).is_none());
     }
 }
+
+#[test]
+fn radhub_render_gives_a_frame_at_a_size_and_window() {
+    let data = tempfile::tempdir().unwrap();
+    let ct = support::pydicom_data().join("test_files/CT_small.dcm");
+    support::run(data.path(), &["import", ct.to_str().unwrap()]);
+    let sop = radhub::dicom::extract::read_meta(&std::fs::read(&ct).unwrap()).unwrap().sop_uid;
+    let png = data.path().join("f.png");
+    let jpg = data.path().join("f.jpg");
+    let narrow = data.path().join("narrow.png");
+    support::run(data.path(), &["render", &sop, "--size", "32", "--out", png.to_str().unwrap()]);
+    support::run(data.path(), &["render", &sop, "--format", "jpeg", "--out", jpg.to_str().unwrap()]);
+    support::run(data.path(), &["render", &sop, "--window", "40/80", "--out", narrow.to_str().unwrap()]);
+    let png = std::fs::read(png).unwrap();
+    assert!(is_png(&png));
+    // IHDR width and height (CT_small is 128×128, fitted to 32).
+    assert_eq!((u32::from_be_bytes(png[16..20].try_into().unwrap()), u32::from_be_bytes(png[20..24].try_into().unwrap())), (32, 32));
+    assert!(std::fs::read(jpg).unwrap().starts_with(&[0xFF, 0xD8, 0xFF]));
+    // A different window gives a different image of the same size.
+    let full = data.path().join("full.png");
+    support::run(data.path(), &["render", &sop, "--out", full.to_str().unwrap()]);
+    let (full, narrow) = (std::fs::read(full).unwrap(), std::fs::read(narrow).unwrap());
+    assert_eq!(full[16..24], narrow[16..24]);
+    assert_ne!(full, narrow);
+    // Refusals: no such instance, no such frame.
+    let out = support::radhub().arg("--data").arg(data.path()).args(["render", "1.2.3", "--out", "/dev/null"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no instance 1.2.3 is held"));
+    let out = support::radhub().arg("--data").arg(data.path()).args(["render", &sop, "--frame", "9", "--out", "/dev/null"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("frame 9"));
+}

@@ -4,6 +4,7 @@
 mod demo;
 mod import;
 mod ls;
+mod render;
 mod serve;
 mod stats;
 mod testdata;
@@ -43,6 +44,8 @@ enum Command {
     Testdata(testdata::Args),
     /// Generate demo data for three sites, import it, and show the hub.
     Demo(demo::Args),
+    /// Render one frame of a held instance at a size and window, as PNG or JPEG.
+    Render(render::Args),
     /// Make missing series and study thumbnails (--rebuild: all).
     Thumbs(thumbs::Args),
     /// Run the hub's DICOM listener (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET).
@@ -64,6 +67,7 @@ pub fn main() -> ExitCode {
         Command::Demo(a) => demo::run(&cli.data, a),
         Command::Serve(a) => serve::run(&cli.data, a),
         Command::Thumbs(a) => thumbs::run(&cli.data, a),
+        Command::Render(a) => render::run(&cli.data, a),
     };
     match result {
         Ok(code) => code,
