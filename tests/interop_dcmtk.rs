@@ -258,6 +258,11 @@ fn findscu_every_level_and_model_matches_as_ps3_4_says() {
     assert!(out.contains("Final Find Response (Error: DataSetDoesNotMatchSOPClass)"), "{out}");
 }
 
+/// The SOP Instance UIDs of the files a receiver wrote into `dir`.
+fn sop_uids_in(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir).unwrap().map(|e| read_meta(&std::fs::read(e.unwrap().path()).unwrap()).unwrap().sop_uid).collect()
+}
+
 #[test]
 fn movescu_to_storescp_and_getscu() {
     let files = tempfile::tempdir().unwrap();
@@ -298,8 +303,7 @@ fn movescu_to_storescp_and_getscu() {
     let _ = scp.kill();
     let _ = scp.wait();
     assert!(ok && out.contains("Final Move Response (Success)"), "{out}");
-    let got: BTreeSet<String> =
-        std::fs::read_dir(received.path()).unwrap().map(|e| read_meta(&std::fs::read(e.unwrap().path()).unwrap()).unwrap().sop_uid).collect();
+    let got: BTreeSet<String> = sop_uids_in(received.path());
     assert_eq!(got, expected);
 
     // Unknown destination: 0xA801 (PS3.4 C.4.2.1.5), nothing sent.
@@ -337,8 +341,7 @@ fn movescu_to_storescp_and_getscu() {
         &port,
     ]));
     assert!(ok, "{out}");
-    let got: BTreeSet<String> =
-        std::fs::read_dir(got_dir.path()).unwrap().map(|e| read_meta(&std::fs::read(e.unwrap().path()).unwrap()).unwrap().sop_uid).collect();
+    let got: BTreeSet<String> = sop_uids_in(got_dir.path());
     assert_eq!(got, expected);
     assert!(out.contains(&format!("Number of Completed Suboperations : {}", expected.len())), "{out}");
 }

@@ -9,13 +9,8 @@ use std::process::Command;
 
 use radhub::index::{Index, SledIndex};
 
-fn expected_rejections() -> HashMap<String, String> {
-    include_str!("data/pydicom_rejections.tsv")
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(f, why)| (f.to_owned(), why.to_owned()))
-        .collect()
+fn expected_rejections() -> BTreeMap<String, String> {
+    support::expectations(include_str!("data/pydicom_rejections.tsv"))
 }
 
 #[test]

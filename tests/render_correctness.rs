@@ -40,12 +40,7 @@ fn name(p: &Path) -> String {
 /// Files that are genuinely broken or unsupported, with the substring
 /// their error must contain.
 fn expected_failures() -> BTreeMap<String, String> {
-    include_str!("render/failures.tsv")
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(f, why)| (f.to_owned(), why.to_owned()))
-        .collect()
+    support::expectations(include_str!("render/failures.tsv"))
 }
 
 fn render_all(inst: &Instance) -> Result<(), RenderError> {

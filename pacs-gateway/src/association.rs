@@ -10,8 +10,8 @@ use dicom_ul::Pdu;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::command::{field, tag, Command};
-use crate::handler::Handler;
+use crate::command::{field, Command};
+use crate::handler::{Answer, Handler};
 use crate::message::{self, Assembler, Message, SendError};
 use crate::server::Config;
 use crate::status::Status;
@@ -128,9 +128,7 @@ async fn dispatch(assoc: &mut Assoc, ctx: &Ctx, msg: Message) -> Result<(), Disp
         }
         other => {
             // PS3.7 C.5.5: unrecognised operation.
-            let mut rsp = Command::response_to(&msg.command, other | 0x8000, Status(0x0211), false);
-            rsp.set_str(tag::ERROR_COMMENT, "operation not supported");
-            message::send(assoc, pc.id, &rsp, None).await?;
+            message::answer(assoc, pc.id, &msg.command, other | 0x8000, &Answer::failure(Status(0x0211), "operation not supported")).await?;
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 use dicom_ul::pdu::PresentationContextNegotiated;
 
 use crate::association::{Assoc, Ctx};
-use crate::command::{field, tag, Command};
+use crate::command::{field, Command};
 use crate::handler::{Answer, Model};
 use crate::identifier;
 use crate::message::{self, Interrupt, Message, SendError};
@@ -45,9 +45,5 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
 }
 
 async fn finish(assoc: &mut Assoc, pc: u8, rq: &Command, a: Answer) -> Result<(), SendError> {
-    let mut rsp = Command::response_to(rq, field::C_FIND_RSP, a.status, false);
-    if let Some(c) = &a.comment {
-        rsp.set_str(tag::ERROR_COMMENT, &crate::store::comment(c));
-    }
-    message::send(assoc, pc, &rsp, None).await
+    message::answer(assoc, pc, rq, field::C_FIND_RSP, &a).await
 }

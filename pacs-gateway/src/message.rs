@@ -169,6 +169,18 @@ mod tests {
     }
 }
 
+/// Sends the final response to `rq` carrying `a`'s status and comment.
+pub(crate) async fn answer<A>(assoc: &mut A, pc: u8, rq: &Command, rsp_field: u16, a: &crate::handler::Answer) -> Result<(), SendError>
+where
+    A: AsyncAssociation<TcpStream> + Send,
+{
+    let mut rsp = Command::response_to(rq, rsp_field, a.status, false);
+    if let Some(c) = &a.comment {
+        rsp.set_str(crate::command::tag::ERROR_COMMENT, &crate::store::comment(c));
+    }
+    send(assoc, pc, &rsp, None).await
+}
+
 /// What arrived while a long operation was answering.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Interrupt {

@@ -195,9 +195,5 @@ async fn finish(assoc: &mut Assoc, pc: &PresentationContextNegotiated, rq: &Comm
 }
 
 async fn refuse(assoc: &mut Assoc, pc: u8, rq: &Command, rsp_field: u16, a: Answer) -> Result<(), SendError> {
-    let mut rsp = Command::response_to(rq, rsp_field, a.status, false);
-    if let Some(c) = &a.comment {
-        rsp.set_str(tag::ERROR_COMMENT, &crate::store::comment(c));
-    }
-    message::send(assoc, pc, &rsp, None).await
+    message::answer(assoc, pc, rq, rsp_field, &a).await
 }

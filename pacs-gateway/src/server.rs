@@ -190,11 +190,10 @@ impl Gateway {
     }
 }
 
-fn options<'a>(config: &'a Config, peer: IpAddr, cfg: Arc<Config>) -> ServerAssociationOptions<'a, Access, RolesAsRequested> {
+fn options(config: Arc<Config>, peer: IpAddr) -> ServerAssociationOptions<'static, Access, RolesAsRequested> {
     let mut o = ServerAssociationOptions::new()
-        .ae_access_control(Access { config: cfg, peer })
         .with_negotiation(RolesAsRequested)
-        .ae_title(config.ae_title.as_str())
+        .ae_title(config.ae_title.clone())
         .max_pdu_length(config.max_pdu_length)
         .strict(true)
         .read_timeout(config.idle_timeout);
@@ -216,12 +215,12 @@ fn options<'a>(config: &'a Config, peer: IpAddr, cfg: Arc<Config>) -> ServerAsso
     for ts in sop_classes::STORAGE_TRANSFER_SYNTAXES {
         o = o.with_transfer_syntax(*ts);
     }
-    o
+    o.ae_access_control(Access { config, peer })
 }
 
 async fn connection(sock: TcpStream, peer: SocketAddr, config: Arc<Config>, handler: Arc<dyn Handler>, stop: watch::Receiver<bool>) {
     let _ = sock.set_nodelay(true);
-    let opts = options(&config, peer.ip(), config.clone());
+    let opts = options(config.clone(), peer.ip());
     let assoc = match tokio::time::timeout(config.artim_timeout, opts.establish_async(sock)).await {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {

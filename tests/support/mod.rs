@@ -130,3 +130,13 @@ pub fn dump(p: &Path) -> Vec<String> {
         .map(|l| if l.contains(" SQ (") || l.starts_with("(fffe,e000)") { l.split(" (").next().unwrap_or(l).to_owned() } else { l.to_owned() })
         .collect()
 }
+
+/// A table of expected refusals: `file<TAB>substring of the reason` lines,
+/// `#` comments.
+pub fn expectations(tsv: &str) -> std::collections::BTreeMap<String, String> {
+    tsv.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(f, why)| (f.to_owned(), why.to_owned()))
+        .collect()
+}
