@@ -36,8 +36,27 @@ pub fn pydicom_sets() -> Vec<PathBuf> {
 }
 
 /// A free TCP port on loopback (bound, read, released).
+/// A port nothing listens on, for a server a test starts.
+///
+/// Taken below the kernel's ephemeral range (32768+), because a port from
+/// `bind(0)` is released before the server binds it, and meanwhile any
+/// outgoing connection (a C-MOVE sub-association, an HTTP client) may be
+/// given it as its source port. A per-process counter keeps this process's
+/// tests apart; the pid-derived start keeps concurrent test binaries apart.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, (std::process::id() * 97) % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        let free = |host: &str| std::net::TcpListener::bind((host, port)).is_ok();
+        if free("0.0.0.0") && free("127.0.0.1") {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 /// A DCMTK tool with TCP_NODELAY=1, which it needs to avoid ~40 ms stalls.
