@@ -13,14 +13,19 @@
 //! - `render`: decoding and the display pipeline; `thumbs`: the thumbnail cache
 //! - `cli`: the `radhub` admin commands
 
+pub mod app_db;
+pub mod auth;
 pub mod cli;
 pub mod dicom;
 pub mod dimse;
 pub mod group_commit;
+pub mod http;
 pub mod index;
 pub mod ingest;
 pub mod nhs;
+pub mod query;
 pub mod render;
+pub mod reports;
 pub mod sites;
 pub mod store;
 pub mod testdata;

@@ -138,6 +138,7 @@ fn placeholder_png() -> Vec<u8> {
 /// pool, once a series has been quiet for a moment (its middle image
 /// settles as instances arrive). Never blocks the caller: if the queue is
 /// full the series is left for on-demand rendering.
+#[derive(Clone)]
 pub struct Renderer {
     tx: mpsc::SyncSender<(String, String)>,
 }

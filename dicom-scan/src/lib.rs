@@ -11,6 +11,9 @@
 
 use std::borrow::Cow;
 
+mod tree;
+pub use tree::{tree, Node, Tail, Tree};
+
 /// Why a byte stream was refused. Each message names the fault plainly, for
 /// import reports, C-STORE failure comments and STOW-RS answers.
 #[derive(Debug, thiserror::Error)]

@@ -93,17 +93,21 @@ class Orthanc(Receiver):
     label = "Orthanc"
     ae_title = "ORTHANC"
 
-    def __init__(self, env, ready_timeout, port, http_port):
+    def __init__(self, env, ready_timeout, port, http_port, extra_config=None, storage=None):
+        """extra_config: settings added to (or replacing) orthanc.json.in's; storage: a
+        directory kept across starts (default: a fresh run_dir/orthanc, which must be empty)."""
         super().__init__(env, ready_timeout)
         self.port = port
         self.http_port = http_port
+        self.extra_config = extra_config or {}
+        self.storage = storage
 
     def ports(self):
         return [self.port, self.http_port]
 
     def command(self, run_dir):
-        storage = os.path.join(run_dir, "orthanc")
-        os.makedirs(storage)
+        storage = self.storage or os.path.join(run_dir, "orthanc")
+        os.makedirs(storage, exist_ok=self.storage is not None)
         with open(os.path.join(HERE, "orthanc.json.in"), encoding="utf-8") as f:
             config = f.read()
         for name, value in {
@@ -114,7 +118,10 @@ class Orthanc(Receiver):
             "AE_TITLE": json.dumps(self.ae_title),
         }.items():
             config = config.replace(f"@{name}@", value)
-        json.loads(config)  # fail early on a broken template
+        parsed = json.loads(config)  # fail early on a broken template
+        if self.extra_config:
+            parsed.update(self.extra_config)
+            config = json.dumps(parsed, indent=2)
         path = os.path.join(run_dir, "orthanc.json")
         with open(path, "w", encoding="utf-8") as f:
             f.write(config)
@@ -136,7 +143,7 @@ class Orthanc(Receiver):
                     die(f"Orthanc REST API on port {self.http_port} not answering: {e}; "
                         f"log {self.log_path}:\n{tail(self.log_path)}")
                 time.sleep(0.2)
-        if stats.get("CountInstances") != 0:
+        if self.storage is None and stats.get("CountInstances") != 0:
             die(f"Orthanc storage is not empty at start: {stats}")
 
     def count_before_stop(self):

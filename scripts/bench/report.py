@@ -89,11 +89,11 @@ def markdown(ctx, results):
     return "\n".join(out) + "\n"
 
 
-def write_docs(path, section):
-    """Replaces this benchmark's section of path, or appends it; the rest is left as it is."""
+def write_docs(path, section, heading=HEADING):
+    """Replaces the section under heading in path, or appends it; the rest is left as it is."""
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == HEADING), None)
+    start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == heading), None)
     new = section.splitlines(keepends=True)
     if start is None:
         text = "".join(lines)

@@ -19,6 +19,8 @@ pub struct Args {
     /// Stop after importing instead of serving.
     #[arg(long)]
     no_serve: bool,
+    #[command(flatten)]
+    http: super::serve::HttpArgs,
 }
 
 pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
@@ -60,6 +62,6 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     println!("serving DICOM as RADHUB, accepting any calling AE (demo); Ctrl-C stops. Try:");
     println!("  findscu -aec RADHUB -S -k QueryRetrieveLevel=STUDY -k PatientName='*' -k StudyDescription 127.0.0.1 {port}");
     let config = pacs_gateway::Config { ae_title: "RADHUB".into(), bind: a.dicom_bind, accept_any: true, ..Default::default() };
-    super::serve::listen(data, std::sync::Arc::new(hub), config, Default::default())?;
+    super::serve::listen(data, std::sync::Arc::new(hub), config, Default::default(), &a.http)?;
     Ok(ExitCode::SUCCESS)
 }

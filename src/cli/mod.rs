@@ -9,6 +9,7 @@ mod serve;
 mod stats;
 mod testdata;
 mod thumbs;
+mod users;
 mod verify;
 
 use std::path::PathBuf;
@@ -48,8 +49,10 @@ enum Command {
     Render(render::Args),
     /// Make missing series and study thumbnails (--rebuild: all).
     Thumbs(thumbs::Args),
-    /// Run the hub's DICOM listener (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET).
+    /// Run the hub: the DICOM listener and the HTTP API (DICOMweb, radhub's JSON, the viewer).
     Serve(serve::Args),
+    /// Manage users, roles and API tokens.
+    Users(users::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -68,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve::run(&cli.data, a),
         Command::Thumbs(a) => thumbs::run(&cli.data, a),
         Command::Render(a) => render::run(&cli.data, a),
+        Command::Users(a) => users::run(&cli.data, a),
     };
     match result {
         Ok(code) => code,
@@ -79,14 +83,16 @@ pub fn main() -> ExitCode {
 }
 
 fn open_hub(data: &std::path::Path, policy: DuplicatePolicy) -> anyhow::Result<Hub> {
-    Hub::open(data, policy).map_err(|e| {
-        // sled allows one process: say which, rather than "could not acquire lock".
-        if e.to_string().contains("could not acquire lock") {
-            anyhow::anyhow!("the hub at {} is in use by another radhub process (is `radhub serve` running?); stop it first", data.display())
-        } else {
-            anyhow::Error::new(e).context(format!("opening the hub at {}", data.display()))
-        }
-    })
+    Hub::open(data, policy).map_err(|e| in_use(data, e.into()))
+}
+
+/// sled allows one process: say which, rather than "could not acquire lock".
+fn in_use(data: &std::path::Path, e: anyhow::Error) -> anyhow::Error {
+    if format!("{e:#}").contains("could not acquire lock") {
+        anyhow::anyhow!("the hub at {} is in use by another radhub process (is `radhub serve` running?); stop it first", data.display())
+    } else {
+        e.context(format!("opening the hub at {}", data.display()))
+    }
 }
 
 fn progress(len: u64, what: &str) -> indicatif::ProgressBar {

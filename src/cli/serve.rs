@@ -1,10 +1,10 @@
-//! `radhub serve`: the hub's DICOM listener (HTTP joins it later), until
-//! SIGTERM or Ctrl-C; in-flight C-STOREs finish before it stops.
+//! `radhub serve`: the hub's DICOM listener and HTTP API in one process,
+//! until SIGTERM or Ctrl-C; in-flight C-STOREs and requests finish first.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use anyhow::Context;
 use pacs_gateway::{Config, Gateway, KnownAe};
 
 use crate::dimse::HubHandler;
+use crate::http::{AppState, Limits};
 use crate::ingest::{DuplicatePolicy, Hub};
 
 #[derive(clap::Args)]
@@ -44,6 +45,28 @@ pub struct Args {
     /// When a SOP Instance UID arrives again with different content.
     #[arg(long, value_enum, default_value_t = DuplicatePolicy::Keep)]
     policy: DuplicatePolicy,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct HttpArgs {
+    /// Address of the HTTP API (DICOMweb, radhub's JSON, the viewer).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http_bind: SocketAddr,
+    /// Folder of the viewer's static files.
+    #[arg(long, default_value = "viewer-wasm/www")]
+    pub viewer_dir: PathBuf,
+    /// Largest STOW-RS request body, in bytes.
+    #[arg(long, default_value_t = 512 << 20)]
+    pub max_body: usize,
+    /// Site recorded for STOW-RS instances whose data names none.
+    #[arg(long)]
+    pub stow_site: Option<String>,
+    /// The URL clients reach the HTTP API at, for the absolute URLs in
+    /// DICOMweb answers (default: http:// and the bound address).
+    #[arg(long)]
+    pub public_url: Option<String>,
 }
 
 fn parse_peer(s: &str) -> anyhow::Result<(KnownAe, Option<String>)> {
@@ -76,27 +99,57 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         idle_timeout: std::time::Duration::from_secs(a.idle_timeout),
         ..Config::default()
     };
-    listen(data, hub, config, sites)?;
+    listen(data, hub, config, sites, &a.http)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs the DICOM listener over `hub` until SIGTERM or Ctrl-C.
-pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String, String>) -> anyhow::Result<()> {
+/// Runs the DICOM listener and the HTTP API over `hub` until SIGTERM or
+/// Ctrl-C.
+pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String, String>, http: &HttpArgs) -> anyhow::Result<()> {
     let (ae, bind) = (config.ae_title.clone(), config.bind);
     let thumbs = Arc::new(crate::thumbs::Thumbs::open(data)?);
     // One rendering thread: ingest keeps the other core.
-    let renderer = crate::thumbs::Renderer::start(hub.clone(), thumbs, 1);
-    let handler = Arc::new(HubHandler::new(hub.clone(), &ae, sites, Some(renderer)));
+    let renderer = crate::thumbs::Renderer::start(hub.clone(), thumbs.clone(), 1);
+    let handler = Arc::new(HubHandler::new(hub.clone(), &ae, sites, Some(renderer.clone())));
+    let app_db = crate::app_db::open(data).with_context(|| format!("opening {}", data.join("app").display()))?;
+    let mut state = AppState {
+        hub: hub.clone(),
+        thumbs,
+        renderer: Some(renderer),
+        auth: Arc::new(crate::auth::Auth::new(&app_db)?),
+        reports: Arc::new(crate::reports::Reports::new(&app_db)?),
+        limits: Limits { max_body: http.max_body, ..Limits::default() },
+        viewer_dir: Some(http.viewer_dir.clone()).filter(|d| d.is_dir()),
+        stow_site: http.stow_site.clone(),
+        public_url: String::new(),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
         let gateway = Gateway::new(config, handler);
         let listener = gateway.bind().await.with_context(|| format!("binding {bind}"))?;
-        let addr = listener.local_addr()?;
-        // Scripts wait for this line; they may close the pipe after it.
+        let dicom_addr = listener.local_addr()?;
+        let http_listener = tokio::net::TcpListener::bind(http.http_bind).await.with_context(|| format!("binding {}", http.http_bind))?;
+        let http_addr = http_listener.local_addr()?;
+        state.public_url = http.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+        let state = Arc::new(state);
+        // Scripts wait for these lines; they may close the pipe after them.
         let mut out = std::io::stdout();
-        let _ = writeln!(out, "radhub: DICOM listening on {addr} as {ae}").and_then(|_| out.flush());
-        tracing::info!(%addr, %ae, "DICOM listener up");
-        gateway.serve(listener, shutdown()).await;
+        let _ = writeln!(out, "radhub: DICOM listening on {dicom_addr} as {ae}\nradhub: HTTP listening on {http_addr}").and_then(|_| out.flush());
+        tracing::info!(%dicom_addr, %http_addr, %ae, "listening");
+        tokio::spawn(async move {
+            shutdown().await;
+            let _ = stop_tx.send(true);
+        });
+        let http_task = tokio::spawn(crate::http::serve(http_listener, crate::http::router(state), stopped()));
+        gateway.serve(listener, stopped()).await;
+        http_task.await.context("HTTP server task")?.context("HTTP server")?;
         anyhow::Ok(())
     })?;
     hub.index.sync()?;

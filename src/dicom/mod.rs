@@ -3,6 +3,7 @@
 //! storage or the index.
 
 pub mod extract;
+pub mod json;
 pub mod text;
 
 pub use dicom_scan::{self as scan, ScanError};

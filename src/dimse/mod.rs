@@ -3,8 +3,7 @@
 //! files) and selects and opens instances for C-MOVE and C-GET.
 
 mod query;
-mod rows;
-mod transcode;
+pub mod transcode;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,11 +13,12 @@ use pacs_gateway::status::Status;
 use pacs_gateway::{Answer, Handler, InstanceRef, Level, Model, Query, StoreRequest};
 
 use crate::index::model::InstanceRecord;
-use crate::index::{Index, PatientFilter, StudyFilter};
+use crate::index::{Index, StudyFilter};
 use crate::ingest::{Hub, IngestError};
+use crate::query::rows::{tags, Row};
+use crate::query::{self as matching, Key};
 use crate::store::ObjectKey;
-use query::{keys, value_of, Key};
-use rows::{tags, Row};
+use query::keys;
 
 pub struct HubHandler {
     hub: Arc<Hub>,
@@ -136,92 +136,14 @@ impl Handler for HubHandler {
 }
 
 impl HubHandler {
-    /// Matching rows at `level`. For retrieval at PATIENT level the rows
-    /// are the patient's studies, so that they carry Study Instance UIDs.
     fn rows(&self, model: Model, level: Level, keys: &[Key]) -> Result<Vec<Row>, crate::index::IndexError> {
-        let ix = self.index();
-        let mut out = Vec::new();
-        match level {
-            Level::Patient => {
-                let f = PatientFilter {
-                    patient_id: value_of(keys, tags::PATIENT_ID).map(str::to_owned),
-                    issuer: value_of(keys, tags::ISSUER_OF_PATIENT_ID).map(str::to_owned),
-                    patient_name: value_of(keys, tags::PATIENT_NAME).map(str::to_owned),
-                    ..Default::default()
-                };
-                for p in ix.find_patients(&f)? {
-                    let mut row = Row::new();
-                    rows::patient(&p, &mut row);
-                    if query::row_matches(keys, &row) {
-                        out.push(row);
-                    }
-                }
-                debug_assert_eq!(model, Model::PatientRoot);
-            }
-            Level::Study => out = self.study_rows(keys)?,
-            Level::Series | Level::Image => {
-                for study_row in self.study_rows(&parent_keys(keys, Level::Study))? {
-                    let Some(study_uid) = study_row.get(&tags::STUDY_INSTANCE_UID) else { continue };
-                    for s in ix.series_of(study_uid)? {
-                        let mut row = study_row.clone();
-                        rows::series(&s, &mut row);
-                        if level == Level::Series {
-                            if query::row_matches(keys, &row) {
-                                out.push(row);
-                            }
-                            continue;
-                        }
-                        if !query::row_matches(&parent_keys(keys, Level::Series), &row) {
-                            continue;
-                        }
-                        for i in ix.instances_of(study_uid, Some(&s.uid))? {
-                            let mut irow = row.clone();
-                            rows::instance(&i, &mut irow);
-                            if query::row_matches(keys, &irow) {
-                                out.push(irow);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(out)
+        debug_assert!(level != Level::Patient || model == Model::PatientRoot);
+        let level = match level {
+            Level::Patient => matching::Level::Patient,
+            Level::Study => matching::Level::Study,
+            Level::Series => matching::Level::Series,
+            Level::Image => matching::Level::Image,
+        };
+        matching::search(self.index(), level, keys, None)
     }
-
-    fn study_rows(&self, keys: &[Key]) -> Result<Vec<Row>, crate::index::IndexError> {
-        let mut out = Vec::new();
-        for s in self.index().find_studies(&query::study_filter(keys))? {
-            let mut row = Row::new();
-            rows::study(&s, &mut row);
-            if query::row_matches(keys, &row) {
-                out.push(row);
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// The keys that belong to `level` and above (patient and study keys for
-/// Study, plus series keys for Series).
-fn parent_keys(keys: &[Key], level: Level) -> Vec<Key> {
-    let series_only = [
-        tags::MODALITY,
-        tags::SERIES_INSTANCE_UID,
-        tags::SERIES_NUMBER,
-        tags::SERIES_DESCRIPTION,
-        tags::BODY_PART_EXAMINED,
-        tags::SERIES_DATE,
-        tags::SERIES_TIME,
-        tags::NUMBER_OF_SERIES_RELATED_INSTANCES,
-    ];
-    let image_only = [
-        tags::SOP_INSTANCE_UID,
-        tags::SOP_CLASS_UID,
-        tags::INSTANCE_NUMBER,
-        tags::ROWS,
-        tags::COLUMNS,
-        tags::NUMBER_OF_FRAMES,
-        tags::AVAILABLE_TRANSFER_SYNTAX_UID,
-    ];
-    keys.iter().filter(|k| !image_only.contains(&k.tag) && (level == Level::Series || !series_only.contains(&k.tag))).cloned().collect()
 }

@@ -79,7 +79,10 @@ fn fold_char(c: char) -> String {
 }
 
 pub fn name_matches(pattern: &str, value: &str) -> bool {
-    wildcard(&normalise_name_pattern(pattern), &normalise_name(value))
+    let (p, v) = (normalise_name_pattern(pattern), normalise_name(value));
+    // Trailing empty components are insignificant: "OB^^*" matches "OB^^^^",
+    // indexed as "OB"; so try the value with all five components too.
+    wildcard(&p, &v) || (p.contains('^') && wildcard(&p, &format!("{v}{}", "^".repeat(4usize.saturating_sub(v.matches('^').count())))))
 }
 
 /// An inclusive range of DA values as YYYYMMDD strings; open ends are None.
@@ -167,6 +170,8 @@ mod tests {
         assert!(name_matches("O'BRIEN^*", "O'Brien^Siobhan"));
         assert!(!name_matches("SMITH", "SMITHSON^JOHN"));
         assert!(name_matches("smith^john", "SMITH^JOHN^^"));
+        assert!(name_matches("ob^^*", "OB^^^^"));
+        assert!(!name_matches("ob^^*", "OBAMA"));
     }
 
     #[test]

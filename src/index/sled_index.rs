@@ -85,7 +85,8 @@ impl SledIndex {
             if !has_wildcard(&norm) && !norm.is_empty() {
                 return Some(Box::new(self.uid_iter(self.tree.scan_prefix(prefix(keys::BY_NAME, &[&norm])))));
             }
-            let lit = literal_prefix(&norm);
+            // Indexed names drop trailing empty components: so must the prefix.
+            let lit = literal_prefix(&norm).trim_end_matches('^');
             if !lit.is_empty() {
                 return Some(Box::new(self.uid_iter(self.tree.scan_prefix(key(keys::BY_NAME, &[lit])))));
             }

@@ -27,7 +27,7 @@ pub enum PixelSource {
 pub const TS_RLE: &str = "1.2.840.10008.1.2.5";
 
 /// Bytes of one native frame, and of the whole pixel data (checked).
-fn native_frame_bits(info: &ImageInfo) -> u64 {
+pub fn native_frame_bits(info: &ImageInfo) -> u64 {
     let px = u64::from(info.rows) * u64::from(info.cols);
     let samples = if info.photometric == Photometric::YbrFull422 { px * 2 } else { px * u64::from(info.samples) };
     samples * u64::from(info.bits_allocated)

@@ -176,6 +176,47 @@ impl Instance {
         Ok(self.frame(frame)?.data)
     }
 
+    /// One frame (0-based) exactly as stored: native frames as their bytes
+    /// (whole bytes; 1-bit frames that start mid-byte are refused), and
+    /// encapsulated frames as their fragments joined, still compressed.
+    pub fn stored_frame(&self, frame: u32) -> Result<std::borrow::Cow<'_, [u8]>, RenderError> {
+        if frame >= self.info.frames {
+            return Err(RenderError::FrameOutOfRange { frame, frames: self.info.frames });
+        }
+        match &self.src {
+            decode::PixelSource::Native { start, end, .. } => {
+                let bits = decode::native_frame_bits(&self.info);
+                let from = bits * u64::from(frame);
+                if !from.is_multiple_of(8) {
+                    return Err(RenderError::Unsupported("a 1-bit frame that starts inside a byte".into()));
+                }
+                let (a, b) = ((from / 8) as usize, (from + bits).div_ceil(8) as usize);
+                self.data.get(*start..*end).and_then(|v| v.get(a..b)).map(Into::into).ok_or(RenderError::Truncated {
+                    frame,
+                    needed: (b - a) as u64,
+                    present: (end - start).saturating_sub(a) as u64,
+                })
+            }
+            decode::PixelSource::Encapsulated { frames } => {
+                let frags = frames.get(frame as usize).ok_or(RenderError::FrameOutOfRange { frame, frames: frames.len() as u32 })?;
+                Ok(frags.iter().flat_map(|&(s, e)| self.data[s..e].iter().copied()).collect::<Vec<u8>>().into())
+            }
+        }
+    }
+
+    /// One frame decoded to native little endian samples of Bits Allocated
+    /// (8, 16 or 32), interleaved: what an uncompressed transfer syntax
+    /// would carry.
+    pub fn native_frame(&self, frame: u32) -> Result<Vec<u8>, RenderError> {
+        let samples = self.raw_frame(frame)?;
+        Ok(match self.info.bits_allocated {
+            8 => samples.iter().map(|&v| v as u8).collect(),
+            16 => samples.iter().flat_map(|&v| (v as u16).to_le_bytes()).collect(),
+            32 => samples.iter().flat_map(|&v| (v as u32).to_le_bytes()).collect(),
+            b => return Err(RenderError::Unsupported(format!("{b} bits allocated as a native frame"))),
+        })
+    }
+
     /// The frame (0-based) through the display pipeline: 8-bit grey (1
     /// channel) or RGB (3 channels), full size. `window` overrides the
     /// file's window (grey only).

@@ -129,6 +129,20 @@ impl ObjectStore for FsStore {
         }
     }
 
+    fn get_prefix(&self, key: &ObjectKey, max: usize) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        use std::io::Read;
+        let p = self.path_of(key);
+        let f = match fs::File::open(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("open", &p)(e)),
+        };
+        let size = f.metadata().map_err(io("stat", &p))?.len();
+        let mut buf = Vec::with_capacity(max.min(size as usize));
+        f.take(max as u64).read_to_end(&mut buf).map_err(io("read", &p))?;
+        Ok(Some((buf, size)))
+    }
+
     fn size(&self, key: &ObjectKey) -> Result<Option<u64>, StoreError> {
         let p = self.path_of(key);
         match fs::metadata(&p) {

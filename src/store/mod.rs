@@ -76,6 +76,9 @@ pub trait ObjectStore: Send + Sync {
     fn read_staged(&self, staged: &Staged) -> Result<Vec<u8>, StoreError>;
 
     fn get(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The first `max` bytes of an object (all of it if shorter), and its
+    /// whole size: metadata is read without the pixel data after it.
+    fn get_prefix(&self, key: &ObjectKey, max: usize) -> Result<Option<(Vec<u8>, u64)>, StoreError>;
     fn size(&self, key: &ObjectKey) -> Result<Option<u64>, StoreError>;
     /// Removes the object; `false` if there was none.
     fn delete(&self, key: &ObjectKey) -> Result<bool, StoreError>;

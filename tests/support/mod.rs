@@ -75,6 +75,7 @@ pub fn dcmtk(tool: &str) -> Command {
 pub struct Server {
     child: std::process::Child,
     pub port: u16,
+    pub http_port: u16,
     pub data: tempfile::TempDir,
 }
 
@@ -85,12 +86,12 @@ impl Server {
 
     pub fn start_in(data: tempfile::TempDir, extra: &[&str]) -> Server {
         use std::io::{BufRead, BufReader};
-        let port = free_port();
+        let (port, http_port) = (free_port(), free_port());
         let mut child = radhub()
             .env("RADHUB_LOG", "warn")
             .arg("--data")
             .arg(data.path())
-            .args(["serve", "--dicom-bind", &format!("127.0.0.1:{port}")])
+            .args(["serve", "--dicom-bind", &format!("127.0.0.1:{port}"), "--http-bind", &format!("127.0.0.1:{http_port}")])
             .args(extra)
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -98,7 +99,12 @@ impl Server {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.contains("DICOM listening"), "radhub serve did not start: {line:?}");
-        Server { child, port, data }
+        Server { child, port, http_port, data }
+    }
+
+    /// The HTTP API's base URL.
+    pub fn http(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
     }
 
     pub fn pid(&self) -> u32 {
@@ -123,6 +129,18 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Adds a user with `role` to a hub (before `serve` opens it) and returns
+/// a new API token for them.
+pub fn user_token(data: &Path, name: &str, role: &str) -> String {
+    use std::io::Write;
+    let mut add =
+        radhub().arg("--data").arg(data).args(["users", "add", name, "--role", role]).stdin(std::process::Stdio::piped()).spawn().expect("radhub users add");
+    add.stdin.take().unwrap().write_all(format!("{name}-password\n").as_bytes()).unwrap();
+    assert!(add.wait().unwrap().success(), "radhub users add {name}");
+    let out = run(data, &["users", "token", name]);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Runs a command, returning (success, stdout+stderr).
@@ -158,4 +176,71 @@ pub fn expectations(tsv: &str) -> std::collections::BTreeMap<String, String> {
         .filter_map(|l| l.split_once('\t'))
         .map(|(f, why)| (f.to_owned(), why.to_owned()))
         .collect()
+}
+
+/// An HTTP answer: status, headers (names lower-cased) and body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (a plain client, so that
+/// tests can send what real clients would refuse to: bad paths, bodies).
+pub fn request(base: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    // The server may answer (and close) before reading a refused body.
+    let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(body));
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer to {method} {target}: {raw:?}"));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).expect("status line");
+    let headers: Vec<(String, String)> = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    Reply { status, headers, body }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { return out };
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        if n == 0 || b.len() < eol + 2 + n {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[(eol + 4 + n).min(b.len())..];
+    }
+}
+
+/// A GET with a bearer token.
+pub fn get(base: &str, target: &str, token: &str) -> Reply {
+    request(base, "GET", target, &[("Authorization", &format!("Bearer {token}"))], b"")
 }

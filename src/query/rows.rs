@@ -53,6 +53,7 @@ pub mod tags {
     pub const NUMBER_OF_FRAMES: Tag = Tag(0x0028, 0x0008);
     pub const ROWS: Tag = Tag(0x0028, 0x0010);
     pub const COLUMNS: Tag = Tag(0x0028, 0x0011);
+    pub const BITS_ALLOCATED: Tag = Tag(0x0028, 0x0100);
 }
 
 use tags::*;
@@ -112,6 +113,7 @@ pub fn instance(i: &InstanceRecord, row: &mut Row) {
     if i.rows > 0 {
         row.insert(ROWS, i.rows.to_string());
         row.insert(COLUMNS, i.columns.to_string());
+        row.insert(BITS_ALLOCATED, i.bits_allocated.to_string());
     }
     if i.has_pixel_data {
         row.insert(NUMBER_OF_FRAMES, i.frames.to_string());

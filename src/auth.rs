@@ -1,0 +1,403 @@
+//! Users, roles, sessions and API tokens.
+//!
+//! Passwords are stored as argon2id PHC strings. Session and API tokens are
+//! 256-bit random values given to the client once; radhub keeps only their
+//! BLAKE3 hashes, so a copy of the database grants no access. Every request
+//! re-reads the user, so disabling a user ends their sessions and tokens at
+//! once. Failed sign-ins are throttled per user name and per client address.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::now_ms;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Views images and reports.
+    Clinician,
+    /// Views, and reports studies.
+    Radiologist,
+    /// Manages users and the hub.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Clinician, Role::Radiologist, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Clinician => "clinician",
+            Role::Radiologist => "radiologist",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct UserRecord {
+    name: String,
+    role: Role,
+    disabled: bool,
+    created_ms: u64,
+    /// argon2id PHC string.
+    password: String,
+}
+
+/// A user as shown to admins: never the password hash.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct UserView {
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_ms: u64,
+    pub tokens: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SessionRecord {
+    user: String,
+    expires_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct TokenRecord {
+    user: String,
+    label: String,
+    created_ms: u64,
+}
+
+/// Who a request acts for.
+#[derive(Clone, Debug, Serialize)]
+pub struct Principal {
+    pub user: String,
+    pub role: Role,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("user database: {0}")]
+    Db(#[from] sled::Error),
+    #[error("user record: {0}")]
+    Decode(#[from] postcard::Error),
+    #[error("no user named {0:?}")]
+    NoSuchUser(String),
+    #[error("a user named {0:?} exists already")]
+    Exists(String),
+    #[error("user names are 1 to 64 letters, digits, '.', '_', '-' or '@'")]
+    BadName,
+    #[error("passwords need at least {MIN_PASSWORD} characters")]
+    WeakPassword,
+    #[error("password hashing: {0}")]
+    Hash(String),
+}
+
+/// Why a sign-in failed. Deliberately silent on whether the user exists.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("wrong user name or password, or the user is disabled")]
+    Invalid,
+    #[error("too many failed sign-ins; try again in {} s", .0.as_secs().max(1))]
+    Throttled(Duration),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+pub const MIN_PASSWORD: usize = 8;
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Failures allowed before each further attempt must wait.
+const FREE_FAILURES: u32 = 5;
+const MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Default)]
+struct Strikes {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+pub struct Auth {
+    users: sled::Tree,
+    sessions: sled::Tree,
+    tokens: sled::Tree,
+    throttle: Mutex<HashMap<String, Strikes>>,
+    /// Verified against when the user does not exist, so that the answer
+    /// takes as long as for a wrong password.
+    decoy: String,
+}
+
+impl Auth {
+    /// Users, sessions and tokens in the hub's application database.
+    pub fn new(db: &sled::Db) -> Result<Self, AuthError> {
+        let decoy = hash_password("radhub decoy password")?;
+        Ok(Auth {
+            users: db.open_tree("users")?,
+            sessions: db.open_tree("sessions")?,
+            tokens: db.open_tree("tokens")?,
+            throttle: Mutex::new(HashMap::new()),
+            decoy,
+        })
+    }
+
+    fn user(&self, name: &str) -> Result<Option<UserRecord>, AuthError> {
+        Ok(match self.users.get(name)? {
+            Some(v) => Some(postcard::from_bytes(&v)?),
+            None => None,
+        })
+    }
+
+    fn put(&self, u: &UserRecord) -> Result<(), AuthError> {
+        self.users.insert(u.name.as_bytes(), postcard::to_stdvec(u)?)?;
+        self.users.flush()?;
+        Ok(())
+    }
+
+    fn existing(&self, name: &str) -> Result<UserRecord, AuthError> {
+        self.user(name)?.ok_or_else(|| AuthError::NoSuchUser(name.to_owned()))
+    }
+
+    pub fn add_user(&self, name: &str, role: Role, password: &str) -> Result<(), AuthError> {
+        if name.is_empty() || name.len() > 64 || !name.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-@".contains(&c)) {
+            return Err(AuthError::BadName);
+        }
+        if self.user(name)?.is_some() {
+            return Err(AuthError::Exists(name.to_owned()));
+        }
+        let password = hash_password(checked(password)?)?;
+        self.put(&UserRecord { name: name.to_owned(), role, disabled: false, created_ms: now_ms(), password })
+    }
+
+    pub fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
+        let mut u = self.existing(name)?;
+        u.password = hash_password(checked(password)?)?;
+        self.put(&u)?;
+        // A new password ends the sessions begun with the old one.
+        self.drop_sessions(name)
+    }
+
+    pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AuthError> {
+        let mut u = self.existing(name)?;
+        u.disabled = disabled;
+        self.put(&u)?;
+        if disabled {
+            self.drop_sessions(name)?;
+        }
+        Ok(())
+    }
+
+    pub fn set_role(&self, name: &str, role: Role) -> Result<(), AuthError> {
+        let mut u = self.existing(name)?;
+        u.role = role;
+        self.put(&u)
+    }
+
+    pub fn list(&self) -> Result<Vec<UserView>, AuthError> {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for kv in self.tokens.iter() {
+            let t: TokenRecord = postcard::from_bytes(&kv?.1)?;
+            *counts.entry(t.user).or_default() += 1;
+        }
+        let mut out = Vec::new();
+        for kv in self.users.iter() {
+            let u: UserRecord = postcard::from_bytes(&kv?.1)?;
+            let tokens = counts.get(&u.name).copied().unwrap_or(0);
+            out.push(UserView { name: u.name, role: u.role, disabled: u.disabled, created_ms: u.created_ms, tokens });
+        }
+        Ok(out)
+    }
+
+    pub fn get(&self, name: &str) -> Result<Option<UserView>, AuthError> {
+        Ok(self.list()?.into_iter().find(|u| u.name == name))
+    }
+
+    /// Checks a password, throttled by user name and `client` (an address).
+    /// Slow on purpose (argon2): call it off the async runtime.
+    pub fn sign_in(&self, name: &str, password: &str, client: &str) -> Result<(String, Principal), SignInError> {
+        let keys = [format!("user:{}", name.to_ascii_lowercase()), format!("addr:{client}")];
+        self.check_throttle(&keys)?;
+        let user = self.user(name)?;
+        let ok = match &user {
+            Some(u) => verify_password(&u.password, password) && !u.disabled,
+            None => {
+                verify_password(&self.decoy, password);
+                false
+            }
+        };
+        let Some(u) = user.filter(|_| ok) else {
+            self.strike(&keys);
+            tracing::warn!(user = %name, %client, "failed sign-in");
+            return Err(SignInError::Invalid);
+        };
+        self.clear(&keys[0]);
+        let token = new_secret("rs_");
+        let rec = SessionRecord { user: u.name.clone(), expires_ms: now_ms() + SESSION_TTL.as_millis() as u64 };
+        self.sessions.insert(hash_token(&token), postcard::to_stdvec(&rec).map_err(AuthError::from)?).map_err(AuthError::from)?;
+        self.sessions.flush().map_err(AuthError::from)?;
+        tracing::info!(user = %u.name, %client, "signed in");
+        Ok((token, Principal { user: u.name, role: u.role }))
+    }
+
+    /// The user a session cookie belongs to, if the session is live.
+    pub fn session(&self, token: &str) -> Result<Option<Principal>, AuthError> {
+        let key = hash_token(token);
+        let Some(v) = self.sessions.get(key)? else { return Ok(None) };
+        let s: SessionRecord = postcard::from_bytes(&v)?;
+        if s.expires_ms <= now_ms() {
+            self.sessions.remove(key)?;
+            return Ok(None);
+        }
+        self.principal(&s.user)
+    }
+
+    pub fn sign_out(&self, token: &str) -> Result<(), AuthError> {
+        self.sessions.remove(hash_token(token))?;
+        Ok(())
+    }
+
+    /// A new API token for `name`, shown once.
+    pub fn new_token(&self, name: &str, label: &str) -> Result<String, AuthError> {
+        self.existing(name)?;
+        let token = new_secret("rt_");
+        let rec = TokenRecord { user: name.to_owned(), label: label.to_owned(), created_ms: now_ms() };
+        self.tokens.insert(hash_token(&token), postcard::to_stdvec(&rec)?)?;
+        self.tokens.flush()?;
+        Ok(token)
+    }
+
+    /// The user a bearer token belongs to.
+    pub fn bearer(&self, token: &str) -> Result<Option<Principal>, AuthError> {
+        let Some(v) = self.tokens.get(hash_token(token))? else { return Ok(None) };
+        let t: TokenRecord = postcard::from_bytes(&v)?;
+        self.principal(&t.user)
+    }
+
+    /// Removes every API token of `name`; returns how many.
+    pub fn revoke_tokens(&self, name: &str) -> Result<usize, AuthError> {
+        let mut n = 0;
+        for kv in self.tokens.iter() {
+            let (k, v) = kv?;
+            let t: TokenRecord = postcard::from_bytes(&v)?;
+            if t.user == name {
+                self.tokens.remove(k)?;
+                n += 1;
+            }
+        }
+        self.tokens.flush()?;
+        Ok(n)
+    }
+
+    fn principal(&self, name: &str) -> Result<Option<Principal>, AuthError> {
+        Ok(self.user(name)?.filter(|u| !u.disabled).map(|u| Principal { user: u.name, role: u.role }))
+    }
+
+    fn drop_sessions(&self, name: &str) -> Result<(), AuthError> {
+        for kv in self.sessions.iter() {
+            let (k, v) = kv?;
+            let s: SessionRecord = postcard::from_bytes(&v)?;
+            if s.user == name {
+                self.sessions.remove(k)?;
+            }
+        }
+        self.sessions.flush()?;
+        Ok(())
+    }
+
+    fn check_throttle(&self, keys: &[String]) -> Result<(), SignInError> {
+        let now = Instant::now();
+        let map = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        let wait = keys.iter().filter_map(|k| map.get(k)?.until).filter(|&u| u > now).map(|u| u - now).max();
+        match wait {
+            Some(w) => Err(SignInError::Throttled(w)),
+            None => Ok(()),
+        }
+    }
+
+    fn strike(&self, keys: &[String]) {
+        let mut map = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            let s = map.entry(k.clone()).or_default();
+            s.failures += 1;
+            if s.failures >= FREE_FAILURES {
+                // 1 s after the fifth failure, doubling up to 15 minutes.
+                let exp = (s.failures - FREE_FAILURES).min(10);
+                s.until = Some(Instant::now() + Duration::from_secs(1 << exp).min(MAX_LOCKOUT));
+            }
+        }
+    }
+
+    fn clear(&self, key: &str) {
+        self.throttle.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+fn checked(password: &str) -> Result<&str, AuthError> {
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(AuthError::WeakPassword);
+    }
+    Ok(password)
+}
+
+fn hash_password(password: &str) -> Result<String, AuthError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| AuthError::Hash(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hash(e.to_string()))?;
+    Ok(Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| AuthError::Hash(e.to_string()))?.to_string())
+}
+
+fn verify_password(phc: &str, password: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+fn new_secret(prefix: &str) -> String {
+    let mut b = [0u8; 32];
+    // The OS random source failing is not something to serve through.
+    getrandom::fill(&mut b).expect("the operating system's random source");
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+fn hash_token(token: &str) -> [u8; 32] {
+    *blake3::hash(token.as_bytes()).as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_sessions_tokens_and_throttling() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Auth::new(&sled::open(dir.path()).unwrap()).unwrap();
+        auth.add_user("ann", Role::Radiologist, "correct horse").unwrap();
+        assert!(matches!(auth.add_user("ann", Role::Admin, "another one"), Err(AuthError::Exists(_))));
+        assert!(matches!(auth.add_user("../x", Role::Admin, "another one"), Err(AuthError::BadName)));
+        assert!(matches!(auth.add_user("bob", Role::Admin, "short"), Err(AuthError::WeakPassword)));
+
+        let (session, p) = auth.sign_in("ann", "correct horse", "1.2.3.4").unwrap();
+        assert_eq!(p.role, Role::Radiologist);
+        assert_eq!(auth.session(&session).unwrap().unwrap().user, "ann");
+        assert!(auth.session("rs_forged").unwrap().is_none());
+        let token = auth.new_token("ann", "pacs script").unwrap();
+        assert_eq!(auth.bearer(&token).unwrap().unwrap().user, "ann");
+
+        // Disabling ends sessions and tokens at once.
+        auth.set_disabled("ann", true).unwrap();
+        assert!(auth.session(&session).unwrap().is_none());
+        assert!(auth.bearer(&token).unwrap().is_none());
+        assert!(matches!(auth.sign_in("ann", "correct horse", "1.2.3.4"), Err(SignInError::Invalid)));
+        auth.set_disabled("ann", false).unwrap();
+        assert!(auth.bearer(&token).unwrap().is_some());
+
+        // Five failures from one address, then a wait even for the right password.
+        for _ in 0..FREE_FAILURES {
+            assert!(matches!(auth.sign_in("ann", "wrong password", "5.6.7.8"), Err(SignInError::Invalid)));
+        }
+        assert!(matches!(auth.sign_in("ann", "correct horse", "9.9.9.9"), Err(SignInError::Throttled(_))));
+        assert_eq!(auth.revoke_tokens("ann").unwrap(), 1);
+        assert!(auth.bearer(&token).unwrap().is_none());
+    }
+}

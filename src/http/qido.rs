@@ -1,0 +1,223 @@
+//! QIDO-RS (PS3.18 10.6): searches for studies, series and instances, with
+//! the matching C-FIND uses (`query::search`), answered from the index.
+
+use std::collections::BTreeSet;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_core::{Tag, VR};
+use serde_json::{Map, Value};
+
+use super::params::{Params, QueryPairs};
+use super::{Problem, S};
+use crate::dicom::json::{tag_hex, text_attribute};
+use crate::query::rows::{tags, Row};
+use crate::query::{self, Key, Level};
+
+pub fn routes() -> Router<S> {
+    Router::new()
+        .route("/dicom-web/studies", get(studies))
+        .route("/dicom-web/series", get(all_series))
+        .route("/dicom-web/instances", get(all_instances))
+        .route("/dicom-web/studies/{study}/series", get(study_series))
+        .route("/dicom-web/studies/{study}/instances", get(study_instances))
+        .route("/dicom-web/studies/{study}/series/{series}/instances", get(series_instances))
+}
+
+const STUDY_DEFAULT: &[Tag] = &[
+    tags::SPECIFIC_CHARACTER_SET,
+    tags::STUDY_DATE,
+    tags::STUDY_TIME,
+    tags::ACCESSION_NUMBER,
+    tags::INSTANCE_AVAILABILITY,
+    tags::MODALITIES_IN_STUDY,
+    tags::REFERRING_PHYSICIAN_NAME,
+    tags::PATIENT_NAME,
+    tags::PATIENT_ID,
+    tags::PATIENT_BIRTH_DATE,
+    tags::PATIENT_SEX,
+    tags::STUDY_INSTANCE_UID,
+    tags::STUDY_ID,
+    tags::NUMBER_OF_STUDY_RELATED_SERIES,
+    tags::NUMBER_OF_STUDY_RELATED_INSTANCES,
+];
+const STUDY_ALL: &[Tag] = &[tags::ISSUER_OF_PATIENT_ID, tags::STUDY_DESCRIPTION, tags::INSTITUTION_NAME, tags::SOP_CLASSES_IN_STUDY, tags::OTHER_PATIENT_IDS];
+const SERIES_DEFAULT: &[Tag] =
+    &[tags::MODALITY, tags::SERIES_DESCRIPTION, tags::SERIES_NUMBER, tags::SERIES_INSTANCE_UID, tags::NUMBER_OF_SERIES_RELATED_INSTANCES];
+const SERIES_ALL: &[Tag] = &[tags::BODY_PART_EXAMINED, tags::SERIES_DATE, tags::SERIES_TIME];
+const INSTANCE_DEFAULT: &[Tag] = &[
+    tags::SOP_CLASS_UID,
+    tags::SOP_INSTANCE_UID,
+    tags::INSTANCE_AVAILABILITY,
+    tags::INSTANCE_NUMBER,
+    tags::ROWS,
+    tags::COLUMNS,
+    tags::BITS_ALLOCATED,
+    tags::NUMBER_OF_FRAMES,
+];
+const INSTANCE_ALL: &[Tag] = &[tags::AVAILABLE_TRANSFER_SYNTAX_UID];
+
+async fn studies(s: State<S>, q: QueryPairs) -> Result<Response, Problem> {
+    search(s, q, Level::Study, &[], true).await
+}
+async fn all_series(s: State<S>, q: QueryPairs) -> Result<Response, Problem> {
+    search(s, q, Level::Series, &[], true).await
+}
+async fn all_instances(s: State<S>, q: QueryPairs) -> Result<Response, Problem> {
+    search(s, q, Level::Image, &[], true).await
+}
+async fn study_series(s: State<S>, p: Params, q: QueryPairs) -> Result<Response, Problem> {
+    search(s, q, Level::Series, &[(tags::STUDY_INSTANCE_UID, p.get("study"))], false).await
+}
+async fn study_instances(s: State<S>, p: Params, q: QueryPairs) -> Result<Response, Problem> {
+    search(s, q, Level::Image, &[(tags::STUDY_INSTANCE_UID, p.get("study"))], true).await
+}
+async fn series_instances(s: State<S>, p: Params, q: QueryPairs) -> Result<Response, Problem> {
+    let fixed = [(tags::STUDY_INSTANCE_UID, p.get("study")), (tags::SERIES_INSTANCE_UID, p.get("series"))];
+    search(s, q, Level::Image, &fixed, false).await
+}
+
+/// A query parameter naming an attribute: a keyword or "GGGGEEEE".
+fn attribute(name: &str) -> Option<(Tag, VR)> {
+    let dict = dicom_dictionary_std::StandardDataDictionary;
+    let entry = if name.len() == 8 && name.bytes().all(|c| c.is_ascii_hexdigit()) {
+        let t = u32::from_str_radix(name, 16).ok()?;
+        let tag = Tag((t >> 16) as u16, t as u16);
+        return Some((tag, dict.by_tag(tag).map_or(VR::UN, |e| exact(e.vr()))));
+    } else {
+        dict.by_name(name)?
+    };
+    Some((entry.tag(), exact(entry.vr())))
+}
+
+fn exact(v: VirtualVr) -> VR {
+    match v {
+        VirtualVr::Exact(vr) => vr,
+        VirtualVr::Xs => VR::US,
+        _ => VR::OW,
+    }
+}
+
+struct Request {
+    keys: Vec<Key>,
+    returned: BTreeSet<Tag>,
+    limit: Option<usize>,
+    offset: usize,
+}
+
+/// Reads the query: matching keys, `includefield`, `limit`, `offset`.
+fn parse(q: &QueryPairs, level: Level, fixed: &[(Tag, &str)], with_parents: bool) -> Result<Request, Problem> {
+    let mut keys: Vec<Key> = Vec::new();
+    let mut returned: BTreeSet<Tag> = BTreeSet::new();
+    let (mut limit, mut offset, mut all) = (None, 0, false);
+    let number = |k: &str, v: &str| v.parse::<usize>().map_err(|_| Problem::bad_request(format!("{k} must be a whole number, not {v:?}")));
+    for (k, v) in &q.0 {
+        match k.as_str() {
+            "limit" => limit = Some(number(k, v)?),
+            "offset" => offset = number(k, v)?,
+            "fuzzymatching" => {}
+            "includefield" => {
+                for f in v.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                    if f == "all" {
+                        all = true;
+                    } else {
+                        let (tag, _) = attribute(f).ok_or_else(|| Problem::bad_request(format!("includefield: unknown attribute {f:?}")))?;
+                        returned.insert(tag);
+                    }
+                }
+            }
+            _ => {
+                if k.contains('.') {
+                    return Err(Problem::bad_request(format!("{k}: matching on sequence attributes is not supported")));
+                }
+                let (tag, vr) = attribute(k).ok_or_else(|| Problem::bad_request(format!("unknown query parameter or attribute {k:?}")))?;
+                keys.retain(|x| x.tag != tag);
+                keys.push(Key { tag, vr, value: v.trim().to_owned() });
+            }
+        }
+    }
+    for &(tag, uid) in fixed {
+        keys.retain(|x| x.tag != tag);
+        keys.push(Key { tag, vr: VR::UI, value: uid.to_owned() });
+    }
+    let parents = with_parents || all;
+    let mut add = |set: &[Tag]| returned.extend(set.iter().copied());
+    match level {
+        Level::Study | Level::Patient => add(STUDY_DEFAULT),
+        Level::Series => add(SERIES_DEFAULT),
+        Level::Image => add(INSTANCE_DEFAULT),
+    }
+    if parents && level != Level::Study {
+        add(STUDY_DEFAULT);
+        if level == Level::Image {
+            add(SERIES_DEFAULT);
+        }
+    }
+    if all {
+        add(STUDY_ALL);
+        if level != Level::Study {
+            add(SERIES_ALL);
+        }
+        if level == Level::Image {
+            add(INSTANCE_ALL);
+        }
+    }
+    returned.extend(keys.iter().map(|k| k.tag));
+    returned.remove(&tags::SPECIFIC_CHARACTER_SET);
+    Ok(Request { keys, returned, limit, offset })
+}
+
+async fn search(State(state): State<S>, q: QueryPairs, level: Level, fixed: &[(Tag, &str)], with_parents: bool) -> Result<Response, Problem> {
+    let req = parse(&q, level, fixed, with_parents)?;
+    let max = state.limits.max_results;
+    let limit = req.limit.unwrap_or(max).min(max);
+    // Warn only when the server's cap, not the client's own limit, cut the answer.
+    let capped = req.limit.is_none_or(|l| l > max);
+    let base = state.dicomweb_base();
+    let st = state.clone();
+    let (rows, more) = tokio::task::spawn_blocking(move || {
+        let want = req.offset.saturating_add(limit).saturating_add(1);
+        let mut rows = query::search(st.hub.index.as_ref(), level, &req.keys, Some(want))?;
+        let more = rows.len() == want;
+        let page: Vec<Row> = rows.drain(..).skip(req.offset).take(limit).collect();
+        Ok::<_, Problem>((page.into_iter().map(|r| encode(&r, &req.returned, &base)).collect::<Vec<Value>>(), more))
+    })
+    .await??;
+    let mut resp = ([(header::CONTENT_TYPE, "application/dicom+json")], serde_json::to_vec(&rows).unwrap_or_default()).into_response();
+    if more && capped {
+        resp.headers_mut()
+            .insert(header::WARNING, HeaderValue::from_static("299 radhub \"There are more matches than the server returns at once; use offset to page\""));
+    }
+    Ok(resp)
+}
+
+/// One result: the returned attributes the row holds (empty if not), and
+/// its RetrieveURL.
+fn encode(row: &Row, returned: &BTreeSet<Tag>, base: &str) -> Value {
+    let mut o = Map::new();
+    let dict = dicom_dictionary_std::StandardDataDictionary;
+    for &tag in returned {
+        let vr = dict.by_tag(tag).map_or(VR::UN, |e| exact(e.vr()));
+        let value = match tag {
+            tags::INSTANCE_AVAILABILITY => "ONLINE",
+            t => row.get(&t).map_or("", String::as_str),
+        };
+        o.insert(tag_hex(u32::from(tag.0) << 16 | u32::from(tag.1)), Value::Object(text_attribute(vr.to_string(), value)));
+    }
+    if row.values().any(|v| !v.is_ascii()) {
+        o.insert("00080005".into(), Value::Object(text_attribute("CS", "ISO_IR 192")));
+    }
+    let mut url = format!("{base}/studies/{}", row.get(&tags::STUDY_INSTANCE_UID).map_or("", String::as_str));
+    if let Some(se) = row.get(&tags::SERIES_INSTANCE_UID) {
+        url.push_str(&format!("/series/{se}"));
+        if let Some(i) = row.get(&tags::SOP_INSTANCE_UID) {
+            url.push_str(&format!("/instances/{i}"));
+        }
+    }
+    o.insert(tag_hex(0x0008_1190), Value::Object(text_attribute("UR", &url)));
+    Value::Object(o)
+}

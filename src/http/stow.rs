@@ -1,0 +1,163 @@
+//! STOW-RS (PS3.18 10.5): Part 10 instances in a multipart/related body,
+//! each stored through `Hub::ingest` (the C-STORE path: answered only once
+//! file and index entry are durable), the answer listing what was stored
+//! and what failed and why.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rayon::prelude::*;
+use serde_json::{json, Map, Value};
+
+use super::multipart;
+use super::params::Params;
+use super::{Problem, S};
+use crate::ingest::IngestError;
+
+pub async fn store(State(state): State<S>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+    stow(state, headers, body, None).await
+}
+
+pub async fn store_in_study(State(state): State<S>, p: Params, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+    stow(state, headers, body, Some(p.get("study").to_owned())).await
+}
+
+/// PS3.4 C-STORE failure codes, as STOW-RS FailureReason (PS3.18 10.5.3).
+const CANNOT_UNDERSTAND: u16 = 0xC000;
+const OUT_OF_RESOURCES: u16 = 0xA700;
+const DOES_NOT_MATCH: u16 = 0xA900;
+
+struct Outcome {
+    class: String,
+    instance: String,
+    study: String,
+    series: String,
+    failure: Option<(u16, String)>,
+}
+
+async fn stow(state: S, headers: HeaderMap, body: Body, study: Option<String>) -> Result<Response, Problem> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = multipart::media(ct).filter(|m| m.mime == "multipart/related").ok_or_else(|| {
+        Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "STOW-RS takes multipart/related; type=\"application/dicom\" with Part 10 instances")
+    })?;
+    if media.param("type").is_some_and(|t| !t.eq_ignore_ascii_case("application/dicom")) {
+        return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "radhub stores application/dicom parts (Part 10 instances) only"));
+    }
+    let boundary = media.param("boundary").ok_or_else(|| Problem::bad_request("multipart/related without a boundary"))?.to_owned();
+    let limit = state.limits.max_body;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit")) || e.to_string().contains("length limit") {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body exceeds {limit} bytes"))
+        } else {
+            Problem::bad_request(format!("reading the body: {e}"))
+        }
+    })?;
+    let base = state.dicomweb_base();
+    let st = state.clone();
+    let outcomes = tokio::task::spawn_blocking(move || {
+        let parts = multipart::parse(&bytes, &boundary).map_err(|e| Problem::bad_request(format!("malformed multipart body: {e}")))?;
+        if let Some(p) = parts.iter().find(|p| p.content_type.as_ref().is_some_and(|m| m.mime != "application/dicom")) {
+            let m = p.content_type.as_ref().map_or("", |m| m.mime.as_str());
+            return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("a part of type {m}: radhub stores application/dicom parts only")));
+        }
+        // Concurrent ingests share their fsyncs (group commit).
+        Ok(parts.par_iter().map(|p| store_one(&st, p.body, study.as_deref())).collect::<Vec<Outcome>>())
+    })
+    .await??;
+    Ok(answer(&outcomes, &base))
+}
+
+fn store_one(state: &S, bytes: &[u8], study: Option<&str>) -> Outcome {
+    let meta = match crate::ingest::Hub::describe(bytes, state.stow_site.as_deref()) {
+        Ok(m) => m,
+        Err(e) => {
+            return Outcome {
+                class: String::new(),
+                instance: String::new(),
+                study: String::new(),
+                series: String::new(),
+                failure: Some((CANNOT_UNDERSTAND, e.to_string())),
+            }
+        }
+    };
+    let mut out = Outcome {
+        class: meta.sop_class_uid.clone(),
+        instance: meta.sop_uid.clone(),
+        study: meta.study_uid.clone(),
+        series: meta.series_uid.clone(),
+        failure: None,
+    };
+    if let Some(s) = study.filter(|s| *s != meta.study_uid) {
+        out.failure = Some((DOES_NOT_MATCH, format!("instance of study {} posted to study {s}", meta.study_uid)));
+        return out;
+    }
+    match state.hub.ingest(bytes, state.stow_site.as_deref()) {
+        Ok((_, meta)) => {
+            if let Some(r) = &state.renderer {
+                r.touch(&meta.study_uid, &meta.series_uid);
+            }
+        }
+        Err(IngestError::Rejected(e)) => out.failure = Some((CANNOT_UNDERSTAND, e.to_string())),
+        Err(IngestError::Mismatch(e)) => out.failure = Some((DOES_NOT_MATCH, e)),
+        Err(e) => {
+            tracing::error!(sop = %out.instance, error = %e, "STOW-RS store failed");
+            out.failure = Some((OUT_OF_RESOURCES, "storage failure".into()));
+        }
+    }
+    out
+}
+
+fn ui(v: &str) -> Value {
+    json!({"vr": "UI", "Value": [v]})
+}
+
+/// The Store Instances Response Module (PS3.18 10.5.3): 200 if all were
+/// stored, 202 if some, 409 if none; failure reasons also in Warning.
+fn answer(outcomes: &[Outcome], base: &str) -> Response {
+    let (mut stored, mut failed) = (Vec::new(), Vec::new());
+    let mut reasons = Vec::new();
+    for o in outcomes {
+        let mut item = Map::new();
+        if !o.class.is_empty() {
+            item.insert("00081150".into(), ui(&o.class));
+            item.insert("00081155".into(), ui(&o.instance));
+        }
+        match &o.failure {
+            None => {
+                let url = format!("{base}/studies/{}/series/{}/instances/{}", o.study, o.series, o.instance);
+                item.insert("00081190".into(), json!({"vr": "UR", "Value": [url]}));
+                stored.push(Value::Object(item));
+            }
+            Some((code, why)) => {
+                item.insert("00081197".into(), json!({"vr": "US", "Value": [code]}));
+                failed.push(Value::Object(item));
+                reasons.push(if o.instance.is_empty() { why.clone() } else { format!("{}: {why}", o.instance) });
+            }
+        }
+    }
+    let mut body = Map::new();
+    let studies: std::collections::BTreeSet<&str> = outcomes.iter().filter(|o| o.failure.is_none()).map(|o| o.study.as_str()).collect();
+    if studies.len() == 1 {
+        body.insert("00081190".into(), json!({"vr": "UR", "Value": [format!("{base}/studies/{}", studies.iter().next().copied().unwrap_or_default())]}));
+    }
+    if !stored.is_empty() {
+        body.insert("00081199".into(), json!({"vr": "SQ", "Value": stored}));
+    }
+    if !failed.is_empty() {
+        body.insert("00081198".into(), json!({"vr": "SQ", "Value": failed}));
+    }
+    let status = match (stored.is_empty(), failed.is_empty()) {
+        (_, true) => StatusCode::OK,
+        (false, false) => StatusCode::ACCEPTED,
+        (true, false) => StatusCode::CONFLICT,
+    };
+    let mut resp = (status, [(header::CONTENT_TYPE, "application/dicom+json")], serde_json::to_vec(&Value::Object(body)).unwrap_or_default()).into_response();
+    if !reasons.is_empty() {
+        let text: String = reasons.join("; ").chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(1000).collect::<String>().replace('"', "'");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 radhub \"{text}\"")) {
+            resp.headers_mut().insert(header::WARNING, v);
+        }
+    }
+    resp
+}

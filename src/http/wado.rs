@@ -1,0 +1,468 @@
+//! WADO-RS (PS3.18 10.4): instances, metadata, bulk data, frames, rendered
+//! images and thumbnails of studies, series and instances.
+//!
+//! Instances go out as stored unless the client asks for another transfer
+//! syntax (then radhub decodes to an uncompressed one, or answers 406).
+//! Metadata is encoded from each file's bytes up to its pixel data, which
+//! is never read for it.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use rayon::prelude::*;
+use serde_json::Value;
+
+use super::multipart;
+use super::params::{Params, QueryPairs};
+use super::{Problem, S};
+use crate::dicom::json;
+use crate::dicom::scan::{self, Encoding};
+use crate::index::model::InstanceRecord;
+use crate::ingest::Hub;
+use crate::render::{Format, Window};
+use crate::store::ObjectKey;
+
+pub fn routes() -> Router<S> {
+    const I: &str = "/dicom-web/studies/{study}/series/{series}/instances/{instance}";
+    Router::new()
+        .route("/dicom-web/studies/{study}", get(retrieve))
+        .route("/dicom-web/studies/{study}/metadata", get(metadata))
+        .route("/dicom-web/studies/{study}/thumbnail", get(study_thumbnail))
+        .route("/dicom-web/studies/{study}/series/{series}", get(retrieve))
+        .route("/dicom-web/studies/{study}/series/{series}/metadata", get(metadata))
+        .route("/dicom-web/studies/{study}/series/{series}/thumbnail", get(series_thumbnail))
+        .route(I, get(retrieve))
+        .route(&format!("{I}/metadata"), get(metadata))
+        .route(&format!("{I}/bulk/{{path}}"), get(bulk))
+        .route(&format!("{I}/frames/{{frames}}"), get(frames))
+        .route(&format!("{I}/frames/{{frames}}/rendered"), get(rendered))
+        .route(&format!("{I}/frames/{{frames}}/thumbnail"), get(rendered_thumbnail))
+        .route(&format!("{I}/rendered"), get(rendered))
+        .route(&format!("{I}/thumbnail"), get(rendered_thumbnail))
+}
+
+const TRANSCODE_TO: [&str; 2] = [scan::TS_EXPLICIT_LE, scan::TS_IMPLICIT_LE];
+pub const UNCOMPRESSED: [&str; 3] = [scan::TS_EXPLICIT_LE, scan::TS_IMPLICIT_LE, scan::TS_EXPLICIT_BE];
+
+/// The instances a path names, in series and instance order; 404 if none.
+fn instances(hub: &Hub, p: &Params) -> Result<Vec<InstanceRecord>, Problem> {
+    let (study, series, instance) = (p.get("study"), p.get("series"), p.get("instance"));
+    let found = if !instance.is_empty() {
+        hub.index.instance(instance)?.filter(|i| i.study_uid == study && i.series_uid == series).into_iter().collect()
+    } else {
+        let mut v = hub.index.instances_of(study, (!series.is_empty()).then_some(series))?;
+        v.sort_by(|a, b| (&a.series_uid, a.number, &a.sop_uid).cmp(&(&b.series_uid, b.number, &b.sop_uid)));
+        v
+    };
+    if found.is_empty() {
+        let what = if !instance.is_empty() {
+            "instance"
+        } else if !series.is_empty() {
+            "series"
+        } else {
+            "study"
+        };
+        return Err(Problem::not_found(format!("no such {what}")));
+    }
+    Ok(found)
+}
+
+fn read(hub: &Hub, uid: &str) -> Result<Vec<u8>, Problem> {
+    hub.store
+        .get(&ObjectKey::for_uid(uid))
+        .map_err(|e| Problem::internal("reading an instance", e))?
+        .ok_or_else(|| Problem::internal("reading an instance", "file missing"))
+}
+
+/// The transfer syntax an Accept header asks instances in: `None` for as
+/// stored. 406 when it asks for nothing radhub serves instances as.
+fn wanted_syntax(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else { return Ok(None) };
+    for m in multipart::accept(accept) {
+        let ok = match m.mime.as_str() {
+            "*/*" | "multipart/*" => true,
+            "multipart/related" => m.param("type").is_none_or(|t| t == "application/dicom"),
+            "application/dicom" => true,
+            _ => false,
+        };
+        if ok {
+            return Ok(m.param("transfer-syntax").filter(|t| *t != "*").map(str::to_owned));
+        }
+    }
+    Err(Problem::new(StatusCode::NOT_ACCEPTABLE, "instances are served as multipart/related; type=\"application/dicom\""))
+}
+
+async fn retrieve(State(state): State<S>, p: Params, headers: HeaderMap) -> Result<Response, Problem> {
+    let syntax = wanted_syntax(&headers)?;
+    let st = state.clone();
+    let list = tokio::task::spawn_blocking(move || instances(&st.hub, &p)).await??;
+    if let Some(ts) = &syntax {
+        // radhub decodes to little endian uncompressed syntaxes; it does not compress.
+        if !TRANSCODE_TO.contains(&ts.as_str()) && list.iter().any(|i| &i.transfer_syntax != ts) {
+            return Err(Problem::new(
+                StatusCode::NOT_ACCEPTABLE,
+                format!("instances can be had as stored (transfer-syntax=*) or uncompressed little endian, not as {ts}"),
+            ));
+        }
+    }
+    let boundary = multipart::new_boundary();
+    let content_type = multipart::related(&boundary, "application/dicom");
+    // One file in memory at a time, read on the blocking pool as the client takes them.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    tokio::task::spawn_blocking(move || {
+        for rec in list {
+            let part = match part10_in(&state.hub, &rec, syntax.as_deref()) {
+                Ok(p) => p,
+                Err((ts, e)) => {
+                    tracing::warn!(sop = %rec.sop_uid, error = %e, "instance left out of a WADO-RS answer");
+                    if ts.is_none() {
+                        // A stored file that cannot be read: end the body short, so the client sees a broken answer.
+                        let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let head = multipart::part_head(&boundary, &format!("application/dicom; transfer-syntax={}", part.1), &[]);
+            if tx.blocking_send(Ok(Bytes::from(head))).is_err() || tx.blocking_send(Ok(Bytes::from(part.0))).is_err() {
+                return;
+            }
+        }
+        let _ = tx.blocking_send(Ok(Bytes::from(multipart::closing(&boundary))));
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(stream)).into_response())
+}
+
+/// The instance's bytes in `syntax` (as stored if `None` or the same).
+/// Errors carry the syntax asked for: None means the stored file failed.
+#[allow(clippy::type_complexity)]
+fn part10_in(hub: &Hub, rec: &InstanceRecord, syntax: Option<&str>) -> Result<(Vec<u8>, String), (Option<String>, String)> {
+    let bytes = read(hub, &rec.sop_uid).map_err(|p| (None, p.to_string()))?;
+    match syntax {
+        Some(ts) if ts != rec.transfer_syntax => {
+            let out = crate::dimse::transcode::to_native(&bytes, ts).map_err(|e| (Some(ts.to_owned()), e))?;
+            Ok((out, ts.to_owned()))
+        }
+        _ => Ok((bytes, rec.transfer_syntax.clone())),
+    }
+}
+
+/// Size of the first read of a file for its metadata: enough for the
+/// headers of nearly every object, whose pixel data comes last.
+const META_PREFIX: usize = 64 << 10;
+
+async fn metadata(State(state): State<S>, p: Params) -> Result<Response, Problem> {
+    let base = state.dicomweb_base();
+    let body = tokio::task::spawn_blocking(move || {
+        let list = instances(&state.hub, &p)?;
+        let all: Vec<Value> = list.par_iter().map(|rec| instance_metadata(&state.hub, rec, &base)).collect::<Result<_, Problem>>()?;
+        Ok::<_, Problem>(serde_json::to_vec(&all).unwrap_or_default())
+    })
+    .await??;
+    Ok(([(header::CONTENT_TYPE, "application/dicom+json")], body).into_response())
+}
+
+/// One instance's data set as DICOM JSON, read up to its pixel data when
+/// the pixel data is the last element, else whole.
+pub fn instance_metadata(hub: &Hub, rec: &InstanceRecord, base: &str) -> Result<Value, Problem> {
+    let key = ObjectKey::for_uid(&rec.sop_uid);
+    let fail = |e: &dyn std::fmt::Display| Problem::internal("reading metadata", format!("{}: {e}", rec.sop_uid));
+    let (prefix, size) = hub.store.get_prefix(&key, META_PREFIX).map_err(|e| fail(&e))?.ok_or_else(|| fail(&"file missing"))?;
+    let bulk_base = format!("{base}/studies/{}/series/{}/instances/{}/bulk", rec.study_uid, rec.series_uid, rec.sop_uid);
+    let (_, meta_end, ts) = scan::file_meta(&prefix).map_err(|e| fail(&e))?;
+    if ts != scan::TS_DEFLATED {
+        let enc = encoding(&ts);
+        let t = scan::tree(&prefix[meta_end..], enc).map_err(|e| fail(&e))?;
+        let complete = match t.tail {
+            None => prefix.len() as u64 == size,
+            // Cut inside the last element, whose declared end is the file's end.
+            Some(tail) => tail.element.is_some_and(|e| (meta_end + e.end) as u64 == size),
+        };
+        if complete {
+            let src = json::Source { buf: &prefix[meta_end..], encoding: enc, nodes: &t.nodes, tail: t.tail, bulk_base: &bulk_base };
+            return Ok(Value::Object(json::dataset(&src)));
+        }
+    }
+    let whole = read(hub, &rec.sop_uid)?;
+    let s = scan::scan(&whole, &[]).map_err(|e| fail(&e))?;
+    let t = scan::tree(&s.dataset, s.encoding).map_err(|e| fail(&e))?;
+    let src = json::Source { buf: &s.dataset, encoding: s.encoding, nodes: &t.nodes, tail: None, bulk_base: &bulk_base };
+    Ok(Value::Object(json::dataset(&src)))
+}
+
+fn encoding(ts: &str) -> Encoding {
+    match ts {
+        scan::TS_IMPLICIT_LE => Encoding::ImplicitLe,
+        scan::TS_EXPLICIT_BE => Encoding::ExplicitBe,
+        _ => Encoding::ExplicitLe,
+    }
+}
+
+async fn bulk(State(state): State<S>, p: Params) -> Result<Response, Problem> {
+    let path = p.get("path").to_owned();
+    if path.len() > 200 || !path.bytes().all(|c| c.is_ascii_hexdigit() || c == b'.') {
+        return Err(Problem::bad_request("a bulk data path is tags and item numbers joined by '.'"));
+    }
+    tokio::task::spawn_blocking(move || {
+        let rec = instances(&state.hub, &p)?.remove(0);
+        let whole = read(&state.hub, &rec.sop_uid)?;
+        let s = scan::scan(&whole, &[]).map_err(|e| Problem::internal("reading bulk data", e))?;
+        let t = scan::tree(&s.dataset, s.encoding).map_err(|e| Problem::internal("reading bulk data", e))?;
+        let b = multipart::new_boundary();
+        let mut body = Vec::new();
+        let kind = match json::bulk_value(&s.dataset, &t.nodes, &path) {
+            Some(json::Bulk::Bytes(v)) => {
+                body.extend(multipart::part_head(&b, "application/octet-stream", &[]));
+                body.extend_from_slice(v);
+                "application/octet-stream"
+            }
+            Some(json::Bulk::Fragments(frags)) => {
+                let media = compressed_media(&rec.transfer_syntax);
+                for f in frags {
+                    body.extend(multipart::part_head(&b, &format!("{media}; transfer-syntax={}", rec.transfer_syntax), &[]));
+                    body.extend_from_slice(f);
+                }
+                media
+            }
+            None => return Err(Problem::not_found(format!("no bulk data at {path}"))),
+        };
+        body.extend(multipart::closing(&b));
+        Ok(([(header::CONTENT_TYPE, multipart::related(&b, kind))], body).into_response())
+    })
+    .await?
+}
+
+/// The media type PS3.18 gives a compressed frame of transfer syntax `ts`.
+fn compressed_media(ts: &str) -> &'static str {
+    match ts {
+        "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" | "1.2.840.10008.1.2.4.57" | "1.2.840.10008.1.2.4.70" => "image/jpeg",
+        "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => "image/jls",
+        "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => "image/jp2",
+        "1.2.840.10008.1.2.4.92" | "1.2.840.10008.1.2.4.93" => "image/jpx",
+        "1.2.840.10008.1.2.5" => "image/x-dicom-rle",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Frame numbers of a `frames/{list}` path: 1-based, comma-separated.
+fn frame_list(s: &str) -> Result<Vec<u32>, Problem> {
+    let v: Vec<u32> = s
+        .split(',')
+        .map(|f| f.trim().parse::<u32>().ok().filter(|&n| n >= 1))
+        .collect::<Option<_>>()
+        .ok_or_else(|| Problem::bad_request(format!("frame numbers are whole numbers from 1, separated by commas, not {s:?}")))?;
+    if v.is_empty() || v.len() > 4096 {
+        return Err(Problem::bad_request("between 1 and 4096 frame numbers"));
+    }
+    Ok(v)
+}
+
+/// How frames are wanted: as stored, or decoded to native bytes.
+enum FrameForm {
+    Stored,
+    Native,
+}
+
+fn frame_form(headers: &HeaderMap, stored_ts: &str) -> Result<FrameForm, Problem> {
+    let native_stored = UNCOMPRESSED.contains(&stored_ts) || stored_ts == scan::TS_DEFLATED;
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(if native_stored { FrameForm::Native } else { FrameForm::Stored });
+    };
+    for m in multipart::accept(accept) {
+        let (kind, ts) = match m.mime.as_str() {
+            "multipart/related" => (m.param("type").unwrap_or("application/octet-stream").to_ascii_lowercase(), m.param("transfer-syntax")),
+            "*/*" | "multipart/*" => ("*/*".to_owned(), Some("*")),
+            _ => continue,
+        };
+        match (kind.as_str(), ts) {
+            (_, Some("*")) => return Ok(if native_stored { FrameForm::Native } else { FrameForm::Stored }),
+            ("application/octet-stream", None) => return Ok(FrameForm::Native),
+            ("application/octet-stream", Some(t)) if UNCOMPRESSED.contains(&t) => return Ok(FrameForm::Native),
+            (k, t) if !native_stored && (k == compressed_media(stored_ts) || k == "*/*") && t.is_none_or(|t| t == stored_ts) => return Ok(FrameForm::Stored),
+            _ => {}
+        }
+    }
+    Err(Problem::new(
+        StatusCode::NOT_ACCEPTABLE,
+        format!("frames of this instance are served uncompressed (application/octet-stream) or as stored ({})", compressed_media(stored_ts)),
+    ))
+}
+
+async fn frames(State(state): State<S>, p: Params, headers: HeaderMap) -> Result<Response, Problem> {
+    let list = frame_list(p.get("frames"))?;
+    tokio::task::spawn_blocking(move || {
+        let rec = instances(&state.hub, &p)?.remove(0);
+        if !rec.has_pixel_data {
+            return Err(Problem::not_found("the instance has no pixel data"));
+        }
+        let form = frame_form(&headers, &rec.transfer_syntax)?;
+        let inst = crate::render::Instance::open(&read(&state.hub, &rec.sop_uid)?).map_err(render_problem)?;
+        let b = multipart::new_boundary();
+        let mut body = Vec::new();
+        let native_ts = if rec.transfer_syntax == scan::TS_EXPLICIT_BE { scan::TS_EXPLICIT_BE } else { scan::TS_EXPLICIT_LE };
+        let (media, ts) = match form {
+            FrameForm::Native => ("application/octet-stream", native_ts),
+            FrameForm::Stored => (compressed_media(&rec.transfer_syntax), rec.transfer_syntax.as_str()),
+        };
+        for &f in &list {
+            if f > inst.frames() {
+                return Err(Problem::not_found(format!("frame {f} of {}", inst.frames())));
+            }
+            let bytes = match form {
+                FrameForm::Stored => inst.stored_frame(f - 1).map_err(render_problem)?.into_owned(),
+                FrameForm::Native if UNCOMPRESSED.contains(&rec.transfer_syntax.as_str()) || rec.transfer_syntax == scan::TS_DEFLATED => {
+                    inst.stored_frame(f - 1).map_err(render_problem)?.into_owned()
+                }
+                FrameForm::Native => inst.native_frame(f - 1).map_err(render_problem)?,
+            };
+            body.extend(multipart::part_head(&b, &format!("{media}; transfer-syntax={ts}"), &[]));
+            body.extend_from_slice(&bytes);
+        }
+        body.extend(multipart::closing(&b));
+        Ok(([(header::CONTENT_TYPE, multipart::related(&b, media))], body).into_response())
+    })
+    .await?
+}
+
+fn render_problem(e: crate::render::RenderError) -> Problem {
+    use crate::render::RenderError as R;
+    match e {
+        R::NoPixelData => Problem::not_found("the instance has no pixel data"),
+        R::FrameOutOfRange { frame, frames } => Problem::not_found(format!("frame {} of {frames}", frame + 1)),
+        R::Unsupported(_) | R::UnsupportedTransferSyntax(_) => Problem::new(StatusCode::NOT_ACCEPTABLE, e.to_string()),
+        e => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, format!("cannot render: {e}")),
+    }
+}
+
+/// The image format an Accept header asks for (JPEG unless PNG comes first).
+fn image_format(headers: &HeaderMap) -> Result<Format, Problem> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else { return Ok(Format::Jpeg { quality: 90 }) };
+    for m in multipart::accept(accept) {
+        match m.mime.as_str() {
+            "image/jpeg" | "image/*" | "*/*" => return Ok(Format::Jpeg { quality: 90 }),
+            "image/png" => return Ok(Format::Png),
+            _ => {}
+        }
+    }
+    Err(Problem::new(StatusCode::NOT_ACCEPTABLE, "rendered images are image/jpeg or image/png"))
+}
+
+/// Rendering parameters of PS3.18 8.3.5.1: `window=center,width[,function]`,
+/// `viewport=width,height` (fit inside), `quality=1..100`.
+fn rendering(q: &QueryPairs, mut format: Format) -> Result<(Option<Window>, Option<u32>, Format), Problem> {
+    let mut window = None;
+    if let Some(w) = q.get("window") {
+        let parts: Vec<&str> = w.split(',').collect();
+        let num = |s: &str| s.trim().parse::<f64>().ok().filter(|v| v.is_finite());
+        let (c, wd) = match parts.as_slice() {
+            [c, w] | [c, w, _] => (num(c), num(w)),
+            _ => (None, None),
+        };
+        let function = match parts.get(2).map(|f| f.trim().to_ascii_lowercase()) {
+            None => crate::render::VoiFunction::Linear,
+            Some(f) => match f.as_str() {
+                "linear" => crate::render::VoiFunction::Linear,
+                "linear-exact" | "linear_exact" => crate::render::VoiFunction::LinearExact,
+                "sigmoid" => crate::render::VoiFunction::Sigmoid,
+                _ => return Err(Problem::bad_request("window function is linear, linear-exact or sigmoid")),
+            },
+        };
+        match (c, wd) {
+            (Some(center), Some(width)) if width > 0.0 => window = Some(Window { center, width, function }),
+            _ => return Err(Problem::bad_request("window is center,width[,function] with a positive width")),
+        }
+    }
+    let mut viewport = None;
+    if let Some(v) = q.get("viewport") {
+        let dims: Vec<u32> = v.split(',').filter_map(|d| d.trim().parse().ok()).collect();
+        match dims.as_slice() {
+            [w, h] if (1..=8192).contains(w) && (1..=8192).contains(h) => viewport = Some(*w.max(h)),
+            _ => return Err(Problem::bad_request("viewport is width,height, each 1 to 8192")),
+        }
+    }
+    if let Some(qv) = q.get("quality") {
+        let quality = qv.parse::<u8>().ok().filter(|q| (1..=100).contains(q)).ok_or_else(|| Problem::bad_request("quality is 1 to 100"))?;
+        if let Format::Jpeg { .. } = format {
+            format = Format::Jpeg { quality };
+        }
+    }
+    Ok((window, viewport, format))
+}
+
+async fn rendered(state: State<S>, p: Params, headers: HeaderMap, q: QueryPairs) -> Result<Response, Problem> {
+    let format = image_format(&headers)?;
+    let (window, viewport, format) = rendering(&q, format)?;
+    render(state, p, window, viewport, format).await
+}
+
+async fn rendered_thumbnail(state: State<S>, p: Params, headers: HeaderMap, q: QueryPairs) -> Result<Response, Problem> {
+    let format = image_format(&headers)?;
+    let (window, viewport, format) = rendering(&q, format)?;
+    render(state, p, window, Some(viewport.unwrap_or(crate::thumbs::SIZE)), format).await
+}
+
+async fn render(State(state): State<S>, p: Params, window: Option<Window>, viewport: Option<u32>, format: Format) -> Result<Response, Problem> {
+    let frame = match p.get("frames") {
+        "" => 1,
+        f => {
+            let list = frame_list(f)?;
+            if list.len() != 1 {
+                return Err(Problem::bad_request("a rendered frame is one frame number"));
+            }
+            list[0]
+        }
+    };
+    tokio::task::spawn_blocking(move || {
+        let rec = instances(&state.hub, &p)?.remove(0);
+        let inst = crate::render::Instance::open(&read(&state.hub, &rec.sop_uid)?).map_err(render_problem)?;
+        if frame > inst.frames() {
+            return Err(Problem::not_found(format!("frame {frame} of {}", inst.frames())));
+        }
+        let mut img = inst.display(frame - 1, window).map_err(render_problem)?;
+        if let Some(max) = viewport {
+            img = img.fit(max);
+        }
+        let bytes = img.encode(format).map_err(render_problem)?;
+        Ok(image(format, bytes))
+    })
+    .await?
+}
+
+fn image(format: Format, bytes: Vec<u8>) -> Response {
+    let ct = match format {
+        Format::Png => "image/png",
+        Format::Jpeg { .. } => "image/jpeg",
+    };
+    ([(header::CONTENT_TYPE, ct)], bytes).into_response()
+}
+
+async fn series_thumbnail(State(state): State<S>, p: Params) -> Result<Response, Problem> {
+    let (study, series) = (p.get("study").to_owned(), p.get("series").to_owned());
+    tokio::task::spawn_blocking(move || {
+        match state.hub.index.series(&series)? {
+            Some(s) if s.study_uid == study => {}
+            _ => return Err(Problem::not_found("no such series")),
+        }
+        let png = state.thumbs.series(&state.hub, &study, &series).map_err(|e| Problem::internal("thumbnail", e))?;
+        Ok(image(Format::Png, png))
+    })
+    .await?
+}
+
+async fn study_thumbnail(State(state): State<S>, p: Params) -> Result<Response, Problem> {
+    let study = p.get("study").to_owned();
+    tokio::task::spawn_blocking(move || {
+        let series = state.hub.index.series_of(&study)?;
+        // The study's face is its first series by number that renders.
+        let mut sorted: Vec<_> = series.into_iter().collect();
+        sorted.sort_by_key(|s| (s.number.unwrap_or(i64::MAX), s.uid.clone()));
+        let first = sorted.first().ok_or_else(|| Problem::not_found("no such study"))?;
+        let png = state.thumbs.series(&state.hub, &study, &first.uid).map_err(|e| Problem::internal("thumbnail", e))?;
+        Ok(image(Format::Png, png))
+    })
+    .await?
+}
