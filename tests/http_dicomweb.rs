@@ -49,3 +49,66 @@ fn dicomweb_client_over_pydicom_test_files() {
         imported["rejections"].as_array().unwrap().iter().map(|r| r[0].as_str().unwrap().to_owned()).filter(|p| sent.contains(p)).collect();
     assert_eq!(refused, rejected, "STOW-RS refused (left) and import rejected (right) differ");
 }
+
+/// STOW-RS of `files` in one multipart request; the instance URLs stored.
+fn stow(base: &str, token: &str, files: &[std::path::PathBuf]) -> Vec<String> {
+    let mut body = Vec::new();
+    for f in files {
+        body.extend_from_slice(b"\r\n--B0undary\r\nContent-Type: application/dicom\r\n\r\n");
+        body.extend(std::fs::read(f).unwrap());
+    }
+    body.extend_from_slice(b"\r\n--B0undary--\r\n");
+    let auth = format!("Bearer {token}");
+    let r = support::request(
+        base,
+        "POST",
+        "/dicom-web/studies",
+        &[("Authorization", &auth), ("Content-Type", "multipart/related; type=\"application/dicom\"; boundary=B0undary")],
+        &body,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["00081199"]["Value"].as_array().unwrap().iter().map(|i| i["00081190"]["Value"][0].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn series_metadata_follows_new_arrivals() {
+    let data = tempfile::tempdir().unwrap();
+    let token = user_token(data.path(), "pacsadmin", "admin");
+    let gen = tempfile::tempdir().unwrap();
+    run(data.path(), &["testdata", "--out", gen.path().to_str().unwrap(), "--patients", "1", "--max-slices", "6", "--ct-size", "64"]);
+    let server = Server::start_in(data, &[]);
+    let base = server.http();
+    // The generator writes site/study/series/instance.dcm: take a series of four or more.
+    let series_dir = walk_dirs(gen.path()).into_iter().find(|d| files_in(d).len() >= 4).expect("a series of four instances");
+    let files = files_in(&series_dir);
+    let urls = stow(&base, &token, &files[..2]);
+    let series_url = urls[0].rsplit_once("/instances/").unwrap().0.trim_start_matches(&base).to_owned();
+    let count = |what: &str| {
+        let r = support::get(&base, &format!("{series_url}/metadata"), &token);
+        assert_eq!(r.status, 200, "{what}: {}", r.text());
+        r.json().as_array().unwrap().len()
+    };
+    assert_eq!(count("first"), 2);
+    assert_eq!(count("again"), 2);
+    stow(&base, &token, &files[2..]);
+    assert_eq!(count("after more arrived"), files.len(), "series metadata left out instances stored after it was first asked for");
+    let study_url = series_url.rsplit_once("/series/").unwrap().0.to_owned();
+    let study = support::get(&base, &format!("{study_url}/metadata"), &token);
+    assert!(study.json().as_array().unwrap().len() >= files.len());
+}
+
+fn walk_dirs(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![d.to_path_buf()];
+    for e in std::fs::read_dir(d).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk_dirs(&e.path()));
+        }
+    }
+    out
+}
+
+fn files_in(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(d).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+    v.sort();
+    v
+}

@@ -155,7 +155,7 @@ class RadhubWeb:
     key = "radhub"
     label = "radhub"
     USER = "bench"
-    PASSWORD = "secret"
+    PASSWORD = "bench-http-password"
 
     def __init__(self, binary, env, ready_timeout, http_port, dicom_port):
         self.binary = binary

@@ -23,6 +23,8 @@ pub struct Args {
     http: super::serve::HttpArgs,
 }
 
+const DEMO_PASSWORD: &str = "demo-password";
+
 pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let incoming = data.join("demo-incoming");
     let opts: GenOptions = (&a.gen).into();
@@ -58,9 +60,25 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         println!("hub data in {}; try `radhub --data {} ls studies`", data.display(), data.display());
         return Ok(ExitCode::SUCCESS);
     }
+    // Demo users, one per role, with a password printed here: demo only.
+    let app_db = crate::app_db::open(data)?;
+    let auth = crate::auth::Auth::new(&app_db)?;
+    for role in crate::auth::Role::ALL {
+        let name = format!("demo-{}", role.as_str());
+        if auth.get(&name)?.is_none() {
+            auth.add_user(&name, role, DEMO_PASSWORD)?;
+        }
+    }
+    let token = auth.new_token("demo-clinician", "demo")?;
+    drop(auth);
+    drop(app_db);
     let port = a.dicom_bind.port();
-    println!("serving DICOM as RADHUB, accepting any calling AE (demo); Ctrl-C stops. Try:");
+    let http = a.http.http_bind;
+    println!("serving DICOM as RADHUB (accepting any calling AE) and HTTP on http://{http}; Ctrl-C stops.");
+    println!("users demo-clinician, demo-radiologist, demo-admin; password {DEMO_PASSWORD}. Try:");
     println!("  findscu -aec RADHUB -S -k QueryRetrieveLevel=STUDY -k PatientName='*' -k StudyDescription 127.0.0.1 {port}");
+    println!("  curl -H 'Authorization: Bearer {token}' 'http://{http}/dicom-web/studies?PatientName=*&limit=5'");
+    println!("  curl -H 'Authorization: Bearer {token}' 'http://{http}/api/studies?limit=5'");
     let config = pacs_gateway::Config { ae_title: "RADHUB".into(), bind: a.dicom_bind, accept_any: true, ..Default::default() };
     super::serve::listen(data, std::sync::Arc::new(hub), config, Default::default(), &a.http)?;
     Ok(ExitCode::SUCCESS)

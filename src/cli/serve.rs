@@ -122,6 +122,7 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         viewer_dir: Some(http.viewer_dir.clone()).filter(|d| d.is_dir()),
         stow_site: http.stow_site.clone(),
         public_url: String::new(),
+        meta_cache: crate::http::MetaCache::new(256 << 20),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(async {

@@ -10,7 +10,7 @@ use base64::Engine;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::Tag;
 use dicom_encoding::text::SpecificCharacterSet;
-use serde_json::{Map, Value};
+use std::fmt::Write;
 
 use super::scan::{Element, Encoding, Node, Tail, PIXEL_DATA};
 use super::text;
@@ -32,18 +32,15 @@ pub struct Source<'a> {
     pub bulk_base: &'a str,
 }
 
-/// The data set as a DICOM JSON object.
-pub fn dataset(src: &Source<'_>) -> Map<String, Value> {
+/// The data set as a DICOM JSON object, written as text: metadata answers
+/// run to megabytes, and building a `serde_json::Value` tree first cost
+/// most of their time in allocation.
+pub fn dataset(src: &Source<'_>) -> String {
     let pixel_rep = src.nodes.iter().find(|n| n.el.tag == PIXEL_REPRESENTATION).map_or(0, |n| uint(src, &n.el, 2).first().copied().unwrap_or(0));
     let ctx = Ctx { src, pixel_rep };
-    let mut out = ctx.item(src.nodes, &text::charset(None), "");
-    if let Some(el) = src.tail.and_then(|t| t.element) {
-        let vr = ctx.vr(&el);
-        let mut attr = Map::new();
-        attr.insert("vr".into(), Value::String(vr_str(vr)));
-        attr.insert("BulkDataURI".into(), Value::String(format!("{}/{}", src.bulk_base, tag_hex(el.tag))));
-        out.insert(tag_hex(el.tag), Value::Object(attr));
-    }
+    let mut out = String::with_capacity(4096);
+    let tail = src.tail.and_then(|t| t.element);
+    ctx.item(&mut out, src.nodes, &text::charset(None), "", tail);
     out
 }
 
@@ -53,21 +50,37 @@ struct Ctx<'s, 'a> {
 }
 
 impl Ctx<'_, '_> {
-    fn item(&self, nodes: &[Node], inherited: &SpecificCharacterSet, path: &str) -> Map<String, Value> {
+    fn item(&self, out: &mut String, nodes: &[Node], inherited: &SpecificCharacterSet, path: &str, tail: Option<Element>) {
         // An item may declare its own character set (PS3.5 7.5.3).
         let own = nodes.iter().find(|n| n.el.tag == SPECIFIC_CHARACTER_SET).map(|n| text::charset(Some(self.value(&n.el))));
         let cs = own.as_ref().unwrap_or(inherited);
-        let mut out = Map::new();
+        out.push('{');
+        let mut last: Option<u32> = None;
         for n in nodes {
-            // Group lengths are deprecated and meaningless once re-encoded.
-            if n.el.tag & 0xFFFF == 0 {
+            // Group lengths are deprecated and meaningless once re-encoded;
+            // a repeated tag (a malformed file) would repeat a JSON key.
+            if n.el.tag & 0xFFFF == 0 || last == Some(n.el.tag) {
                 continue;
             }
+            if last.is_some() {
+                out.push(',');
+            }
+            last = Some(n.el.tag);
             let hex = tag_hex(n.el.tag);
             let here = if path.is_empty() { hex.clone() } else { format!("{path}.{hex}") };
-            out.insert(hex, Value::Object(self.attribute(n, cs, &here)));
+            let _ = write!(out, "\"{hex}\":");
+            self.attribute(out, n, cs, &here);
         }
-        out
+        if let Some(el) = tail.filter(|el| last != Some(el.tag)) {
+            if last.is_some() {
+                out.push(',');
+            }
+            let hex = tag_hex(el.tag);
+            let _ = write!(out, "\"{hex}\":{{\"vr\":\"{}\",\"BulkDataURI\":", vr_str(self.vr(&el)));
+            string(out, &format!("{}/{hex}", self.src.bulk_base));
+            out.push('}');
+        }
+        out.push('}');
     }
 
     fn value(&self, el: &Element) -> &[u8] {
@@ -84,89 +97,167 @@ impl Ctx<'_, '_> {
         vr_from_dictionary(el.tag, self.pixel_rep).unwrap_or(el.vr)
     }
 
-    fn attribute(&self, n: &Node, cs: &SpecificCharacterSet, path: &str) -> Map<String, Value> {
+    fn attribute(&self, out: &mut String, n: &Node, cs: &SpecificCharacterSet, path: &str) {
         let vr = if n.items.is_empty() || self.src.encoding == Encoding::ImplicitLe || &n.el.vr != b"UN" { self.vr(&n.el) } else { *b"SQ" };
-        let mut attr = Map::new();
-        attr.insert("vr".into(), Value::String(vr_str(vr)));
+        let _ = write!(out, "{{\"vr\":\"{}\"", vr_str(vr));
         let raw = self.value(&n.el);
-        if &vr == b"SQ" {
-            let items: Vec<Value> = n.items.iter().enumerate().map(|(i, it)| Value::Object(self.item(it, cs, &format!("{path}.{i}")))).collect();
-            if !items.is_empty() {
-                attr.insert("Value".into(), Value::Array(items));
-            }
-            return attr;
-        }
-        if n.el.tag == PIXEL_DATA || !n.fragments.is_empty() {
-            attr.insert("BulkDataURI".into(), Value::String(format!("{}/{path}", self.src.bulk_base)));
-            return attr;
-        }
-        let values: Vec<Value> = match &vr {
-            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"UN" => {
-                if raw.is_empty() {
-                    return attr;
-                }
-                if raw.len() > INLINE_MAX {
-                    attr.insert("BulkDataURI".into(), Value::String(format!("{}/{path}", self.src.bulk_base)));
-                } else {
-                    let le = little_endian(raw, &vr, self.src.encoding);
-                    attr.insert("InlineBinary".into(), Value::String(base64::engine::general_purpose::STANDARD.encode(le)));
-                }
-                return attr;
-            }
-            b"US" => uint(self.src, &n.el, 2).into_iter().map(Value::from).collect(),
-            b"UL" => uint(self.src, &n.el, 4).into_iter().map(Value::from).collect(),
-            b"UV" => uint(self.src, &n.el, 8).into_iter().map(Value::from).collect(),
-            b"SS" => uint(self.src, &n.el, 2).into_iter().map(|v| Value::from(v as u16 as i16)).collect(),
-            b"SL" => uint(self.src, &n.el, 4).into_iter().map(|v| Value::from(v as u32 as i32)).collect(),
-            b"SV" => uint(self.src, &n.el, 8).into_iter().map(|v| Value::from(v as i64)).collect(),
-            b"FL" => uint(self.src, &n.el, 4).into_iter().map(|v| float(f64::from(f32::from_bits(v as u32)))).collect(),
-            b"FD" => uint(self.src, &n.el, 8).into_iter().map(|v| float(f64::from_bits(v))).collect(),
-            b"AT" => {
-                let w = uint(self.src, &n.el, 2);
-                w.chunks_exact(2).map(|p| Value::String(format!("{:04X}{:04X}", p[0], p[1]))).collect()
-            }
-            b"IS" | b"DS" => split(&text::ascii(raw)).map(|v| number(&v)).collect(),
-            b"PN" => split(&text::decode(cs, raw)).map(|v| person_name(&v)).collect(),
-            b"LT" | b"ST" | b"UT" => {
-                let v = text::decode(cs, raw);
-                if v.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![Value::String(v)]
-                }
-            }
-            b"UR" => {
-                let v = text::ascii(raw);
-                if v.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![Value::String(v)]
-                }
-            }
-            b"SH" | b"LO" | b"UC" => split(&text::decode(cs, raw)).map(string).collect(),
-            _ => split(&text::ascii(raw)).map(string).collect(),
+        let bulk = |out: &mut String| {
+            out.push_str(",\"BulkDataURI\":");
+            string(out, &format!("{}/{path}", self.src.bulk_base));
         };
-        if !values.is_empty() {
-            attr.insert("Value".into(), Value::Array(values));
+        if &vr == b"SQ" {
+            if !n.items.is_empty() {
+                out.push_str(",\"Value\":[");
+                for (i, it) in n.items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    self.item(out, it, cs, &format!("{path}.{i}"), None);
+                }
+                out.push(']');
+            }
+        } else if n.el.tag == PIXEL_DATA || !n.fragments.is_empty() {
+            bulk(out);
+        } else {
+            match &vr {
+                b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"UN" => {
+                    if raw.len() > INLINE_MAX {
+                        bulk(out);
+                    } else if !raw.is_empty() {
+                        let le = little_endian(raw, &vr, self.src.encoding);
+                        let _ = write!(out, ",\"InlineBinary\":\"{}\"", base64::engine::general_purpose::STANDARD.encode(le));
+                    }
+                }
+                b"US" => values(out, uint(self.src, &n.el, 2), |o, v| push_display(o, v)),
+                b"UL" => values(out, uint(self.src, &n.el, 4), |o, v| push_display(o, v)),
+                b"UV" => values(out, uint(self.src, &n.el, 8), |o, v| push_display(o, v)),
+                b"SS" => values(out, uint(self.src, &n.el, 2), |o, v| push_display(o, v as u16 as i16)),
+                b"SL" => values(out, uint(self.src, &n.el, 4), |o, v| push_display(o, v as u32 as i32)),
+                b"SV" => values(out, uint(self.src, &n.el, 8), |o, v| push_display(o, v as i64)),
+                b"FL" => values(out, uint(self.src, &n.el, 4), |o, v| float(o, f64::from(f32::from_bits(v as u32)))),
+                b"FD" => values(out, uint(self.src, &n.el, 8), |o, v| float(o, f64::from_bits(v))),
+                b"AT" => {
+                    let w = uint(self.src, &n.el, 2);
+                    values(out, w.chunks_exact(2).map(|p| format!("{:04X}{:04X}", p[0], p[1])).collect(), |o, v| string(o, &v));
+                }
+                b"IS" | b"DS" => values(out, split(&text::ascii(raw)).collect(), |o, v| number(o, &v)),
+                b"PN" => values(out, split(&text::decode(cs, raw)).collect(), |o, v| person_name(o, &v)),
+                b"LT" | b"ST" | b"UT" => values(out, single(text::decode(cs, raw)), |o, v| string(o, &v)),
+                b"UR" => values(out, single(text::ascii(raw)), |o, v| string(o, &v)),
+                b"SH" | b"LO" | b"UC" => values(out, split(&text::decode(cs, raw)).collect(), |o, v| string_or_null(o, &v)),
+                _ => values(out, split(&text::ascii(raw)).collect(), |o, v| string_or_null(o, &v)),
+            }
         }
-        attr
+        out.push('}');
     }
 }
 
-/// One attribute from its VR and its value as text (multiple values
-/// separated by backslashes), as the index holds it.
-pub fn text_attribute(vr: &str, text: &str) -> Map<String, Value> {
-    let mut attr = Map::new();
-    attr.insert("vr".into(), Value::String(vr.to_owned()));
-    let values: Vec<Value> = match vr {
-        "PN" => split(text).map(|v| person_name(&v)).collect(),
-        "IS" | "DS" | "US" | "UL" | "SS" | "SL" => split(text).map(|v| number(&v)).collect(),
-        _ => split(text).map(string).collect(),
-    };
-    if !values.is_empty() {
-        attr.insert("Value".into(), Value::Array(values));
+fn single(v: String) -> Vec<String> {
+    if v.is_empty() {
+        Vec::new()
+    } else {
+        vec![v]
     }
-    attr
+}
+
+/// `,"Value":[...]` unless there are no values.
+fn values<T>(out: &mut String, v: Vec<T>, mut each: impl FnMut(&mut String, T)) {
+    if v.is_empty() {
+        return;
+    }
+    out.push_str(",\"Value\":[");
+    for (i, x) in v.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        each(out, x);
+    }
+    out.push(']');
+}
+
+fn push_display(out: &mut String, v: impl std::fmt::Display) {
+    let _ = write!(out, "{v}");
+}
+
+/// A JSON string literal.
+fn string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn string_or_null(out: &mut String, s: &str) {
+    if s.is_empty() {
+        out.push_str("null");
+    } else {
+        string(out, s);
+    }
+}
+
+/// IS and DS values as JSON numbers; a value that is not a number stays a
+/// string rather than being lost.
+fn number(out: &mut String, v: &str) {
+    if v.is_empty() {
+        out.push_str("null");
+    } else if let Ok(i) = v.parse::<i64>() {
+        push_display(out, i);
+    } else {
+        match v.parse::<f64>() {
+            Ok(f) if f.is_finite() => float(out, f),
+            _ => string(out, v),
+        }
+    }
+}
+
+fn float(out: &mut String, f: f64) {
+    match serde_json::Number::from_f64(f) {
+        Some(n) => push_display(out, n),
+        None => out.push_str("null"),
+    }
+}
+
+/// A PN value: its alphabetic, ideographic and phonetic component groups.
+fn person_name(out: &mut String, v: &str) {
+    if v.is_empty() {
+        out.push_str("null");
+        return;
+    }
+    out.push('{');
+    let mut first = true;
+    for (key, group) in ["Alphabetic", "Ideographic", "Phonetic"].iter().zip(v.split('=')) {
+        let g = group.trim_end_matches('^');
+        if !g.is_empty() {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            let _ = write!(out, "\"{key}\":");
+            string(out, g);
+        }
+    }
+    out.push('}');
+}
+
+/// Writes `"GGGGEEEE":{...}`, one attribute from its VR and its value as
+/// text (multiple values separated by backslashes), as the index holds it.
+pub fn text_attribute(out: &mut String, tag: u32, vr: &str, text: &str) {
+    let _ = write!(out, "\"{}\":{{\"vr\":\"{vr}\"", tag_hex(tag));
+    let v: Vec<String> = split(text).collect();
+    match vr {
+        "PN" => values(out, v, |o, x| person_name(o, &x)),
+        "IS" | "DS" | "US" | "UL" | "SS" | "SL" => values(out, v, |o, x| number(o, &x)),
+        _ => values(out, v, |o, x| string_or_null(o, &x)),
+    }
+    out.push('}');
 }
 
 /// "GGGGEEEE", as DICOM JSON names attributes.
@@ -239,48 +330,6 @@ fn split(s: &str) -> impl Iterator<Item = String> + '_ {
     s.split('\\').filter(move |_| !empty).map(|v| v.trim_matches([' ', '\0']).to_owned())
 }
 
-fn string(v: String) -> Value {
-    if v.is_empty() {
-        Value::Null
-    } else {
-        Value::String(v)
-    }
-}
-
-/// IS and DS values as JSON numbers; a value that is not a number stays a
-/// string rather than being lost.
-fn number(v: &str) -> Value {
-    if v.is_empty() {
-        return Value::Null;
-    }
-    if let Ok(i) = v.parse::<i64>() {
-        return Value::from(i);
-    }
-    match v.parse::<f64>() {
-        Ok(f) if f.is_finite() => float(f),
-        _ => Value::String(v.to_owned()),
-    }
-}
-
-fn float(f: f64) -> Value {
-    serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
-}
-
-/// A PN value: its alphabetic, ideographic and phonetic component groups.
-fn person_name(v: &str) -> Value {
-    if v.is_empty() {
-        return Value::Null;
-    }
-    let mut o = Map::new();
-    for (key, group) in ["Alphabetic", "Ideographic", "Phonetic"].iter().zip(v.split('=')) {
-        let g = group.trim_end_matches('^');
-        if !g.is_empty() {
-            o.insert((*key).into(), Value::String(g.to_owned()));
-        }
-    }
-    Value::Object(o)
-}
-
 /// A bulk value found by its path ("7FE00010", "00540016.0.00282000").
 pub enum Bulk<'a> {
     Bytes(&'a [u8]),
@@ -313,19 +362,43 @@ pub fn bulk_value<'a>(buf: &'a [u8], nodes: &[Node], path: &str) -> Option<Bulk<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    fn pn(v: &str) -> Value {
+        let mut s = String::new();
+        person_name(&mut s, v);
+        serde_json::from_str(&s).unwrap()
+    }
+
+    fn num(v: &str) -> Value {
+        let mut s = String::new();
+        number(&mut s, v);
+        serde_json::from_str(&s).unwrap()
+    }
 
     #[test]
-    fn person_names_and_numbers() {
+    fn person_names_numbers_and_strings() {
         assert_eq!(
-            person_name("Yamada^Tarou=山田^太郎=やまだ^たろう"),
+            pn("Yamada^Tarou=山田^太郎=やまだ^たろう"),
             serde_json::json!({"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎", "Phonetic": "やまだ^たろう"})
         );
-        assert_eq!(person_name("DOE^JOHN^^^"), serde_json::json!({"Alphabetic": "DOE^JOHN"}));
-        assert_eq!(number("12"), Value::from(12));
-        assert_eq!(number("-1.5e2"), Value::from(-150.0));
-        assert_eq!(number("abc"), Value::from("abc"));
-        assert_eq!(split("A\\\\B").map(string).collect::<Vec<_>>(), vec![Value::from("A"), Value::Null, Value::from("B")]);
-        assert_eq!(split("").count(), 0);
+        assert_eq!(pn("DOE^JOHN^^^"), serde_json::json!({"Alphabetic": "DOE^JOHN"}));
+        assert_eq!(pn("=山田"), serde_json::json!({"Ideographic": "山田"}));
+        assert_eq!(num("12"), Value::from(12));
+        assert_eq!(num("-1.5e2"), Value::from(-150.0));
+        assert_eq!(num("abc"), Value::from("abc"));
+        let attr = |vr: &str, v: &str| {
+            let mut s = String::from("{");
+            text_attribute(&mut s, 0x0010_0020, vr, v);
+            s.push('}');
+            serde_json::from_str::<Value>(&s).unwrap()["00100020"].clone()
+        };
+        assert_eq!(attr("LO", "A\\\\B"), serde_json::json!({"vr": "LO", "Value": ["A", null, "B"]}));
+        assert_eq!(attr("LO", ""), serde_json::json!({"vr": "LO"}));
+        assert_eq!(attr("IS", "3"), serde_json::json!({"vr": "IS", "Value": [3]}));
+        let mut s = String::new();
+        string(&mut s, "a\"b\\c\u{1}é");
+        assert_eq!(serde_json::from_str::<String>(&s).unwrap(), "a\"b\\c\u{1}é");
     }
 
     #[test]

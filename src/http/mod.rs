@@ -9,6 +9,7 @@
 
 mod access;
 mod api;
+mod meta_cache;
 mod multipart;
 mod params;
 mod problem;
@@ -31,6 +32,7 @@ use crate::auth::{Auth, Role};
 use crate::ingest::Hub;
 use crate::reports::Reports;
 use crate::thumbs::{Renderer, Thumbs};
+pub use meta_cache::MetaCache;
 pub use problem::Problem;
 
 /// Limits on what a client may send.
@@ -67,6 +69,7 @@ pub struct AppState {
     /// the Host header (which clients send without the port, and which
     /// anyone can forge).
     pub public_url: String,
+    pub meta_cache: meta_cache::MetaCache,
 }
 
 impl AppState {

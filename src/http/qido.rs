@@ -10,11 +10,10 @@ use axum::routing::get;
 use axum::Router;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::{Tag, VR};
-use serde_json::{Map, Value};
 
 use super::params::{Params, QueryPairs};
 use super::{Problem, S};
-use crate::dicom::json::{tag_hex, text_attribute};
+use crate::dicom::json::text_attribute;
 use crate::query::rows::{tags, Row};
 use crate::query::{self, Key, Level};
 
@@ -184,10 +183,10 @@ async fn search(State(state): State<S>, q: QueryPairs, level: Level, fixed: &[(T
         let mut rows = query::search(st.hub.index.as_ref(), level, &req.keys, Some(want))?;
         let more = rows.len() == want;
         let page: Vec<Row> = rows.drain(..).skip(req.offset).take(limit).collect();
-        Ok::<_, Problem>((page.into_iter().map(|r| encode(&r, &req.returned, &base)).collect::<Vec<Value>>(), more))
+        Ok::<_, Problem>((page.into_iter().map(|r| encode(&r, &req.returned, &base)).collect::<Vec<String>>(), more))
     })
     .await??;
-    let mut resp = ([(header::CONTENT_TYPE, "application/dicom+json")], serde_json::to_vec(&rows).unwrap_or_default()).into_response();
+    let mut resp = ([(header::CONTENT_TYPE, "application/dicom+json")], format!("[{}]", rows.join(","))).into_response();
     if more && capped {
         resp.headers_mut()
             .insert(header::WARNING, HeaderValue::from_static("299 radhub \"There are more matches than the server returns at once; use offset to page\""));
@@ -196,20 +195,26 @@ async fn search(State(state): State<S>, q: QueryPairs, level: Level, fixed: &[(T
 }
 
 /// One result: the returned attributes the row holds (empty if not), and
-/// its RetrieveURL.
-fn encode(row: &Row, returned: &BTreeSet<Tag>, base: &str) -> Value {
-    let mut o = Map::new();
+/// its RetrieveURL, as DICOM JSON text.
+fn encode(row: &Row, returned: &BTreeSet<Tag>, base: &str) -> String {
+    let mut o = String::from("{");
     let dict = dicom_dictionary_std::StandardDataDictionary;
+    let mut attr = |tag: u32, vr: &str, value: &str| {
+        if o.len() > 1 {
+            o.push(',');
+        }
+        text_attribute(&mut o, tag, vr, value);
+    };
+    if row.values().any(|v| !v.is_ascii()) {
+        attr(0x0008_0005, "CS", "ISO_IR 192");
+    }
     for &tag in returned {
         let vr = dict.by_tag(tag).map_or(VR::UN, |e| exact(e.vr()));
         let value = match tag {
             tags::INSTANCE_AVAILABILITY => "ONLINE",
             t => row.get(&t).map_or("", String::as_str),
         };
-        o.insert(tag_hex(u32::from(tag.0) << 16 | u32::from(tag.1)), Value::Object(text_attribute(vr.to_string(), value)));
-    }
-    if row.values().any(|v| !v.is_ascii()) {
-        o.insert("00080005".into(), Value::Object(text_attribute("CS", "ISO_IR 192")));
+        attr(u32::from(tag.0) << 16 | u32::from(tag.1), vr.to_string(), value);
     }
     let mut url = format!("{base}/studies/{}", row.get(&tags::STUDY_INSTANCE_UID).map_or("", String::as_str));
     if let Some(se) = row.get(&tags::SERIES_INSTANCE_UID) {
@@ -218,6 +223,7 @@ fn encode(row: &Row, returned: &BTreeSet<Tag>, base: &str) -> Value {
             url.push_str(&format!("/instances/{i}"));
         }
     }
-    o.insert(tag_hex(0x0008_1190), Value::Object(text_attribute("UR", &url)));
-    Value::Object(o)
+    attr(0x0008_1190, "UR", &url);
+    o.push('}');
+    o
 }

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use rayon::prelude::*;
-use serde_json::Value;
 
 use super::multipart;
 use super::params::{Params, QueryPairs};
@@ -156,19 +155,49 @@ fn part10_in(hub: &Hub, rec: &InstanceRecord, syntax: Option<&str>) -> Result<(V
 const META_PREFIX: usize = 64 << 10;
 
 async fn metadata(State(state): State<S>, p: Params) -> Result<Response, Problem> {
-    let base = state.dicomweb_base();
     let body = tokio::task::spawn_blocking(move || {
-        let list = instances(&state.hub, &p)?;
-        let all: Vec<Value> = list.par_iter().map(|rec| instance_metadata(&state.hub, rec, &base)).collect::<Result<_, Problem>>()?;
-        Ok::<_, Problem>(serde_json::to_vec(&all).unwrap_or_default())
+        let base = state.dicomweb_base();
+        let (study, series) = (p.get("study"), p.get("series"));
+        if !p.get("instance").is_empty() {
+            let rec = instances(&state.hub, &p)?.remove(0);
+            return Ok(Bytes::from(format!("[{}]", instance_metadata(&state.hub, &rec, &base)?)));
+        }
+        if !series.is_empty() {
+            return series_metadata(&state, study, series, &base);
+        }
+        let mut all = state.hub.index.series_of(study)?;
+        if all.is_empty() {
+            return Err(Problem::not_found("no such study"));
+        }
+        all.sort_by_key(|s| (s.number.unwrap_or(i64::MAX), s.uid.clone()));
+        let parts = all.iter().map(|s| series_metadata(&state, study, &s.uid, &base)).collect::<Result<Vec<Bytes>, Problem>>()?;
+        // Each part is a JSON array: join their contents.
+        let inner: Vec<&[u8]> = parts.iter().filter(|b| b.len() > 2).map(|b| &b[1..b.len() - 1]).collect();
+        Ok::<_, Problem>(Bytes::from([b"[".as_slice(), &inner.join(b",".as_slice()), b"]"].concat()))
     })
     .await??;
     Ok(([(header::CONTENT_TYPE, "application/dicom+json")], body).into_response())
 }
 
+/// A series' metadata, from the cache when nothing arrived since it was made.
+fn series_metadata(state: &S, study: &str, series: &str, base: &str) -> Result<Bytes, Problem> {
+    let s = state.hub.index.series(series)?.filter(|s| s.study_uid == study).ok_or_else(|| Problem::not_found("no such series"))?;
+    let st = state.hub.index.study(study)?.ok_or_else(|| Problem::not_found("no such study"))?;
+    let version = (s.instances, s.bytes, st.last_received_ms);
+    if let Some(body) = state.meta_cache.get(series, version) {
+        return Ok(body);
+    }
+    let mut list = state.hub.index.instances_of(study, Some(series))?;
+    list.sort_by(|a, b| (a.number, &a.sop_uid).cmp(&(b.number, &b.sop_uid)));
+    let all: Vec<String> = list.par_iter().map(|rec| instance_metadata(&state.hub, rec, base)).collect::<Result<_, Problem>>()?;
+    let body = Bytes::from(format!("[{}]", all.join(",")));
+    state.meta_cache.put(series, version, body.clone());
+    Ok(body)
+}
+
 /// One instance's data set as DICOM JSON, read up to its pixel data when
 /// the pixel data is the last element, else whole.
-pub fn instance_metadata(hub: &Hub, rec: &InstanceRecord, base: &str) -> Result<Value, Problem> {
+pub fn instance_metadata(hub: &Hub, rec: &InstanceRecord, base: &str) -> Result<String, Problem> {
     let key = ObjectKey::for_uid(&rec.sop_uid);
     let fail = |e: &dyn std::fmt::Display| Problem::internal("reading metadata", format!("{}: {e}", rec.sop_uid));
     let (prefix, size) = hub.store.get_prefix(&key, META_PREFIX).map_err(|e| fail(&e))?.ok_or_else(|| fail(&"file missing"))?;
@@ -184,14 +213,14 @@ pub fn instance_metadata(hub: &Hub, rec: &InstanceRecord, base: &str) -> Result<
         };
         if complete {
             let src = json::Source { buf: &prefix[meta_end..], encoding: enc, nodes: &t.nodes, tail: t.tail, bulk_base: &bulk_base };
-            return Ok(Value::Object(json::dataset(&src)));
+            return Ok(json::dataset(&src));
         }
     }
     let whole = read(hub, &rec.sop_uid)?;
     let s = scan::scan(&whole, &[]).map_err(|e| fail(&e))?;
     let t = scan::tree(&s.dataset, s.encoding).map_err(|e| fail(&e))?;
     let src = json::Source { buf: &s.dataset, encoding: s.encoding, nodes: &t.nodes, tail: None, bulk_base: &bulk_base };
-    Ok(Value::Object(json::dataset(&src)))
+    Ok(json::dataset(&src))
 }
 
 fn encoding(ts: &str) -> Encoding {
