@@ -121,6 +121,13 @@ fn sessions_reports_and_users() {
     let hub = hub();
     let base = hub.server.http();
 
+    // The viewer's files (tests run from the repository root, the default --viewer-dir's base).
+    let page = request(&base, "GET", "/", &[], b"");
+    assert!(page.status == 200 && page.header("content-type").is_some_and(|t| t.starts_with("text/html")) && page.text().contains("/viewer/radhub.js"));
+    let js = request(&base, "GET", "/viewer/radhub.js", &[], b"");
+    assert_eq!(js.header("content-type"), Some("text/javascript; charset=utf-8"));
+    assert!(js.text().contains("/api/session"));
+
     // Sign in: an HttpOnly, SameSite=Strict cookie that works until sign-out.
     let bad = request(&base, "POST", "/api/session", &[("Content-Type", "application/json")], br#"{"username":"radiologist1","password":"nope-nope"}"#);
     assert_eq!(bad.status, 401);

@@ -42,27 +42,27 @@ class Client:
         self.conn.connect()
         self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def _send(self, url, accept):
+    def _send(self, url, accept, extra=None):
         if self.conn is None or self.conn.sock is None:
             self.fresh()
             self.reopened += 1
         # No Accept-Encoding at all: Orthanc would gzip for a client that asks.
         self.conn.putrequest("GET", url, skip_accept_encoding=True)
         self.conn.putheader("Accept", accept)
-        for name, value in self.headers.items():
+        for name, value in {**self.headers, **(extra or {})}.items():
             self.conn.putheader(name, value)
         self.conn.endheaders()
         return self.conn.getresponse()
 
-    def get(self, path, accept=ACCEPT_JSON):
+    def get(self, path, accept=ACCEPT_JSON, extra=None):
         """(seconds, status, body). Raises OSError / http.client errors on a broken connection."""
         url = self.root + path
         t0 = time.perf_counter()
         try:
-            resp = self._send(url, accept)
+            resp = self._send(url, accept, extra)
         except self.RETRY:
             self.close()
-            resp = self._send(url, accept)
+            resp = self._send(url, accept, extra)
         body = resp.read()
         secs = time.perf_counter() - t0
         if resp.getheader("Content-Encoding", "identity") not in ("identity", ""):

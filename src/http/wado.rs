@@ -154,7 +154,10 @@ fn part10_in(hub: &Hub, rec: &InstanceRecord, syntax: Option<&str>) -> Result<(V
 /// headers of nearly every object, whose pixel data comes last.
 const META_PREFIX: usize = 64 << 10;
 
-async fn metadata(State(state): State<S>, p: Params) -> Result<Response, Problem> {
+async fn metadata(State(state): State<S>, p: Params, headers: HeaderMap) -> Result<Response, Problem> {
+    // A client may ask for an answer built afresh from the files (RFC 9111 5.2.1.4).
+    let fresh =
+        headers.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()).any(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-cache")));
     let body = tokio::task::spawn_blocking(move || {
         let base = state.dicomweb_base();
         let (study, series) = (p.get("study"), p.get("series"));
@@ -163,14 +166,14 @@ async fn metadata(State(state): State<S>, p: Params) -> Result<Response, Problem
             return Ok(Bytes::from(format!("[{}]", instance_metadata(&state.hub, &rec, &base)?)));
         }
         if !series.is_empty() {
-            return series_metadata(&state, study, series, &base);
+            return series_metadata(&state, study, series, &base, fresh);
         }
         let mut all = state.hub.index.series_of(study)?;
         if all.is_empty() {
             return Err(Problem::not_found("no such study"));
         }
         all.sort_by_key(|s| (s.number.unwrap_or(i64::MAX), s.uid.clone()));
-        let parts = all.iter().map(|s| series_metadata(&state, study, &s.uid, &base)).collect::<Result<Vec<Bytes>, Problem>>()?;
+        let parts = all.iter().map(|s| series_metadata(&state, study, &s.uid, &base, fresh)).collect::<Result<Vec<Bytes>, Problem>>()?;
         // Each part is a JSON array: join their contents.
         let inner: Vec<&[u8]> = parts.iter().filter(|b| b.len() > 2).map(|b| &b[1..b.len() - 1]).collect();
         Ok::<_, Problem>(Bytes::from([b"[".as_slice(), &inner.join(b",".as_slice()), b"]"].concat()))
@@ -180,11 +183,11 @@ async fn metadata(State(state): State<S>, p: Params) -> Result<Response, Problem
 }
 
 /// A series' metadata, from the cache when nothing arrived since it was made.
-fn series_metadata(state: &S, study: &str, series: &str, base: &str) -> Result<Bytes, Problem> {
+fn series_metadata(state: &S, study: &str, series: &str, base: &str, fresh: bool) -> Result<Bytes, Problem> {
     let s = state.hub.index.series(series)?.filter(|s| s.study_uid == study).ok_or_else(|| Problem::not_found("no such series"))?;
     let st = state.hub.index.study(study)?.ok_or_else(|| Problem::not_found("no such study"))?;
     let version = (s.instances, s.bytes, st.last_received_ms);
-    if let Some(body) = state.meta_cache.get(series, version) {
+    if let Some(body) = state.meta_cache.get(series, version).filter(|_| !fresh) {
         return Ok(body);
     }
     let mut list = state.hub.index.instances_of(study, Some(series))?;
