@@ -128,9 +128,9 @@ impl Ctx<'_, '_> {
                         let _ = write!(out, ",\"InlineBinary\":\"{}\"", base64::engine::general_purpose::STANDARD.encode(le));
                     }
                 }
-                b"US" => values(out, uint(self.src, &n.el, 2), |o, v| push_display(o, v)),
-                b"UL" => values(out, uint(self.src, &n.el, 4), |o, v| push_display(o, v)),
-                b"UV" => values(out, uint(self.src, &n.el, 8), |o, v| push_display(o, v)),
+                b"US" => values(out, uint(self.src, &n.el, 2), push_display),
+                b"UL" => values(out, uint(self.src, &n.el, 4), push_display),
+                b"UV" => values(out, uint(self.src, &n.el, 8), push_display),
                 b"SS" => values(out, uint(self.src, &n.el, 2), |o, v| push_display(o, v as u16 as i16)),
                 b"SL" => values(out, uint(self.src, &n.el, 4), |o, v| push_display(o, v as u32 as i32)),
                 b"SV" => values(out, uint(self.src, &n.el, 8), |o, v| push_display(o, v as i64)),

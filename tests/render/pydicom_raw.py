@@ -19,7 +19,7 @@ for path in files:
     name = os.path.basename(path)
     try:
         ds = dcmread(path)
-        arr = pixel_array(ds, raw=True)
+        arr = pixel_array(ds, raw=True, decoding_plugin="pydicom")
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         samples = int(ds.get("SamplesPerPixel", 1))
         arr = np.asarray(arr).astype(np.int64)
