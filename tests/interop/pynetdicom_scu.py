@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import warnings
 
 import pydicom
@@ -86,6 +87,25 @@ def associate(ae, args):
         print(json.dumps({"established": False, "rejected": assoc.is_rejected, "aborted": assoc.is_aborted}))
         sys.exit(0)
     return assoc
+
+
+def _quiesced(send):
+    """pynetdicom 3.0.4's requestor reactor can take a response off the DIMSE
+    queue before send_*() gets it (pydicom/pynetdicom#875): send_*() pauses the
+    reactor by clearing its checkpoint and waiting for `_is_paused`, which the
+    reactor sets just before it waits, so a stale True lets the reactor run
+    one more loop. A fast peer's response then arrives inside that loop and is
+    dropped as "unexpected". Pausing first, and giving the reactor time to
+    reach its wait, closes the window; send_*() sets the checkpoint after."""
+    def wrapper(self, *a, **kw):
+        self._reactor_checkpoint.clear()
+        time.sleep(0.005)
+        return send(self, *a, **kw)
+    return wrapper
+
+
+for _name in ("send_c_echo", "send_c_store", "send_c_find", "send_c_get", "send_c_move", "send_n_action"):
+    setattr(pynetdicom_association.Association, _name, _quiesced(getattr(pynetdicom_association.Association, _name)))
 
 
 def new_ae(args):
