@@ -123,6 +123,7 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         stow_site: http.stow_site.clone(),
         public_url: String::new(),
         meta_cache: crate::http::MetaCache::new(256 << 20),
+        stow_slots: tokio::sync::Semaphore::new(4),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(async {

@@ -70,6 +70,9 @@ pub struct AppState {
     /// anyone can forge).
     pub public_url: String,
     pub meta_cache: meta_cache::MetaCache,
+    /// STOW-RS bodies held in memory at once (each up to `max_body`);
+    /// further uploads wait their turn.
+    pub stow_slots: tokio::sync::Semaphore,
 }
 
 impl AppState {

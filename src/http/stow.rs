@@ -46,6 +46,7 @@ async fn stow(state: S, headers: HeaderMap, body: Body, study: Option<String>) -
     }
     let boundary = media.param("boundary").ok_or_else(|| Problem::bad_request("multipart/related without a boundary"))?.to_owned();
     let limit = state.limits.max_body;
+    let _slot = state.stow_slots.acquire().await.map_err(|e| Problem::internal("STOW-RS admission", e))?;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit")) || e.to_string().contains("length limit") {
             Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body exceeds {limit} bytes"))
