@@ -114,6 +114,8 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Failures allowed before each further attempt must wait.
 const FREE_FAILURES: u32 = 5;
 const MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// Past this many throttle records, those not locked out are forgotten.
+const MAX_THROTTLE_ENTRIES: usize = 10_000;
 
 #[derive(Default)]
 struct Strikes {
@@ -162,7 +164,7 @@ impl Auth {
     }
 
     pub fn add_user(&self, name: &str, role: Role, password: &str) -> Result<(), AuthError> {
-        if name.is_empty() || name.len() > 64 || !name.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-@".contains(&c)) {
+        if !valid_name(name) {
             return Err(AuthError::BadName);
         }
         if self.user(name)?.is_some() {
@@ -176,8 +178,10 @@ impl Auth {
         let mut u = self.existing(name)?;
         u.password = hash_password(checked(password)?)?;
         self.put(&u)?;
-        // A new password ends the sessions begun with the old one.
-        self.drop_sessions(name)
+        // A new password ends the sessions begun with the old one, and the
+        // tokens they could have made.
+        self.drop_sessions(name)?;
+        self.revoke_tokens(name).map(|_| ())
     }
 
     pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AuthError> {
@@ -218,9 +222,16 @@ impl Auth {
     /// Checks a password, throttled by user name and `client` (an address).
     /// Slow on purpose (argon2): call it off the async runtime.
     pub fn sign_in(&self, name: &str, password: &str, client: &str) -> Result<(String, Principal), SignInError> {
-        let keys = [format!("user:{}", name.to_ascii_lowercase()), format!("addr:{client}")];
-        self.check_throttle(&keys)?;
-        let user = self.user(name)?;
+        // Names that could never be a user's are not keyed (nor logged raw).
+        let plausible = valid_name(name);
+        let mut keys = vec![format!("addr:{client}")];
+        if plausible {
+            keys.push(format!("user:{}", name.to_ascii_lowercase()));
+        }
+        // The attempt counts before the slow check, so that guesses made in
+        // parallel see each other; a success takes it back.
+        self.admit(&keys)?;
+        let user = if plausible { self.user(name)? } else { None };
         let ok = match &user {
             Some(u) => verify_password(&u.password, password) && !u.disabled,
             None => {
@@ -229,11 +240,10 @@ impl Auth {
             }
         };
         let Some(u) = user.filter(|_| ok) else {
-            self.strike(&keys);
-            tracing::warn!(user = %name, %client, "failed sign-in");
+            tracing::warn!(user = %if plausible { name } else { "(not a user name)" }, %client, "failed sign-in");
             return Err(SignInError::Invalid);
         };
-        self.clear(&keys[0]);
+        self.refund(&keys);
         let token = new_secret("rs_");
         let rec = SessionRecord { user: u.name.clone(), expires_ms: now_ms() + SESSION_TTL.as_millis() as u64 };
         self.sessions.insert(hash_token(&token), postcard::to_stdvec(&rec).map_err(AuthError::from)?).map_err(AuthError::from)?;
@@ -307,32 +317,46 @@ impl Auth {
         Ok(())
     }
 
-    fn check_throttle(&self, keys: &[String]) -> Result<(), SignInError> {
+    /// Refuses while any key is locked out; otherwise counts the attempt.
+    fn admit(&self, keys: &[String]) -> Result<(), SignInError> {
         let now = Instant::now();
-        let map = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
-        let wait = keys.iter().filter_map(|k| map.get(k)?.until).filter(|&u| u > now).map(|u| u - now).max();
-        match wait {
-            Some(w) => Err(SignInError::Throttled(w)),
-            None => Ok(()),
-        }
-    }
-
-    fn strike(&self, keys: &[String]) {
         let mut map = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > MAX_THROTTLE_ENTRIES {
+            map.retain(|_, s| s.until.is_some_and(|u| u > now));
+        }
+        if let Some(w) = keys.iter().filter_map(|k| map.get(k)?.until).filter(|&u| u > now).map(|u| u - now).max() {
+            return Err(SignInError::Throttled(w));
+        }
         for k in keys {
             let s = map.entry(k.clone()).or_default();
             s.failures += 1;
             if s.failures >= FREE_FAILURES {
                 // 1 s after the fifth failure, doubling up to 15 minutes.
                 let exp = (s.failures - FREE_FAILURES).min(10);
-                s.until = Some(Instant::now() + Duration::from_secs(1 << exp).min(MAX_LOCKOUT));
+                s.until = Some(now + Duration::from_secs(1 << exp).min(MAX_LOCKOUT));
+            }
+        }
+        Ok(())
+    }
+
+    /// A success: the user's record is cleared, the address's attempt taken back.
+    fn refund(&self, keys: &[String]) {
+        let mut map = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            if k.starts_with("user:") {
+                map.remove(k);
+            } else if let Some(s) = map.get_mut(k) {
+                s.failures = s.failures.saturating_sub(1);
+                if s.failures < FREE_FAILURES {
+                    s.until = None;
+                }
             }
         }
     }
+}
 
-    fn clear(&self, key: &str) {
-        self.throttle.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
-    }
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-@".contains(&c))
 }
 
 fn checked(password: &str) -> Result<&str, AuthError> {
@@ -400,5 +424,15 @@ mod tests {
         assert!(matches!(auth.sign_in("ann", "correct horse", "9.9.9.9"), Err(SignInError::Throttled(_))));
         assert_eq!(auth.revoke_tokens("ann").unwrap(), 1);
         assert!(auth.bearer(&token).unwrap().is_none());
+
+        // A new password ends tokens made before it.
+        let token = auth.new_token("ann", "").unwrap();
+        auth.set_password("ann", "battery staple").unwrap();
+        assert!(auth.bearer(&token).unwrap().is_none());
+
+        // Names no user could have are refused without being remembered.
+        let long = "x".repeat(100_000);
+        assert!(matches!(auth.sign_in(&long, "whatever1", "7.7.7.7"), Err(SignInError::Invalid)));
+        assert!(!auth.throttle.lock().unwrap().keys().any(|k| k.len() > 100));
     }
 }

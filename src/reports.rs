@@ -54,11 +54,14 @@ pub struct Reports {
     by_id: sled::Tree,
     /// study UID, NUL, id (big endian): the reports of one study in order.
     by_study: sled::Tree,
+    /// Held from the check to the write of an edit or a signature, so that
+    /// an edit racing a signature cannot turn a signed report back.
+    edit: std::sync::Mutex<()>,
 }
 
 impl Reports {
     pub fn new(db: &sled::Db) -> Result<Self, ReportError> {
-        Ok(Reports { db: db.clone(), by_id: db.open_tree("reports")?, by_study: db.open_tree("reports_by_study")? })
+        Ok(Reports { db: db.clone(), by_id: db.open_tree("reports")?, by_study: db.open_tree("reports_by_study")?, edit: std::sync::Mutex::new(()) })
     }
 
     pub fn create(&self, study_uid: &str, site: &str, author: &str, text: &str) -> Result<Report, ReportError> {
@@ -111,6 +114,7 @@ impl Reports {
 
     pub fn update(&self, id: u64, author: &str, text: &str) -> Result<Report, ReportError> {
         check(text)?;
+        let _edit = self.edit.lock().unwrap_or_else(|e| e.into_inner());
         let mut r = self.editable(id, author)?;
         r.text = text.to_owned();
         r.updated_ms = now_ms();
@@ -119,6 +123,7 @@ impl Reports {
     }
 
     pub fn sign(&self, id: u64, author: &str) -> Result<Report, ReportError> {
+        let _edit = self.edit.lock().unwrap_or_else(|e| e.into_inner());
         let mut r = self.editable(id, author)?;
         let now = now_ms();
         r.status = Status::Final;

@@ -159,6 +159,21 @@ fn sessions_reports_and_users() {
     assert_eq!(read["reports"][0]["text"], "No acute abnormality.");
     assert_eq!(read["reported"], true);
 
+    // QIDO-RS: a UID list (commas, or the key repeated) and paging.
+    let all = hub.call("GET", "/api/studies?limit=1000", Some(hub.token("clinician")), "").json();
+    let uids: Vec<&str> = all.as_array().unwrap().iter().map(|s| s["uid"].as_str().unwrap()).collect();
+    assert!(uids.len() >= 3, "{uids:?}");
+    let qido = |q: &str| hub.call("GET", &format!("/dicom-web/studies?{q}"), Some(hub.token("clinician")), "").json().as_array().unwrap().len();
+    assert_eq!(qido(&format!("StudyInstanceUID={},{}", uids[0], uids[1])), 2);
+    assert_eq!(qido(&format!("StudyInstanceUID={}&StudyInstanceUID={}&StudyInstanceUID={}", uids[0], uids[1], uids[2])), 3);
+    assert_eq!(qido(&format!("limit=2&offset={}", uids.len() - 1)), 1);
+    assert_eq!(qido(&format!("offset={}", uids.len())), 0);
+    // A frame asked for twice comes once.
+    let frames = format!("/dicom-web/studies/{}/series/{}/instances/{}/frames/1,1,1", hub.study, hub.series, hub.instance);
+    let r = hub.call("GET", &frames, Some(hub.token("clinician")), "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text().matches("Content-Type: application/octet-stream").count(), 1, "one part per distinct frame");
+
     // The linked record holds every site's identity of the patient.
     let linked = hub.call("GET", &format!("/api/patients/{}", hub.nhs), Some(hub.token("clinician")), "").json();
     assert!(!linked["records"].as_array().unwrap().is_empty() && !linked["studies"].as_array().unwrap().is_empty(), "{linked}");

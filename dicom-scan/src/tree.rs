@@ -89,7 +89,8 @@ fn node(w: &mut Walker<'_>, pos: usize, depth: usize) -> Result<(Node, usize), S
         return Err(ScanError::Malformed { offset: pos, what: "stray item or delimiter" });
     }
     let mut n = Node { el, items: Vec::new(), fragments: Vec::new() };
-    let end = if el.undefined && el.tag == PIXEL_DATA && depth == 0 {
+    // Encapsulated pixel data may sit in an item too (an Icon Image Sequence).
+    let end = if el.undefined && el.tag == PIXEL_DATA {
         fragments(w, next, &mut n.fragments)?
     } else if el.undefined && &el.vr == b"UN" && w.enc != Encoding::ImplicitLe {
         let outer = std::mem::replace(&mut w.enc, Encoding::ImplicitLe);

@@ -124,6 +124,7 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         public_url: String::new(),
         meta_cache: crate::http::MetaCache::new(256 << 20),
         stow_slots: tokio::sync::Semaphore::new(4),
+        sign_in_slots: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(async {
@@ -139,7 +140,9 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         let dicom_addr = listener.local_addr()?;
         let http_listener = tokio::net::TcpListener::bind(http.http_bind).await.with_context(|| format!("binding {}", http.http_bind))?;
         let http_addr = http_listener.local_addr()?;
-        state.public_url = http.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+        // A wildcard bind is no address to give clients: name the host as localhost.
+        let reachable = if http_addr.ip().is_unspecified() { format!("localhost:{}", http_addr.port()) } else { http_addr.to_string() };
+        state.public_url = http.public_url.clone().unwrap_or_else(|| format!("http://{reachable}"));
         let state = Arc::new(state);
         // Scripts wait for these lines; they may close the pipe after them.
         let mut out = std::io::stdout();

@@ -144,6 +144,6 @@ impl HubHandler {
             Level::Series => matching::Level::Series,
             Level::Image => matching::Level::Image,
         };
-        matching::search(self.index(), level, keys, None)
+        matching::search(self.index(), level, keys, 0, None)
     }
 }

@@ -71,7 +71,15 @@ pub struct SignIn {
 
 pub async fn sign_in(State(state): State<S>, ConnectInfo(peer): ConnectInfo<SocketAddr>, JsonBody(body): JsonBody<SignIn>) -> Result<Response, Problem> {
     let client = peer.ip().to_string();
-    let result = blocking(move || Ok(state.auth.sign_in(&body.username, &body.password, &client))).await?;
+    // Each check costs an argon2 hash (19 MiB, tens of ms): a few at a time,
+    // so that a flood of sign-ins cannot take the memory or the cores.
+    let Ok(_slot) = state.sign_in_slots.try_acquire() else {
+        let mut r = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "too many sign-ins at once; try again in a second").into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+        return Ok(r);
+    };
+    let st = state.clone();
+    let result = blocking(move || Ok(st.auth.sign_in(&body.username, &body.password, &client))).await?;
     match result {
         Ok((token, p)) => {
             let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", SESSION_TTL.as_secs());
@@ -408,6 +416,10 @@ pub async fn change_user(
         auth.get(&name).map_err(auth_problem)?.ok_or_else(|| Problem::not_found(format!("no user named {name:?}")))?;
         if name == who.user && (body.disabled == Some(true) || body.role.is_some_and(|r| r != Role::Admin)) {
             return Err(Problem::new(StatusCode::CONFLICT, "an admin cannot disable or demote themselves"));
+        }
+        // Refuse a weak password before changing anything else.
+        if body.password.as_ref().is_some_and(|pw| pw.chars().count() < crate::auth::MIN_PASSWORD) {
+            return Err(auth_problem(AuthError::WeakPassword));
         }
         if let Some(r) = body.role {
             auth.set_role(&name, r).map_err(auth_problem)?;

@@ -73,6 +73,8 @@ pub struct AppState {
     /// STOW-RS bodies held in memory at once (each up to `max_body`);
     /// further uploads wait their turn.
     pub stow_slots: tokio::sync::Semaphore,
+    /// Password checks running at once.
+    pub sign_in_slots: tokio::sync::Semaphore,
 }
 
 impl AppState {

@@ -37,7 +37,7 @@ pub fn media(s: &str) -> Option<Media> {
 
 /// The media ranges of an Accept header, best first (stable for equal q).
 pub fn accept(s: &str) -> Vec<Media> {
-    let mut v: Vec<Media> = split_unquoted(s, ',').iter().filter_map(|m| media(m)).collect();
+    let mut v: Vec<Media> = split_unquoted(s, ',').iter().filter_map(|m| media(m)).filter(|m| m.q() > 0.0).collect();
     v.sort_by(|a, b| b.q().total_cmp(&a.q()));
     v
 }
@@ -69,12 +69,14 @@ pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, String
     if boundary.is_empty() || boundary.len() > 70 {
         return Err("the multipart boundary must be 1 to 70 characters".into());
     }
-    let delim = format!("--{boundary}");
+    // A delimiter is CRLF "--" boundary; the first may open the body.
+    let delim = format!("\r\n--{boundary}");
     let finder = memchr::memmem::Finder::new(delim.as_bytes());
-    let mut pos = finder.find(body).ok_or("no multipart boundary found in the body")?;
+    let mut pos = if body.starts_with(&delim.as_bytes()[2..]) { 0 } else { finder.find(body).ok_or("no multipart boundary found in the body")? + 2 };
     let mut parts = Vec::new();
     loop {
-        let after = pos + delim.len();
+        // `pos` is at "--boundary".
+        let after = pos + delim.len() - 2;
         let rest = &body[after..];
         if rest.starts_with(b"--") {
             return if parts.is_empty() { Err("the multipart body has no parts".into()) } else { Ok(parts) };
@@ -86,14 +88,7 @@ pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, String
         }
         let start = after + eol + 2;
         let next = finder.find(&body[start..]).map(|p| start + p).ok_or("the multipart body ends without its closing delimiter")?;
-        // The CRLF before a delimiter belongs to the delimiter.
-        if next < start + 2 || &body[next - 2..next] != b"\r\n" {
-            // A header block that runs into the next delimiter is malformed.
-            if next != start {
-                return Err("multipart part not followed by CRLF before the delimiter".into());
-            }
-        }
-        let part = &body[start..next.saturating_sub(2).max(start)];
+        let part = &body[start..next];
         let head_end = if part.starts_with(b"\r\n") { Some((0, 2)) } else { memchr::memmem::find(part, b"\r\n\r\n").map(|p| (p, p + 4)) };
         let (head, content) = match head_end {
             Some((h, c)) => (&part[..h], &part[c..]),
@@ -108,7 +103,7 @@ pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, String
             }
         }
         parts.push(Part { content_type, body: content });
-        pos = next;
+        pos = next + 2;
     }
 }
 
@@ -155,6 +150,9 @@ mod tests {
         assert!(parse(b"no delimiters at all", "b1").is_err());
         assert!(parse(b"--b1--\r\n", "b1").is_err());
         assert!(parse(b"--b1\r\nContent-Type application/dicom\r\n\r\nX\r\n--b1--", "b1").is_err());
+        // The boundary inside content, not after a line break, is content.
+        let inner = b"--b1\r\nContent-Type: application/dicom\r\n\r\nA--b1B\r\n--b1--";
+        assert_eq!(parse(inner, "b1").unwrap()[0].body, b"A--b1B");
     }
 
     #[test]
@@ -167,6 +165,7 @@ mod tests {
         assert_eq!(a[0].mime, "multipart/related");
         assert_eq!(a[0].param("transfer-syntax"), Some("*"));
         assert_eq!(a[1].mime, "image/png");
+        assert!(accept("image/png;q=0").is_empty(), "q=0 means not acceptable");
     }
 
     #[test]

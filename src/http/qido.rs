@@ -134,8 +134,16 @@ fn parse(q: &QueryPairs, level: Level, fixed: &[(Tag, &str)], with_parents: bool
                     return Err(Problem::bad_request(format!("{k}: matching on sequence attributes is not supported")));
                 }
                 let (tag, vr) = attribute(k).ok_or_else(|| Problem::bad_request(format!("unknown query parameter or attribute {k:?}")))?;
+                let mut value = v.trim().to_owned();
+                if vr == VR::UI {
+                    // A UID list: repeated keys or commas (PS3.18 8.3.4.1), as C-FIND's backslashes.
+                    value = value.replace(',', "\\");
+                    if let Some(prev) = keys.iter().find(|x| x.tag == tag) {
+                        value = format!("{}\\{value}", prev.value);
+                    }
+                }
                 keys.retain(|x| x.tag != tag);
-                keys.push(Key { tag, vr, value: v.trim().to_owned() });
+                keys.push(Key { tag, vr, value });
             }
         }
     }
@@ -166,7 +174,9 @@ fn parse(q: &QueryPairs, level: Level, fixed: &[(Tag, &str)], with_parents: bool
         }
     }
     returned.extend(keys.iter().map(|k| k.tag));
+    // Written apart: Specific Character Set when needed, RetrieveURL always.
     returned.remove(&tags::SPECIFIC_CHARACTER_SET);
+    returned.remove(&Tag(0x0008, 0x1190));
     Ok(Request { keys, returned, limit, offset })
 }
 
@@ -179,10 +189,10 @@ async fn search(State(state): State<S>, q: QueryPairs, level: Level, fixed: &[(T
     let base = state.dicomweb_base();
     let st = state.clone();
     let (rows, more) = tokio::task::spawn_blocking(move || {
-        let want = req.offset.saturating_add(limit).saturating_add(1);
-        let mut rows = query::search(st.hub.index.as_ref(), level, &req.keys, Some(want))?;
-        let more = rows.len() == want;
-        let page: Vec<Row> = rows.drain(..).skip(req.offset).take(limit).collect();
+        // One more than the page, to know whether more follow.
+        let mut page = query::search(st.hub.index.as_ref(), level, &req.keys, req.offset, Some(limit.saturating_add(1)))?;
+        let more = page.len() > limit;
+        page.truncate(limit);
         Ok::<_, Problem>((page.into_iter().map(|r| encode(&r, &req.returned, &base)).collect::<Vec<String>>(), more))
     })
     .await??;

@@ -46,8 +46,14 @@ async fn stow(state: S, headers: HeaderMap, body: Body, study: Option<String>) -
     }
     let boundary = media.param("boundary").ok_or_else(|| Problem::bad_request("multipart/related without a boundary"))?.to_owned();
     let limit = state.limits.max_body;
-    let _slot = state.stow_slots.acquire().await.map_err(|e| Problem::internal("STOW-RS admission", e))?;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    // Wait a while for a turn, not for ever: slow uploads hold their slots.
+    let _slot = match tokio::time::timeout(std::time::Duration::from_secs(60), state.stow_slots.acquire()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(e)) => return Err(Problem::internal("STOW-RS admission", e)),
+        Err(_) => return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the server is busy storing other uploads; try again")),
+    };
+    let read = tokio::time::timeout(std::time::Duration::from_secs(15 * 60), axum::body::to_bytes(body, limit));
+    let bytes = read.await.map_err(|_| Problem::new(StatusCode::REQUEST_TIMEOUT, "the upload took over 15 minutes"))?.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit")) || e.to_string().contains("length limit") {
             Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body exceeds {limit} bytes"))
         } else {

@@ -14,7 +14,12 @@ const NOT_INSTALLED: &str = "<!doctype html><meta charset=utf-8><title>radhub</t
 <p>The viewer's files are not installed (see <code>--viewer-dir</code>). The API is at <a href=/api/openapi.json>/api/openapi.json</a>.";
 
 pub async fn index(State(state): State<S>) -> Response {
-    match state.viewer_dir.as_deref().map(|d| d.join("index.html")).and_then(|p| std::fs::read(p).ok()) {
+    let page = state.viewer_dir.as_deref().map(|d| d.join("index.html"));
+    let bytes = match page {
+        Some(p) => tokio::task::spawn_blocking(move || std::fs::read(p).ok()).await.ok().flatten(),
+        None => None,
+    };
+    match bytes {
         Some(bytes) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], bytes).into_response(),
         None => Html(NOT_INSTALLED).into_response(),
     }

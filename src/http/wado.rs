@@ -163,7 +163,8 @@ async fn metadata(State(state): State<S>, p: Params, headers: HeaderMap) -> Resu
         let (study, series) = (p.get("study"), p.get("series"));
         if !p.get("instance").is_empty() {
             let rec = instances(&state.hub, &p)?.remove(0);
-            return Ok(Bytes::from(format!("[{}]", instance_metadata(&state.hub, &rec, &base)?)));
+            let one = instance_metadata(&state.hub, &rec, &base)?.ok_or_else(|| Problem::not_found("the instance is still being stored"))?;
+            return Ok(Bytes::from(format!("[{one}]")));
         }
         if !series.is_empty() {
             return series_metadata(&state, study, series, &base, fresh);
@@ -192,18 +193,28 @@ fn series_metadata(state: &S, study: &str, series: &str, base: &str, fresh: bool
     }
     let mut list = state.hub.index.instances_of(study, Some(series))?;
     list.sort_by(|a, b| (a.number, &a.sop_uid).cmp(&(b.number, &b.sop_uid)));
-    let all: Vec<String> = list.par_iter().map(|rec| instance_metadata(&state.hub, rec, base)).collect::<Result<_, Problem>>()?;
-    let body = Bytes::from(format!("[{}]", all.join(",")));
-    state.meta_cache.put(series, version, body.clone());
+    let all: Vec<Option<String>> = list.par_iter().map(|rec| instance_metadata(&state.hub, rec, base)).collect::<Result<_, Problem>>()?;
+    let complete = all.iter().all(Option::is_some);
+    let body = Bytes::from(format!("[{}]", all.into_iter().flatten().collect::<Vec<_>>().join(",")));
+    // Instances still being stored are left out, and such an answer not kept.
+    if complete {
+        state.meta_cache.put(series, version, body.clone());
+    }
     Ok(body)
 }
 
 /// One instance's data set as DICOM JSON, read up to its pixel data when
 /// the pixel data is the last element, else whole.
-pub fn instance_metadata(hub: &Hub, rec: &InstanceRecord, base: &str) -> Result<String, Problem> {
+/// `None` while the file is not yet the one the index describes: an
+/// arrival is indexed (its commit point) a moment before its file is
+/// published.
+pub fn instance_metadata(hub: &Hub, rec: &InstanceRecord, base: &str) -> Result<Option<String>, Problem> {
     let key = ObjectKey::for_uid(&rec.sop_uid);
     let fail = |e: &dyn std::fmt::Display| Problem::internal("reading metadata", format!("{}: {e}", rec.sop_uid));
-    let (prefix, size) = hub.store.get_prefix(&key, META_PREFIX).map_err(|e| fail(&e))?.ok_or_else(|| fail(&"file missing"))?;
+    let Some((prefix, size)) = hub.store.get_prefix(&key, META_PREFIX).map_err(|e| fail(&e))? else { return Ok(None) };
+    if size != rec.file_size {
+        return Ok(None);
+    }
     let bulk_base = format!("{base}/studies/{}/series/{}/instances/{}/bulk", rec.study_uid, rec.series_uid, rec.sop_uid);
     let (_, meta_end, ts) = scan::file_meta(&prefix).map_err(|e| fail(&e))?;
     if ts != scan::TS_DEFLATED {
@@ -211,19 +222,20 @@ pub fn instance_metadata(hub: &Hub, rec: &InstanceRecord, base: &str) -> Result<
         let t = scan::tree(&prefix[meta_end..], enc).map_err(|e| fail(&e))?;
         let complete = match t.tail {
             None => prefix.len() as u64 == size,
-            // Cut inside the last element, whose declared end is the file's end.
-            Some(tail) => tail.element.is_some_and(|e| (meta_end + e.end) as u64 == size),
+            // Cut inside the last element, a binary one (the pixel data), whose
+            // declared end is the file's end; a sequence must be read whole.
+            Some(tail) => tail.element.is_some_and(|e| (meta_end + e.end) as u64 == size && matches!(&e.vr, b"OB" | b"OW" | b"OF" | b"OD" | b"OL" | b"OV")),
         };
         if complete {
             let src = json::Source { buf: &prefix[meta_end..], encoding: enc, nodes: &t.nodes, tail: t.tail, bulk_base: &bulk_base };
-            return Ok(json::dataset(&src));
+            return Ok(Some(json::dataset(&src)));
         }
     }
     let whole = read(hub, &rec.sop_uid)?;
     let s = scan::scan(&whole, &[]).map_err(|e| fail(&e))?;
     let t = scan::tree(&s.dataset, s.encoding).map_err(|e| fail(&e))?;
     let src = json::Source { buf: &s.dataset, encoding: s.encoding, nodes: &t.nodes, tail: None, bulk_base: &bulk_base };
-    Ok(json::dataset(&src))
+    Ok(Some(json::dataset(&src)))
 }
 
 fn encoding(ts: &str) -> Encoding {
@@ -275,7 +287,7 @@ fn compressed_media(ts: &str) -> &'static str {
         "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => "image/jls",
         "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => "image/jp2",
         "1.2.840.10008.1.2.4.92" | "1.2.840.10008.1.2.4.93" => "image/jpx",
-        "1.2.840.10008.1.2.5" => "image/x-dicom-rle",
+        "1.2.840.10008.1.2.5" => "image/dicom-rle",
         _ => "application/octet-stream",
     }
 }
@@ -290,8 +302,13 @@ fn frame_list(s: &str) -> Result<Vec<u32>, Problem> {
     if v.is_empty() || v.len() > 4096 {
         return Err(Problem::bad_request("between 1 and 4096 frame numbers"));
     }
-    Ok(v)
+    // Each frame once, in the order first asked for.
+    let mut seen = std::collections::HashSet::new();
+    Ok(v.into_iter().filter(|f| seen.insert(*f)).collect())
 }
+
+/// Most bytes of frames one answer carries; ask for fewer frames at a time.
+const MAX_FRAMES_ANSWER: usize = 1 << 30;
 
 /// How frames are wanted: as stored, or decoded to native bytes.
 enum FrameForm {
@@ -335,9 +352,9 @@ async fn frames(State(state): State<S>, p: Params, headers: HeaderMap) -> Result
         let inst = crate::render::Instance::open(&read(&state.hub, &rec.sop_uid)?).map_err(render_problem)?;
         let b = multipart::new_boundary();
         let mut body = Vec::new();
-        let native_ts = if rec.transfer_syntax == scan::TS_EXPLICIT_BE { scan::TS_EXPLICIT_BE } else { scan::TS_EXPLICIT_LE };
+        // Native frames go out little endian (PS3.18's default for octet-stream).
         let (media, ts) = match form {
-            FrameForm::Native => ("application/octet-stream", native_ts),
+            FrameForm::Native => ("application/octet-stream", scan::TS_EXPLICIT_LE),
             FrameForm::Stored => (compressed_media(&rec.transfer_syntax), rec.transfer_syntax.as_str()),
         };
         for &f in &list {
@@ -347,10 +364,16 @@ async fn frames(State(state): State<S>, p: Params, headers: HeaderMap) -> Result
             let bytes = match form {
                 FrameForm::Stored => inst.stored_frame(f - 1).map_err(render_problem)?.into_owned(),
                 FrameForm::Native if UNCOMPRESSED.contains(&rec.transfer_syntax.as_str()) || rec.transfer_syntax == scan::TS_DEFLATED => {
-                    inst.stored_frame(f - 1).map_err(render_problem)?.into_owned()
+                    inst.stored_frame_le(f - 1).map_err(render_problem)?.into_owned()
                 }
                 FrameForm::Native => inst.native_frame(f - 1).map_err(render_problem)?,
             };
+            if body.len() + bytes.len() > MAX_FRAMES_ANSWER {
+                return Err(Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the frames asked for exceed {MAX_FRAMES_ANSWER} bytes; ask for fewer at a time"),
+                ));
+            }
             body.extend(multipart::part_head(&b, &format!("{media}; transfer-syntax={ts}"), &[]));
             body.extend_from_slice(&bytes);
         }

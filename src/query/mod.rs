@@ -88,11 +88,34 @@ pub fn study_filter(keys: &[Key]) -> StudyFilter {
     }
 }
 
-/// Matching rows at `level`, at most `max` of them. For retrieval at
-/// PATIENT level callers want the patient's studies: they search at Study.
-pub fn search(ix: &dyn Index, level: Level, keys: &[Key], max: Option<usize>) -> Result<Vec<Row>, IndexError> {
-    let max = max.unwrap_or(usize::MAX);
-    let mut out = Vec::new();
+/// Collects matching rows past the first `skip`, up to `max`: a page far
+/// into the results costs no memory for the rows before it.
+struct Page {
+    skip: usize,
+    max: usize,
+    out: Vec<Row>,
+}
+
+impl Page {
+    /// Takes a match; true when the page is full.
+    fn take(&mut self, row: Row) -> bool {
+        if self.skip > 0 {
+            self.skip -= 1;
+        } else {
+            self.out.push(row);
+        }
+        self.out.len() >= self.max
+    }
+}
+
+/// Matching rows at `level`: the first `skip` passed over, then at most
+/// `max`. For retrieval at PATIENT level callers want the patient's
+/// studies: they search at Study.
+pub fn search(ix: &dyn Index, level: Level, keys: &[Key], skip: usize, max: Option<usize>) -> Result<Vec<Row>, IndexError> {
+    let mut page = Page { skip, max: max.unwrap_or(usize::MAX), out: Vec::new() };
+    if page.max == 0 {
+        return Ok(Vec::new());
+    }
     match level {
         Level::Patient => {
             let f = PatientFilter {
@@ -104,27 +127,23 @@ pub fn search(ix: &dyn Index, level: Level, keys: &[Key], max: Option<usize>) ->
             for p in ix.find_patients(&f)? {
                 let mut row = Row::new();
                 rows::patient(&p, &mut row);
-                if row_matches(keys, &row) {
-                    out.push(row);
-                    if out.len() >= max {
-                        break;
-                    }
+                if row_matches(keys, &row) && page.take(row) {
+                    break;
                 }
             }
         }
-        Level::Study => out = study_rows(ix, keys, max)?,
+        Level::Study => study_rows(ix, keys, &mut page)?,
         Level::Series | Level::Image => {
-            'studies: for study_row in study_rows(ix, &parent_keys(keys, Level::Study), usize::MAX)? {
+            let mut studies = Page { skip: 0, max: usize::MAX, out: Vec::new() };
+            study_rows(ix, &parent_keys(keys, Level::Study), &mut studies)?;
+            'studies: for study_row in studies.out {
                 let Some(study_uid) = study_row.get(&tags::STUDY_INSTANCE_UID) else { continue };
                 for s in ix.series_of(study_uid)? {
                     let mut row = study_row.clone();
                     rows::series(&s, &mut row);
                     if level == Level::Series {
-                        if row_matches(keys, &row) {
-                            out.push(row);
-                            if out.len() >= max {
-                                break 'studies;
-                            }
+                        if row_matches(keys, &row) && page.take(row) {
+                            break 'studies;
                         }
                         continue;
                     }
@@ -134,33 +153,26 @@ pub fn search(ix: &dyn Index, level: Level, keys: &[Key], max: Option<usize>) ->
                     for i in ix.instances_of(study_uid, Some(&s.uid))? {
                         let mut irow = row.clone();
                         rows::instance(&i, &mut irow);
-                        if row_matches(keys, &irow) {
-                            out.push(irow);
-                            if out.len() >= max {
-                                break 'studies;
-                            }
+                        if row_matches(keys, &irow) && page.take(irow) {
+                            break 'studies;
                         }
                     }
                 }
             }
         }
     }
-    Ok(out)
+    Ok(page.out)
 }
 
-fn study_rows(ix: &dyn Index, keys: &[Key], max: usize) -> Result<Vec<Row>, IndexError> {
-    let mut out = Vec::new();
+fn study_rows(ix: &dyn Index, keys: &[Key], page: &mut Page) -> Result<(), IndexError> {
     for s in ix.find_studies(&study_filter(keys))? {
         let mut row = Row::new();
         rows::study(&s, &mut row);
-        if row_matches(keys, &row) {
-            out.push(row);
-            if out.len() >= max {
-                break;
-            }
+        if row_matches(keys, &row) && page.take(row) {
+            break;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The keys that belong to `level` and above (patient and study keys for

@@ -204,6 +204,25 @@ impl Instance {
         }
     }
 
+    /// One native frame as stored, in little endian byte order: what the
+    /// frame is in Explicit VR Little Endian (a big endian file's words
+    /// swapped; the layout, planar configuration included, unchanged).
+    pub fn stored_frame_le(&self, frame: u32) -> Result<std::borrow::Cow<'_, [u8]>, RenderError> {
+        let bytes = self.stored_frame(frame)?;
+        let swap_pairs = matches!(self.src, decode::PixelSource::Native { swap_pairs: true, .. });
+        let width = match self.info.bits_allocated {
+            16 => 2,
+            32 => 4,
+            64 => 8,
+            _ if swap_pairs => 2,
+            _ => 1,
+        };
+        if !self.big_endian || width == 1 {
+            return Ok(bytes);
+        }
+        Ok(bytes.chunks(width).flat_map(|c| c.iter().rev().copied()).collect::<Vec<u8>>().into())
+    }
+
     /// One frame decoded to native little endian samples of Bits Allocated
     /// (8, 16 or 32), interleaved: what an uncompressed transfer syntax
     /// would carry.
