@@ -120,3 +120,76 @@ fn verify_repair_mends_orphans_and_missing_files() {
     assert!(hub.index.instance(&bm.sop_uid).unwrap().is_some());
     assert!(hub.index.instance(&am.sop_uid).unwrap().is_none());
 }
+
+/// The same for STOW-RS: clients post instances over four connections, the
+/// server is killed with SIGKILL; every instance answered 200 is held,
+/// byte-identical, and store and index agree.
+#[test]
+fn kill_9_during_stow_loses_no_acknowledged_instance() {
+    let files = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = support::radhub()
+        .args(["testdata", "--out", files.path().to_str().unwrap(), "--patients", "6", "--max-slices", "30", "--ct-size", "128", "--seed", "11"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let paths: Vec<std::path::PathBuf> =
+        walkdir::WalkDir::new(files.path()).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file()).map(|e| e.into_path()).collect();
+    assert!(paths.len() > 200, "want many instances, have {}", paths.len());
+    let token = support::user_token(data.path(), "pacsadmin", "admin");
+    let server = support::Server::start_in(data, &[]);
+    let base = server.http();
+
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, std::path::PathBuf)>::new()));
+    let workers: Vec<_> = paths
+        .chunks(paths.len().div_ceil(4))
+        .map(|chunk| {
+            let (chunk, acked, base, token) = (chunk.to_vec(), acked.clone(), base.clone(), token.clone());
+            std::thread::spawn(move || {
+                for p in chunk {
+                    let mut body = b"--XyZ\r\nContent-Type: application/dicom\r\n\r\n".to_vec();
+                    body.extend(std::fs::read(&p).unwrap());
+                    body.extend_from_slice(b"\r\n--XyZ--\r\n");
+                    // After the kill the connection fails: the worker stops.
+                    let Ok(r) = std::panic::catch_unwind(|| {
+                        support::request(
+                            &base,
+                            "POST",
+                            "/dicom-web/studies",
+                            &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "multipart/related; type=\"application/dicom\"; boundary=XyZ")],
+                            &body,
+                        )
+                    }) else {
+                        return;
+                    };
+                    if r.status != 200 {
+                        return;
+                    }
+                    let uid = r.json()["00081199"]["Value"][0]["00081155"]["Value"][0].as_str().unwrap().to_owned();
+                    acked.lock().unwrap().push((uid, p));
+                }
+            })
+        })
+        .collect();
+    while acked.lock().unwrap().len() < paths.len() / 3 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = std::process::Command::new("kill").arg("-KILL").arg(server.pid().to_string()).status();
+    for w in workers {
+        let _ = w.join();
+    }
+    let (_, data) = server.stop();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= paths.len() / 3 && acked.len() < paths.len(), "the kill landed mid-upload: {} of {}", acked.len(), paths.len());
+
+    let v = support::json(&support::run(data.path(), &["verify", "--deep", "--json"]));
+    assert_eq!(v["orphan_files"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["missing_files"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["mismatched"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["counters_agree"], true, "{v}");
+    let hub = Hub::open(data.path(), DuplicatePolicy::Keep).unwrap();
+    for (uid, path) in &acked {
+        let held = hub.store.get(&ObjectKey::for_uid(uid)).unwrap().unwrap_or_else(|| panic!("{uid} acknowledged but not held"));
+        assert!(held == std::fs::read(path).unwrap(), "{uid} differs from {}", path.display());
+    }
+}
