@@ -312,7 +312,7 @@ fn uint(src: &Source<'_>, el: &Element, width: usize) -> Vec<u64> {
 }
 
 /// Binary values are given in little endian byte order (PS3.18 F.2.7).
-fn little_endian<'a>(raw: &'a [u8], vr: &[u8; 2], enc: Encoding) -> std::borrow::Cow<'a, [u8]> {
+pub fn little_endian<'a>(raw: &'a [u8], vr: &[u8; 2], enc: Encoding) -> std::borrow::Cow<'a, [u8]> {
     let width = match vr {
         b"OW" => 2,
         b"OF" | b"OL" => 4,
@@ -332,7 +332,8 @@ fn split(s: &str) -> impl Iterator<Item = String> + '_ {
 
 /// A bulk value found by its path ("7FE00010", "00540016.0.00282000").
 pub enum Bulk<'a> {
-    Bytes(&'a [u8]),
+    /// A value and its VR (as stored: big endian in a big endian file).
+    Bytes(&'a [u8], [u8; 2]),
     /// Encapsulated pixel data: the fragments after the offset table.
     Fragments(Vec<&'a [u8]>),
 }
@@ -352,7 +353,7 @@ pub fn bulk_value<'a>(buf: &'a [u8], nodes: &[Node], path: &str) -> Option<Bulk<
                 if &n.el.vr == b"SQ" || !n.items.is_empty() {
                     return None;
                 }
-                return buf.get(n.el.start..n.el.end).map(Bulk::Bytes);
+                return buf.get(n.el.start..n.el.end).map(|v| Bulk::Bytes(v, n.el.vr));
             }
             Some(i) => level = n.items.get(i.parse::<usize>().ok()?)?,
         }

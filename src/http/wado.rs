@@ -259,9 +259,10 @@ async fn bulk(State(state): State<S>, p: Params) -> Result<Response, Problem> {
         let b = multipart::new_boundary();
         let mut body = Vec::new();
         let kind = match json::bulk_value(&s.dataset, &t.nodes, &path) {
-            Some(json::Bulk::Bytes(v)) => {
+            Some(json::Bulk::Bytes(v, vr)) => {
+                // Bulk data goes out little endian, as in the DICOM JSON (PS3.18 F.2.7).
                 body.extend(multipart::part_head(&b, "application/octet-stream", &[]));
-                body.extend_from_slice(v);
+                body.extend_from_slice(&json::little_endian(v, &vr, s.encoding));
                 "application/octet-stream"
             }
             Some(json::Bulk::Fragments(frags)) => {
