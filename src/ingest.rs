@@ -136,13 +136,27 @@ impl Hub {
     /// As `ingest`, refusing a data set whose SOP Class and Instance UIDs
     /// are not the `(class, instance)` its C-STORE request announced.
     pub fn ingest_expecting(&self, bytes: &[u8], site: Option<&str>, (class, instance): (&str, &str)) -> Result<(Outcome, InstanceMeta), IngestError> {
+        self.ingest_checked(bytes, site, |meta| {
+            if meta.sop_uid != instance {
+                return Err(format!("data set holds SOP Instance UID {}, not {instance}", meta.sop_uid));
+            }
+            if meta.sop_class_uid != class {
+                return Err(format!("data set holds SOP Class UID {}, not {class}", meta.sop_class_uid));
+            }
+            Ok(())
+        })
+    }
+
+    /// As `ingest`, refusing (`Mismatch`, nothing changed) a data set whose
+    /// description `check` rejects: what the request around it announced.
+    pub fn ingest_checked(
+        &self,
+        bytes: &[u8],
+        site: Option<&str>,
+        check: impl FnOnce(&InstanceMeta) -> Result<(), String>,
+    ) -> Result<(Outcome, InstanceMeta), IngestError> {
         let meta = Self::describe(bytes, site)?;
-        if meta.sop_uid != instance {
-            return Err(IngestError::Mismatch(format!("data set holds SOP Instance UID {}, not {instance}", meta.sop_uid)));
-        }
-        if meta.sop_class_uid != class {
-            return Err(IngestError::Mismatch(format!("data set holds SOP Class UID {}, not {class}", meta.sop_class_uid)));
-        }
+        check(&meta).map_err(IngestError::Mismatch)?;
         self.commit(bytes, meta)
     }
 

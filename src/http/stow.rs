@@ -28,6 +28,7 @@ const CANNOT_UNDERSTAND: u16 = 0xC000;
 const OUT_OF_RESOURCES: u16 = 0xA700;
 const DOES_NOT_MATCH: u16 = 0xA900;
 
+#[derive(Default)]
 struct Outcome {
     class: String,
     instance: String,
@@ -76,30 +77,20 @@ async fn stow(state: S, headers: HeaderMap, body: Body, study: Option<String>) -
 }
 
 fn store_one(state: &S, bytes: &[u8], study: Option<&str>) -> Outcome {
-    let meta = match crate::ingest::Hub::describe(bytes, state.stow_site.as_deref()) {
-        Ok(m) => m,
-        Err(e) => {
-            return Outcome {
-                class: String::new(),
-                instance: String::new(),
-                study: String::new(),
-                series: String::new(),
-                failure: Some((CANNOT_UNDERSTAND, e.to_string())),
-            }
+    let mut out = Outcome::default();
+    // The check sees the description ingest makes: the answer names the
+    // instance even when it is refused.
+    let result = state.hub.ingest_checked(bytes, state.stow_site.as_deref(), |meta| {
+        out.class = meta.sop_class_uid.clone();
+        out.instance = meta.sop_uid.clone();
+        out.study = meta.study_uid.clone();
+        out.series = meta.series_uid.clone();
+        match study {
+            Some(s) if s != meta.study_uid => Err(format!("instance of study {} posted to study {s}", meta.study_uid)),
+            _ => Ok(()),
         }
-    };
-    let mut out = Outcome {
-        class: meta.sop_class_uid.clone(),
-        instance: meta.sop_uid.clone(),
-        study: meta.study_uid.clone(),
-        series: meta.series_uid.clone(),
-        failure: None,
-    };
-    if let Some(s) = study.filter(|s| *s != meta.study_uid) {
-        out.failure = Some((DOES_NOT_MATCH, format!("instance of study {} posted to study {s}", meta.study_uid)));
-        return out;
-    }
-    match state.hub.ingest(bytes, state.stow_site.as_deref()) {
+    });
+    match result {
         Ok((_, meta)) => {
             if let Some(r) = &state.renderer {
                 r.touch(&meta.study_uid, &meta.series_uid);
