@@ -147,19 +147,9 @@ fn kill_9_during_stow_loses_no_acknowledged_instance() {
             let (chunk, acked, base, token) = (chunk.to_vec(), acked.clone(), base.clone(), token.clone());
             std::thread::spawn(move || {
                 for p in chunk {
-                    let mut body = b"--XyZ\r\nContent-Type: application/dicom\r\n\r\n".to_vec();
-                    body.extend(std::fs::read(&p).unwrap());
-                    body.extend_from_slice(b"\r\n--XyZ--\r\n");
+                    let bytes = std::fs::read(&p).unwrap();
                     // After the kill the connection fails: the worker stops.
-                    let Ok(r) = std::panic::catch_unwind(|| {
-                        support::request(
-                            &base,
-                            "POST",
-                            "/dicom-web/studies",
-                            &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "multipart/related; type=\"application/dicom\"; boundary=XyZ")],
-                            &body,
-                        )
-                    }) else {
+                    let Ok(r) = std::panic::catch_unwind(|| support::stow(&base, &token, &[&bytes])) else {
                         return;
                     };
                     if r.status != 200 {

@@ -52,20 +52,8 @@ fn dicomweb_client_over_pydicom_test_files() {
 
 /// STOW-RS of `files` in one multipart request; the instance URLs stored.
 fn stow(base: &str, token: &str, files: &[std::path::PathBuf]) -> Vec<String> {
-    let mut body = Vec::new();
-    for f in files {
-        body.extend_from_slice(b"\r\n--B0undary\r\nContent-Type: application/dicom\r\n\r\n");
-        body.extend(std::fs::read(f).unwrap());
-    }
-    body.extend_from_slice(b"\r\n--B0undary--\r\n");
-    let auth = format!("Bearer {token}");
-    let r = support::request(
-        base,
-        "POST",
-        "/dicom-web/studies",
-        &[("Authorization", &auth), ("Content-Type", "multipart/related; type=\"application/dicom\"; boundary=B0undary")],
-        &body,
-    );
+    let bytes: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let r = support::stow(base, token, &bytes.iter().map(Vec::as_slice).collect::<Vec<_>>());
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["00081199"]["Value"].as_array().unwrap().iter().map(|i| i["00081190"]["Value"][0].as_str().unwrap().to_owned()).collect()
 }

@@ -240,6 +240,24 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
 }
 
+/// STOW-RS of Part 10 `parts` in one multipart/related request.
+pub fn stow(base: &str, token: &str, parts: &[&[u8]]) -> Reply {
+    let mut body = Vec::new();
+    for p in parts {
+        body.extend_from_slice(b"\r\n--B0undary\r\nContent-Type: application/dicom\r\n\r\n");
+        body.extend_from_slice(p);
+    }
+    body.extend_from_slice(b"\r\n--B0undary--\r\n");
+    let auth = format!("Bearer {token}");
+    request(
+        base,
+        "POST",
+        "/dicom-web/studies",
+        &[("Authorization", &auth), ("Content-Type", "multipart/related; type=\"application/dicom\"; boundary=B0undary")],
+        &body,
+    )
+}
+
 /// A GET with a bearer token.
 pub fn get(base: &str, target: &str, token: &str) -> Reply {
     request(base, "GET", target, &[("Authorization", &format!("Bearer {token}"))], b"")
