@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::index::model::InstanceRecord;
+use crate::index::model::{sort_instances, sort_series, InstanceRecord};
 use crate::ingest::Hub;
 use crate::render::{self, Format, Instance};
 use crate::store::ObjectKey;
@@ -98,12 +98,20 @@ impl Thumbs {
             }
         }
         // The study's thumbnail is its first series' (lowest Series Number).
-        let mut series = hub.index.series_of(study_uid)?;
-        series.sort_by_key(|s| (s.number.unwrap_or(i64::MAX), s.uid.clone()));
-        if series.first().is_some_and(|s| s.uid == series_uid) {
+        if first_series(hub, study_uid)?.is_some_and(|s| s == series_uid) {
             self.write(&self.study_path(study_uid), &png)?;
         }
         Ok(made)
+    }
+
+    /// The study's thumbnail (its first series'), made now if missing.
+    pub fn study(&self, hub: &Hub, study_uid: &str) -> Result<Vec<u8>, ThumbError> {
+        let path = self.study_path(study_uid);
+        if !path.exists() {
+            let first = first_series(hub, study_uid)?.ok_or(ThumbError::NoSeries)?;
+            self.make_series(hub, study_uid, &first)?;
+        }
+        std::fs::read(&path).map_err(|source| ThumbError::Io { path, source })
     }
 
     /// The series' thumbnail, made now if missing.
@@ -118,8 +126,15 @@ impl Thumbs {
 
 /// The middle image of a series by Instance Number (then SOP Instance UID).
 fn middle(instances: &mut [InstanceRecord]) -> Option<&InstanceRecord> {
-    instances.sort_by(|a, b| (a.number, &a.sop_uid).cmp(&(b.number, &b.sop_uid)));
+    sort_instances(instances);
     instances.get(instances.len() / 2)
+}
+
+/// The study's first series (lowest Series Number), whose thumbnail is the study's.
+fn first_series(hub: &Hub, study_uid: &str) -> Result<Option<String>, ThumbError> {
+    let mut series = hub.index.series_of(study_uid)?;
+    sort_series(&mut series);
+    Ok(series.into_iter().next().map(|s| s.uid))
 }
 
 /// A 256 px PNG of one instance's middle frame through the display pipeline.

@@ -122,19 +122,24 @@ pub fn file_meta(bytes: &[u8]) -> Result<(Vec<Element>, usize, String), ScanErro
 /// Scans a bare data set encoded in transfer syntax `ts` (as received in
 /// P-DATA, or after a file's meta group).
 pub fn scan_dataset<'a>(bytes: &'a [u8], ts: &str, nested_wanted: &[u32]) -> Result<Scanned<'a>, ScanError> {
-    let encoding = match ts {
-        TS_IMPLICIT_LE => Encoding::ImplicitLe,
-        TS_EXPLICIT_BE => Encoding::ExplicitBe,
-        // PS3.5 10: every other transfer syntax encodes the data set as
-        // Explicit VR Little Endian.
-        _ => Encoding::ExplicitLe,
-    };
+    let encoding = encoding(ts);
     let dataset: Cow<'a, [u8]> = if ts == TS_DEFLATED { Cow::Owned(inflate(bytes)?) } else { Cow::Borrowed(bytes) };
     let mut w = Walker { buf: &dataset, enc: encoding, top: Vec::new(), nested: Vec::new(), nested_wanted, fragments: 0 };
     w.walk(0, dataset.len(), 0, None)?;
     let (mut top, nested, fragments) = (std::mem::take(&mut w.top), std::mem::take(&mut w.nested), w.fragments);
     top.sort_by_key(|e| e.tag);
     Ok(Scanned { meta: Vec::new(), meta_bytes: &[], transfer_syntax: ts.to_owned(), encoding, dataset, top, nested, fragments })
+}
+
+/// How a data set in transfer syntax `ts` is encoded.
+pub fn encoding(ts: &str) -> Encoding {
+    match ts {
+        TS_IMPLICIT_LE => Encoding::ImplicitLe,
+        TS_EXPLICIT_BE => Encoding::ExplicitBe,
+        // PS3.5 10: every other transfer syntax encodes the data set as
+        // Explicit VR Little Endian.
+        _ => Encoding::ExplicitLe,
+    }
 }
 
 /// File meta information: explicit VR little endian, group 0002 only.

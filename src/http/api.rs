@@ -18,7 +18,7 @@ use super::params::{Params, QueryPairs};
 use super::{Problem, S};
 use crate::auth::{AuthError, Principal, Role, SignInError, SESSION_TTL};
 use crate::index::matching::DateRange;
-use crate::index::model::{PatientKey, PatientRecord, StudyRecord};
+use crate::index::model::{sort_series, PatientRecord, StudyRecord};
 use crate::index::{PatientFilter, StudyFilter};
 use crate::reports::ReportError;
 
@@ -222,8 +222,7 @@ pub async fn linked_patient(State(state): State<S>, p: Params) -> Result<Json<Va
                 }
             }
         }
-        studies.sort_by(|a, b| (&b.date, &b.time).cmp(&(&a.date, &a.time)));
-        let studies: Vec<Value> = studies.iter().map(|s| study_json(&state, s)).collect::<Result<_, _>>()?;
+        let studies: Vec<Value> = newest_first(studies).iter().map(|s| study_json(&state, s)).collect::<Result<_, _>>()?;
         Ok(json!({"nhs_number": nhs, "records": records, "studies": studies}))
     })
     .await
@@ -235,7 +234,7 @@ fn study_json(state: &S, s: &StudyRecord) -> Result<Value, Problem> {
     Ok(json!({
         "uid": s.uid,
         "site": s.site,
-        "patient": patient_json(&s.patient, s),
+        "patient": patient_json(s),
         "date": s.date,
         "time": s.time,
         "accession_number": s.accession_number,
@@ -249,7 +248,9 @@ fn study_json(state: &S, s: &StudyRecord) -> Result<Value, Problem> {
     }))
 }
 
-fn patient_json(key: &PatientKey, s: &StudyRecord) -> Value {
+/// The study's patient as the site holding the study knows them.
+fn patient_json(s: &StudyRecord) -> Value {
+    let key = &s.patient;
     json!({"site": key.site, "issuer": key.issuer, "patient_id": key.patient_id, "name": s.patient_name, "birth_date": s.patient_birth_date, "sex": s.patient_sex})
 }
 
@@ -283,7 +284,7 @@ pub async fn study(State(state): State<S>, p: Params) -> Result<Json<Value>, Pro
         let s = state.hub.index.study(&uid)?.ok_or_else(|| Problem::not_found("no such study"))?;
         let mut v = study_json(&state, &s)?;
         let mut series = state.hub.index.series_of(&uid)?;
-        series.sort_by_key(|x| (x.number.unwrap_or(i64::MAX), x.uid.clone()));
+        sort_series(&mut series);
         v["series_list"] = json!(series
             .iter()
             .map(|x| json!({"uid": x.uid, "number": x.number, "modality": x.modality, "description": x.description, "body_part": x.body_part_examined, "instances": x.instances}))

@@ -18,8 +18,8 @@ use super::multipart;
 use super::params::{Params, QueryPairs};
 use super::{Problem, S};
 use crate::dicom::json;
-use crate::dicom::scan::{self, Encoding};
-use crate::index::model::InstanceRecord;
+use crate::dicom::scan;
+use crate::index::model::{sort_instances, sort_series, InstanceRecord, StudyRecord};
 use crate::ingest::Hub;
 use crate::render::{Format, Window};
 use crate::store::ObjectKey;
@@ -53,7 +53,7 @@ fn instances(hub: &Hub, p: &Params) -> Result<Vec<InstanceRecord>, Problem> {
         hub.index.instance(instance)?.filter(|i| i.study_uid == study && i.series_uid == series).into_iter().collect()
     } else {
         let mut v = hub.index.instances_of(study, (!series.is_empty()).then_some(series))?;
-        v.sort_by(|a, b| (&a.series_uid, a.number, &a.sop_uid).cmp(&(&b.series_uid, b.number, &b.sop_uid)));
+        sort_instances(&mut v);
         v
     };
     if found.is_empty() {
@@ -166,15 +166,13 @@ async fn metadata(State(state): State<S>, p: Params, headers: HeaderMap) -> Resu
             let one = instance_metadata(&state.hub, &rec, &base)?.ok_or_else(|| Problem::not_found("the instance is still being stored"))?;
             return Ok(Bytes::from(format!("[{one}]")));
         }
+        let study = state.hub.index.study(study)?.ok_or_else(|| Problem::not_found("no such study"))?;
         if !series.is_empty() {
-            return series_metadata(&state, study, series, &base, fresh);
+            return series_metadata(&state, &study, series, &base, fresh);
         }
-        let mut all = state.hub.index.series_of(study)?;
-        if all.is_empty() {
-            return Err(Problem::not_found("no such study"));
-        }
-        all.sort_by_key(|s| (s.number.unwrap_or(i64::MAX), s.uid.clone()));
-        let parts = all.iter().map(|s| series_metadata(&state, study, &s.uid, &base, fresh)).collect::<Result<Vec<Bytes>, Problem>>()?;
+        let mut all = state.hub.index.series_of(&study.uid)?;
+        sort_series(&mut all);
+        let parts = all.iter().map(|s| series_metadata(&state, &study, &s.uid, &base, fresh)).collect::<Result<Vec<Bytes>, Problem>>()?;
         // Each part is a JSON array: join their contents.
         let inner: Vec<&[u8]> = parts.iter().filter(|b| b.len() > 2).map(|b| &b[1..b.len() - 1]).collect();
         Ok::<_, Problem>(Bytes::from([b"[".as_slice(), &inner.join(b",".as_slice()), b"]"].concat()))
@@ -184,15 +182,14 @@ async fn metadata(State(state): State<S>, p: Params, headers: HeaderMap) -> Resu
 }
 
 /// A series' metadata, from the cache when nothing arrived since it was made.
-fn series_metadata(state: &S, study: &str, series: &str, base: &str, fresh: bool) -> Result<Bytes, Problem> {
-    let s = state.hub.index.series(series)?.filter(|s| s.study_uid == study).ok_or_else(|| Problem::not_found("no such series"))?;
-    let st = state.hub.index.study(study)?.ok_or_else(|| Problem::not_found("no such study"))?;
-    let version = (s.instances, s.bytes, st.last_received_ms);
+fn series_metadata(state: &S, study: &StudyRecord, series: &str, base: &str, fresh: bool) -> Result<Bytes, Problem> {
+    let s = state.hub.index.series(series)?.filter(|s| s.study_uid == study.uid).ok_or_else(|| Problem::not_found("no such series"))?;
+    let version = (s.instances, s.bytes, study.last_received_ms);
     if let Some(body) = state.meta_cache.get(series, version).filter(|_| !fresh) {
         return Ok(body);
     }
-    let mut list = state.hub.index.instances_of(study, Some(series))?;
-    list.sort_by(|a, b| (a.number, &a.sop_uid).cmp(&(b.number, &b.sop_uid)));
+    let mut list = state.hub.index.instances_of(&study.uid, Some(series))?;
+    sort_instances(&mut list);
     let all: Vec<Option<String>> = list.par_iter().map(|rec| instance_metadata(&state.hub, rec, base)).collect::<Result<_, Problem>>()?;
     let complete = all.iter().all(Option::is_some);
     let body = Bytes::from(format!("[{}]", all.into_iter().flatten().collect::<Vec<_>>().join(",")));
@@ -218,7 +215,7 @@ pub fn instance_metadata(hub: &Hub, rec: &InstanceRecord, base: &str) -> Result<
     let bulk_base = format!("{base}/studies/{}/series/{}/instances/{}/bulk", rec.study_uid, rec.series_uid, rec.sop_uid);
     let (_, meta_end, ts) = scan::file_meta(&prefix).map_err(|e| fail(&e))?;
     if ts != scan::TS_DEFLATED {
-        let enc = encoding(&ts);
+        let enc = scan::encoding(&ts);
         let t = scan::tree(&prefix[meta_end..], enc).map_err(|e| fail(&e))?;
         let complete = match t.tail {
             None => prefix.len() as u64 == size,
@@ -236,14 +233,6 @@ pub fn instance_metadata(hub: &Hub, rec: &InstanceRecord, base: &str) -> Result<
     let t = scan::tree(&s.dataset, s.encoding).map_err(|e| fail(&e))?;
     let src = json::Source { buf: &s.dataset, encoding: s.encoding, nodes: &t.nodes, tail: None, bulk_base: &bulk_base };
     Ok(Some(json::dataset(&src)))
-}
-
-fn encoding(ts: &str) -> Encoding {
-    match ts {
-        scan::TS_IMPLICIT_LE => Encoding::ImplicitLe,
-        scan::TS_EXPLICIT_BE => Encoding::ExplicitBe,
-        _ => Encoding::ExplicitLe,
-    }
 }
 
 async fn bulk(State(state): State<S>, p: Params) -> Result<Response, Problem> {
@@ -512,12 +501,8 @@ async fn series_thumbnail(State(state): State<S>, p: Params) -> Result<Response,
 async fn study_thumbnail(State(state): State<S>, p: Params) -> Result<Response, Problem> {
     let study = p.get("study").to_owned();
     tokio::task::spawn_blocking(move || {
-        let series = state.hub.index.series_of(&study)?;
-        // The study's face is its first series by number that renders.
-        let mut sorted: Vec<_> = series.into_iter().collect();
-        sorted.sort_by_key(|s| (s.number.unwrap_or(i64::MAX), s.uid.clone()));
-        let first = sorted.first().ok_or_else(|| Problem::not_found("no such study"))?;
-        let png = state.thumbs.series(&state.hub, &study, &first.uid).map_err(|e| Problem::internal("thumbnail", e))?;
+        state.hub.index.study(&study)?.ok_or_else(|| Problem::not_found("no such study"))?;
+        let png = state.thumbs.study(&state.hub, &study).map_err(|e| Problem::internal("thumbnail", e))?;
         Ok(image(Format::Png, png))
     })
     .await?

@@ -150,6 +150,17 @@ pub struct InstanceRecord {
     pub received_ms: u64,
 }
 
+/// Series in display order: Series Number (unnumbered last), then UID.
+pub fn sort_series(series: &mut [SeriesRecord]) {
+    series.sort_by_key(|s| (s.number.unwrap_or(i64::MAX), s.uid.clone()));
+}
+
+/// Instances in display order: by series, then Instance Number, then SOP
+/// Instance UID.
+pub fn sort_instances(instances: &mut [InstanceRecord]) {
+    instances.sort_by(|a, b| (&a.series_uid, a.number, &a.sop_uid).cmp(&(&b.series_uid, b.number, &b.sop_uid)));
+}
+
 impl InstanceMeta {
     pub fn patient_key(&self) -> PatientKey {
         PatientKey { site: self.site.clone(), issuer: self.issuer_of_patient_id.clone(), patient_id: self.patient_id.clone() }
