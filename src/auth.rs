@@ -71,6 +71,26 @@ struct TokenRecord {
     user: String,
     label: String,
     created_ms: u64,
+    expires_ms: u64,
+}
+
+/// A token record from before tokens expired: read as expiring
+/// `TOKEN_TTL` after it was made.
+#[derive(Deserialize)]
+struct TokenRecordV1 {
+    user: String,
+    label: String,
+    created_ms: u64,
+}
+
+fn token_record(bytes: &[u8]) -> Result<TokenRecord, AuthError> {
+    match postcard::from_bytes::<TokenRecord>(bytes) {
+        Ok(t) => Ok(t),
+        Err(_) => {
+            let o: TokenRecordV1 = postcard::from_bytes(bytes)?;
+            Ok(TokenRecord { expires_ms: o.created_ms + TOKEN_TTL.as_millis() as u64, user: o.user, label: o.label, created_ms: o.created_ms })
+        }
+    }
 }
 
 /// Who a request acts for.
@@ -111,6 +131,10 @@ pub enum SignInError {
 
 pub const MIN_PASSWORD: usize = 8;
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// How long an API token lasts unless made for less.
+pub const TOKEN_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The longest an API token may be made for.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Failures allowed before each further attempt must wait.
 const FREE_FAILURES: u32 = 5;
 const MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
@@ -202,9 +226,12 @@ impl Auth {
 
     pub fn list(&self) -> Result<Vec<UserView>, AuthError> {
         let mut counts: HashMap<String, usize> = HashMap::new();
+        let now = now_ms();
         for kv in self.tokens.iter() {
-            let t: TokenRecord = postcard::from_bytes(&kv?.1)?;
-            *counts.entry(t.user).or_default() += 1;
+            let t = token_record(&kv?.1)?;
+            if t.expires_ms > now {
+                *counts.entry(t.user).or_default() += 1;
+            }
         }
         let mut out = Vec::new();
         for kv in self.users.iter() {
@@ -222,6 +249,25 @@ impl Auth {
     /// Checks a password, throttled by user name and `client` (an address).
     /// Slow on purpose (argon2): call it off the async runtime.
     pub fn sign_in(&self, name: &str, password: &str, client: &str) -> Result<(String, Principal), SignInError> {
+        let u = self.check_password(name, password, client)?;
+        let token = new_secret("rs_");
+        let rec = SessionRecord { user: u.name.clone(), expires_ms: now_ms() + SESSION_TTL.as_millis() as u64 };
+        self.sessions.insert(hash_token(&token), postcard::to_stdvec(&rec).map_err(AuthError::from)?).map_err(AuthError::from)?;
+        self.sessions.flush().map_err(AuthError::from)?;
+        tracing::info!(user = %u.name, %client, "signed in");
+        Ok((token, Principal { user: u.name, role: u.role }))
+    }
+
+    /// A new API token for a signed-in user who gives their password again
+    /// (a stolen session alone cannot mint a lasting credential), lasting
+    /// `ttl` (at most `MAX_TOKEN_TTL`). Throttled as sign-in is.
+    pub fn new_token_checked(&self, name: &str, password: &str, label: &str, ttl: Duration, client: &str) -> Result<(String, u64), SignInError> {
+        self.check_password(name, password, client)?;
+        Ok(self.new_token_for(name, label, ttl)?)
+    }
+
+    /// The user whose password this is, throttled by name and `client`.
+    fn check_password(&self, name: &str, password: &str, client: &str) -> Result<UserRecord, SignInError> {
         // Names that could never be a user's are not keyed (nor logged raw).
         let plausible = valid_name(name);
         let mut keys = vec![format!("addr:{client}")];
@@ -240,16 +286,11 @@ impl Auth {
             }
         };
         let Some(u) = user.filter(|_| ok) else {
-            tracing::warn!(user = %if plausible { name } else { "(not a user name)" }, %client, "failed sign-in");
+            tracing::warn!(user = %if plausible { name } else { "(not a user name)" }, %client, "failed password check");
             return Err(SignInError::Invalid);
         };
         self.refund(&keys);
-        let token = new_secret("rs_");
-        let rec = SessionRecord { user: u.name.clone(), expires_ms: now_ms() + SESSION_TTL.as_millis() as u64 };
-        self.sessions.insert(hash_token(&token), postcard::to_stdvec(&rec).map_err(AuthError::from)?).map_err(AuthError::from)?;
-        self.sessions.flush().map_err(AuthError::from)?;
-        tracing::info!(user = %u.name, %client, "signed in");
-        Ok((token, Principal { user: u.name, role: u.role }))
+        Ok(u)
     }
 
     /// The user a session cookie belongs to, if the session is live.
@@ -269,20 +310,33 @@ impl Auth {
         Ok(())
     }
 
-    /// A new API token for `name`, shown once.
+    /// A new API token for `name` lasting `TOKEN_TTL`, shown once (the
+    /// admin CLI, on the hub's own machine).
     pub fn new_token(&self, name: &str, label: &str) -> Result<String, AuthError> {
-        self.existing(name)?;
-        let token = new_secret("rt_");
-        let rec = TokenRecord { user: name.to_owned(), label: label.to_owned(), created_ms: now_ms() };
-        self.tokens.insert(hash_token(&token), postcard::to_stdvec(&rec)?)?;
-        self.tokens.flush()?;
-        Ok(token)
+        self.new_token_for(name, label, TOKEN_TTL).map(|(t, _)| t)
     }
 
-    /// The user a bearer token belongs to.
+    /// A new token and when it expires (ms since the epoch).
+    fn new_token_for(&self, name: &str, label: &str, ttl: Duration) -> Result<(String, u64), AuthError> {
+        self.existing(name)?;
+        let token = new_secret("rt_");
+        let now = now_ms();
+        let expires_ms = now + ttl.min(MAX_TOKEN_TTL).as_millis() as u64;
+        let rec = TokenRecord { user: name.to_owned(), label: label.to_owned(), created_ms: now, expires_ms };
+        self.tokens.insert(hash_token(&token), postcard::to_stdvec(&rec)?)?;
+        self.tokens.flush()?;
+        Ok((token, expires_ms))
+    }
+
+    /// The user a bearer token belongs to, while it lasts.
     pub fn bearer(&self, token: &str) -> Result<Option<Principal>, AuthError> {
-        let Some(v) = self.tokens.get(hash_token(token))? else { return Ok(None) };
-        let t: TokenRecord = postcard::from_bytes(&v)?;
+        let key = hash_token(token);
+        let Some(v) = self.tokens.get(key)? else { return Ok(None) };
+        let t = token_record(&v)?;
+        if t.expires_ms <= now_ms() {
+            self.tokens.remove(key)?;
+            return Ok(None);
+        }
         self.principal(&t.user)
     }
 
@@ -291,7 +345,7 @@ impl Auth {
         let mut n = 0;
         for kv in self.tokens.iter() {
             let (k, v) = kv?;
-            let t: TokenRecord = postcard::from_bytes(&v)?;
+            let t = token_record(&v)?;
             if t.user == name {
                 self.tokens.remove(k)?;
                 n += 1;
@@ -429,6 +483,19 @@ mod tests {
         let token = auth.new_token("ann", "").unwrap();
         auth.set_password("ann", "battery staple").unwrap();
         assert!(auth.bearer(&token).unwrap().is_none());
+
+        // Minting a token needs the password (ann is locked out for a while: another user), and a token expires.
+        auth.add_user("cat", Role::Clinician, "cat's password").unwrap();
+        assert!(matches!(auth.new_token_checked("cat", "not the password", "", TOKEN_TTL, "3.3.3.3"), Err(SignInError::Invalid)));
+        let (token, expires) = auth.new_token_checked("cat", "cat's password", "script", Duration::from_secs(3600), "3.3.3.3").unwrap();
+        assert!(auth.bearer(&token).unwrap().is_some());
+        assert!(expires <= now_ms() + 3_600_000);
+        let (short, _) = auth.new_token_for("cat", "", Duration::ZERO).unwrap();
+        assert!(auth.bearer(&short).unwrap().is_none(), "an expired token is no token");
+        // Tokens made before tokens expired still read, and now expire.
+        let old = postcard::to_stdvec(&("ann".to_owned(), "old".to_owned(), now_ms())).unwrap();
+        auth.tokens.insert(hash_token("rt_old"), old).unwrap();
+        assert!(auth.bearer("rt_old").unwrap().is_some());
 
         // Names no user could have are refused without being remembered.
         let long = "x".repeat(100_000);

@@ -1,6 +1,7 @@
-//! Ingest: the one path by which an instance enters radhub (import now;
-//! C-STORE and STOW-RS later). Scan, store durably, index, sync: a success is
-//! returned only when both the file and its index entry are durable.
+//! Ingest: the one path by which an instance enters radhub (import,
+//! C-STORE, STOW-RS). Scan, file under a site (`sites::file`: configuration,
+//! never the data), store durably, index, sync: a success is returned only
+//! when both the file and its index entry are durable.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -8,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::dicom::{extract, ScanError};
 use crate::index::model::InstanceMeta;
-use crate::index::{Index, IndexError, SledIndex};
+use crate::index::{Index, IndexError, Legacy, SledIndex, SCHEMA_VERSION};
 use crate::sites;
 use crate::store::{FsStore, ObjectKey, ObjectStore, StoreError};
 
@@ -20,6 +21,21 @@ pub enum DuplicatePolicy {
     Keep,
     /// Replace the held copy with the new one; log it.
     Replace,
+}
+
+/// Who sent an instance: the site configured for the sender (`None`: none,
+/// so it is quarantined) and the sender's name (a calling AE title, a
+/// user), by which storage commitment later asks what it sent.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival<'a> {
+    pub site: Option<&'a str>,
+    pub sender: &'a str,
+}
+
+impl<'a> Arrival<'a> {
+    pub fn import(site: Option<&'a str>) -> Self {
+        Arrival { site, sender: "import" }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -40,10 +56,22 @@ pub enum IngestError {
     /// The data set is not what its command announced; nothing was changed.
     #[error("{0}")]
     Mismatch(String),
+    /// The instance names another patient than its study is held for.
+    #[error("{0}")]
+    Identity(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Index(#[from] IndexError),
+    Index(IndexError),
+}
+
+impl From<IndexError> for IngestError {
+    fn from(e: IndexError) -> Self {
+        match e {
+            IndexError::PatientMismatch { .. } => IngestError::Identity(e.to_string()),
+            e => IngestError::Index(e),
+        }
+    }
 }
 
 const UID_LOCKS: usize = 64;
@@ -71,12 +99,20 @@ pub enum OpenError {
 
 impl Hub {
     /// Opens (creating) a hub in `dir`: `dir/objects`, `dir/tmp`, `dir/index`,
-    /// and finishes any write a crash interrupted.
+    /// finishes any write a crash interrupted, and rebuilds an index of an
+    /// older schema.
     pub fn open(dir: &Path, policy: DuplicatePolicy) -> Result<Self, OpenError> {
         let store = FsStore::open(dir)?;
-        let index = SledIndex::open(&dir.join("index"))?;
+        let (index, legacy) = SledIndex::open(&dir.join("index"))?;
+        if let Some(old) = legacy {
+            // Writes the old index committed are finished before it goes.
+            recover(&store, &|sop| old.content_hash(sop))?;
+            migrate(&store, &index, &old)?;
+            index.complete_migration()?;
+            old.finish()?;
+        }
         let hub = Self::with(Box::new(store), Box::new(index), policy);
-        hub.recover()?;
+        recover(hub.store.as_ref(), &|sop| Ok(hub.index.instance(sop)?.map(|i| i.content_hash)))?;
         Ok(hub)
     }
 
@@ -84,41 +120,21 @@ impl Hub {
         Hub { store, index, policy, uid_locks: (0..UID_LOCKS).map(|_| Mutex::new(())).collect() }
     }
 
-    /// Staged objects are the redo log: one whose index entry committed (same
-    /// content hash) is published; any other was never acknowledged and is
-    /// discarded.
-    fn recover(&self) -> Result<Recovery, OpenError> {
-        let mut r = Recovery::default();
-        for staged in self.store.staged()? {
-            let bytes = self.store.read_staged(&staged)?;
-            let hash = *blake3::hash(&bytes).as_bytes();
-            let committed = match extract::read_meta(&bytes) {
-                Ok(meta) => self.index.instance(&meta.sop_uid)?.is_some_and(|i| i.content_hash == hash && ObjectKey::for_uid(&i.sop_uid) == staged.key),
-                Err(_) => false,
-            };
-            if committed {
-                self.store.publish(&staged)?;
-                r.published += 1;
-            } else {
-                self.store.discard(&staged)?;
-                r.discarded += 1;
-            }
-        }
-        if r.published + r.discarded > 0 {
-            tracing::warn!(published = r.published, discarded = r.discarded, "finished writes interrupted by a crash");
-        }
-        Ok(r)
-    }
-
     fn lock(&self, key: &ObjectKey) -> MutexGuard<'_, ()> {
         let m = &self.uid_locks[usize::from(key.0[0]) % UID_LOCKS];
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reads what the index records from `bytes`, with arrival facts filled.
+    /// Reads what the index records from `bytes`, with arrival facts
+    /// filled: the site and issuer it is filed under (`sites::file`).
     pub fn describe(bytes: &[u8], site: Option<&str>) -> Result<InstanceMeta, ScanError> {
         let mut meta = extract::read_meta(bytes)?;
-        meta.site = sites::resolve(site, &meta.issuer_of_patient_id);
+        let filing = sites::file(site, &meta.issuer_of_patient_id);
+        if let Some(why) = &filing.quarantined {
+            tracing::warn!(sop = %meta.sop_uid, patient_id = %meta.patient_id, issuer = %meta.issuer_of_patient_id, %why, "quarantined for an admin");
+        }
+        meta.site = filing.site;
+        meta.issuer = filing.issuer;
         meta.file_size = bytes.len() as u64;
         meta.content_hash = *blake3::hash(bytes).as_bytes();
         meta.received_ms = now_ms();
@@ -129,14 +145,13 @@ impl Hub {
     /// index entry are durable: stage (fsync), index commit (group flush),
     /// publish (rename). A crash between steps is finished by `recover`.
     pub fn ingest(&self, bytes: &[u8], site: Option<&str>) -> Result<(Outcome, InstanceMeta), IngestError> {
-        let meta = Self::describe(bytes, site)?;
-        self.commit(bytes, meta)
+        self.ingest_checked(bytes, Arrival::import(site), |_| Ok(()))
     }
 
     /// As `ingest`, refusing a data set whose SOP Class and Instance UIDs
     /// are not the `(class, instance)` its C-STORE request announced.
-    pub fn ingest_expecting(&self, bytes: &[u8], site: Option<&str>, (class, instance): (&str, &str)) -> Result<(Outcome, InstanceMeta), IngestError> {
-        self.ingest_checked(bytes, site, |meta| {
+    pub fn ingest_expecting(&self, bytes: &[u8], from: Arrival<'_>, (class, instance): (&str, &str)) -> Result<(Outcome, InstanceMeta), IngestError> {
+        self.ingest_checked(bytes, from, |meta| {
             if meta.sop_uid != instance {
                 return Err(format!("data set holds SOP Instance UID {}, not {instance}", meta.sop_uid));
             }
@@ -152,23 +167,60 @@ impl Hub {
     pub fn ingest_checked(
         &self,
         bytes: &[u8],
-        site: Option<&str>,
+        from: Arrival<'_>,
         check: impl FnOnce(&InstanceMeta) -> Result<(), String>,
     ) -> Result<(Outcome, InstanceMeta), IngestError> {
-        let meta = Self::describe(bytes, site)?;
+        let meta = Self::describe(bytes, from.site)?;
         check(&meta).map_err(IngestError::Mismatch)?;
-        self.commit(bytes, meta)
+        self.commit(bytes, meta, from.sender)
     }
 
-    fn commit(&self, bytes: &[u8], meta: InstanceMeta) -> Result<(Outcome, InstanceMeta), IngestError> {
+    /// Files a quarantined study under `site`: every instance re-read and
+    /// re-filed at once, as if that site had sent it. Refused when its data
+    /// names another site's issuer (`sites::file`). Returns the instances moved.
+    pub fn refile_study(&self, study_uid: &str, site: &str, by: &str) -> Result<usize, IngestError> {
+        let held = self.index.instances_of(study_uid, None)?;
+        if held.is_empty() {
+            return Err(IngestError::Mismatch(format!("no study {study_uid}")));
+        }
+        let mut metas = Vec::with_capacity(held.len());
+        for rec in &held {
+            let key = ObjectKey::for_uid(&rec.sop_uid);
+            let _g = self.lock(&key);
+            let bytes = self.store.get(&key)?.ok_or_else(|| IngestError::Mismatch(format!("the file of {} is missing", rec.sop_uid)))?;
+            let mut meta = Self::describe(&bytes, Some(site))?;
+            if meta.site != site {
+                return Err(IngestError::Identity(format!(
+                    "study {study_uid} names Patient IDs issued by {:?}: file it under the site that issued them",
+                    meta.issuer_of_patient_id
+                )));
+            }
+            meta.received_ms = rec.received_ms;
+            metas.push(meta);
+        }
+        self.index.refile(&metas)?;
+        self.index.sync()?;
+        tracing::warn!(study = study_uid, site, by, instances = metas.len(), "study filed from quarantine");
+        Ok(metas.len())
+    }
+
+    fn commit(&self, bytes: &[u8], meta: InstanceMeta, sender: &str) -> Result<(Outcome, InstanceMeta), IngestError> {
         let key = ObjectKey::for_uid(&meta.sop_uid);
         let _g = self.lock(&key);
         let outcome = match self.index.instance(&meta.sop_uid)? {
             Some(held) if held.content_hash == meta.content_hash && self.store.size(&key)? == Some(held.file_size) => {
+                // The sender's latest copy is the one held.
+                if self.index.divergent(&meta.sop_uid, sender)?.is_some() {
+                    self.index.set_divergent(&meta.sop_uid, sender, None)?;
+                    self.index.sync()?;
+                }
                 return Ok((Outcome::Identical, meta));
             }
             Some(held) if held.content_hash != meta.content_hash && self.policy == DuplicatePolicy::Keep => {
-                tracing::warn!(sop = %meta.sop_uid, held_bytes = held.file_size, new_bytes = meta.file_size, "same SOP Instance UID, different content: kept the held copy");
+                tracing::warn!(sop = %meta.sop_uid, %sender, held_bytes = held.file_size, new_bytes = meta.file_size, "same SOP Instance UID, different content: kept the held copy");
+                // Remembered, so that storage commitment does not vouch for bytes it never kept.
+                self.index.set_divergent(&meta.sop_uid, sender, Some(meta.content_hash))?;
+                self.index.sync()?;
                 return Ok((Outcome::KeptExisting, meta));
             }
             Some(_) => {
@@ -189,6 +241,62 @@ impl Hub {
         self.store.publish(&staged)?;
         Ok((outcome, meta))
     }
+}
+
+/// Staged objects are the redo log: one whose index entry committed (the
+/// same content hash under its SOP Instance UID, as `committed` says) is
+/// published; any other was never acknowledged and is discarded.
+fn recover(store: &dyn ObjectStore, committed: &dyn Fn(&str) -> Result<Option<[u8; 32]>, IndexError>) -> Result<Recovery, OpenError> {
+    let mut r = Recovery::default();
+    for staged in store.staged()? {
+        let bytes = store.read_staged(&staged)?;
+        let hash = *blake3::hash(&bytes).as_bytes();
+        let done = match extract::read_meta(&bytes) {
+            Ok(meta) => ObjectKey::for_uid(&meta.sop_uid) == staged.key && committed(&meta.sop_uid)? == Some(hash),
+            Err(_) => false,
+        };
+        if done {
+            store.publish(&staged)?;
+            r.published += 1;
+        } else {
+            store.discard(&staged)?;
+            r.discarded += 1;
+        }
+    }
+    if r.published + r.discarded > 0 {
+        tracing::warn!(published = r.published, discarded = r.discarded, "finished writes interrupted by a crash");
+    }
+    Ok(r)
+}
+
+/// Rebuilds the index of an older schema from the instance files, each
+/// keeping the site the old index gave it.
+fn migrate(store: &dyn ObjectStore, index: &SledIndex, old: &Legacy) -> Result<(), OpenError> {
+    let list = old.instances()?;
+    tracing::warn!(instances = list.len(), to = SCHEMA_VERSION, "rebuilding the index for a new schema from the instance files");
+    let (mut done, mut left_out) = (0u64, 0u64);
+    for (sop, site) in &list {
+        let Some(bytes) = store.get(&ObjectKey::for_uid(sop))? else { continue };
+        let meta = match Hub::describe(&bytes, Some(site)) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(%sop, error = %e, "left out of the rebuilt index; `radhub verify` lists its file");
+                left_out += 1;
+                continue;
+            }
+        };
+        match index.upsert(&meta) {
+            Ok(_) => done += 1,
+            Err(e @ IndexError::PatientMismatch { .. }) => {
+                tracing::warn!(%sop, error = %e, "left out of the rebuilt index; `radhub verify` lists its file");
+                left_out += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    index.sync()?;
+    tracing::warn!(done, left_out, "index rebuilt");
+    Ok(())
 }
 
 /// What `recover` did at open.

@@ -13,7 +13,8 @@ pub fn check_digit(first9: &[u8; 9]) -> Option<u8> {
     }
 }
 
-/// Accepts "9434765919" and the spaced form "943 476 5919".
+/// Accepts "9434765919" and the spaced form "943 476 5919"; refuses
+/// numbers that fail the check digit and placeholders (`is_placeholder`).
 pub fn normalise(raw: &str) -> Option<String> {
     let digits: String = raw.chars().filter(|c| *c != ' ' && *c != '-').collect();
     if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -22,7 +23,18 @@ pub fn normalise(raw: &str) -> Option<String> {
     let d: Vec<u8> = digits.bytes().map(|b| b - b'0').collect();
     let mut first9 = [0u8; 9];
     first9.copy_from_slice(&d[..9]);
-    (check_digit(&first9) == Some(d[9])).then_some(digits)
+    (check_digit(&first9) == Some(d[9]) && !is_placeholder(&d)).then_some(digits)
+}
+
+/// Numbers that pass Modulus 11 but that systems type in when the real
+/// one is unknown: one digit repeated (0000000000, 1111111111, ...) and the
+/// digits in a run (0123456789, 9876543210). Linking on them would join
+/// strangers.
+fn is_placeholder(d: &[u8]) -> bool {
+    let same = d.iter().all(|&x| x == d[0]);
+    let up = d.windows(2).all(|w| w[1] == w[0] + 1);
+    let down = d.windows(2).all(|w| w[0] == w[1] + 1);
+    same || up || down
 }
 
 pub fn is_valid(raw: &str) -> bool {
@@ -41,6 +53,17 @@ mod tests {
         assert!(!is_valid("9434765918"));
         assert!(!is_valid("943476591"));
         assert!(!is_valid("943476591X"));
+    }
+
+    #[test]
+    fn placeholders_pass_modulus_11_but_are_refused() {
+        for p in ["0000000000", "1111111111", "2222222222", "9999999999", "0123456789", "9876543210"] {
+            let d: Vec<u8> = p.bytes().map(|b| b - b'0').collect();
+            let mut first9 = [0u8; 9];
+            first9.copy_from_slice(&d[..9]);
+            assert_eq!(check_digit(&first9), Some(d[9]), "{p} passes the check digit");
+            assert!(!is_valid(p), "{p} is a placeholder");
+        }
     }
 
     #[test]

@@ -29,6 +29,14 @@ pub struct Report {
     pub signed_ms: Option<u64>,
 }
 
+impl Report {
+    /// A draft is its author's until signed (admins see every report);
+    /// signed reports are for every reader.
+    pub fn readable_by(&self, user: &str, admin: bool) -> bool {
+        self.status == Status::Final || self.author == user || admin
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("report database: {0}")]
@@ -183,5 +191,8 @@ mod tests {
         assert!(reports.is_reported("1.2.3").unwrap());
         assert!(!reports.is_reported("1.2.30").unwrap());
         assert_eq!(reports.of_study("1.2.3").unwrap().len(), 1);
+        let draft = reports.create("1.2.3", "RBD", "ann", "Addendum in progress.").unwrap();
+        assert!(draft.readable_by("ann", false) && draft.readable_by("root", true) && !draft.readable_by("bob", false));
+        assert!(signed.readable_by("bob", false));
     }
 }

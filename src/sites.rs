@@ -1,26 +1,91 @@
-//! The trusts whose PACS radhub joins. Each site's organisation code is the
-//! Issuer of Patient ID its local MRNs are issued under.
+//! The sites whose PACS radhub joins, and which patient-identity domain an
+//! arriving instance belongs to.
+//!
+//! A site is where data comes from; its issuer is the domain its local
+//! Patient IDs are unique in (PS3.4 C.6.1.1.2). The site of an instance is
+//! always configuration (the calling AE's site, `--stow-site`, `import
+//! --site`), never the data: data from a sender with no configured site,
+//! or naming another site's issuer, is filed under the quarantine site for
+//! an admin to review, never into a trust's records.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Site {
     pub code: &'static str,
     pub name: &'static str,
+    /// Issuer of Patient ID of the site's local IDs.
+    pub issuer: &'static str,
 }
 
 pub const SITES: [Site; 3] = [
-    Site { code: "RBD", name: "Dorset County Hospital" },
-    Site { code: "RD3", name: "Poole Hospital" },
-    Site { code: "R0D", name: "Royal Bournemouth and Christchurch Hospitals" },
+    Site { code: "RBD", name: "Dorset County Hospital", issuer: "RBD" },
+    Site { code: "RD3", name: "Poole Hospital", issuer: "RD3" },
+    Site { code: "R0D", name: "Royal Bournemouth and Christchurch Hospitals", issuer: "R0D" },
 ];
 
-/// Where an instance came from when no site was named: the hub itself.
-pub const HUB: &str = "HUB";
+/// Where data with no configured site goes: held apart, for admins.
+pub const QUARANTINE: &str = "QUARANTINE";
 
-/// The site an instance is held for: the one named by the caller, else the
-/// site whose code is the instance's Issuer of Patient ID, else the hub.
-pub fn resolve(requested: Option<&str>, issuer_of_patient_id: &str) -> String {
-    if let Some(s) = requested {
-        return s.to_owned();
+pub fn find(code: &str) -> Option<&'static Site> {
+    SITES.iter().find(|s| s.code == code)
+}
+
+/// A site code as configured: one of `SITES`, or an error naming them.
+pub fn known(code: &str) -> Result<&'static str, String> {
+    find(code).map(|s| s.code).ok_or_else(|| {
+        let all: Vec<&str> = SITES.iter().map(|s| s.code).collect();
+        format!("unknown site {code:?}; the sites are {}", all.join(", "))
+    })
+}
+
+/// Where an instance is filed: the site holding it and the issuer its
+/// Patient ID is keyed under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filing {
+    pub site: String,
+    pub issuer: String,
+    /// Why the instance was quarantined, if it was.
+    pub quarantined: Option<String>,
+}
+
+/// Files an instance from `site` (configuration; `None`: none configured)
+/// whose data names `data_issuer` as its Issuer of Patient ID.
+pub fn file(site: Option<&str>, data_issuer: &str) -> Filing {
+    let quarantine = |why: String| Filing {
+        site: QUARANTINE.to_owned(),
+        // Apart from every trust's domain, and from each other by the issuer claimed.
+        issuer: if data_issuer.is_empty() { QUARANTINE.to_owned() } else { format!("{QUARANTINE}/{data_issuer}") },
+        quarantined: Some(why),
+    };
+    let Some(code) = site else { return quarantine("no site is configured for its sender".into()) };
+    let Some(s) = find(code) else { return quarantine(format!("sent for unknown site {code:?}")) };
+    if !data_issuer.is_empty() && data_issuer != s.issuer && SITES.iter().any(|o| o.issuer == data_issuer) {
+        return quarantine(format!("site {} sent a Patient ID issued by {data_issuer}", s.code));
     }
-    SITES.iter().find(|s| s.code == issuer_of_patient_id).map_or(HUB, |s| s.code).to_owned()
+    Filing { site: s.code.to_owned(), issuer: s.issuer.to_owned(), quarantined: None }
+}
+
+/// The issuer a query's bare Patient ID means, for a caller at `site`.
+pub fn issuer_of(site: &str) -> Option<&'static str> {
+    find(site).map(|s| s.issuer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_site_comes_from_configuration_never_the_data() {
+        let f = file(Some("RBD"), "");
+        assert_eq!((f.site.as_str(), f.issuer.as_str(), f.quarantined), ("RBD", "RBD", None));
+        // An alias the site's PACS writes (an OID, "NHS") is the site's own domain.
+        assert_eq!(file(Some("RBD"), "1.2.826.0.1.99").issuer, "RBD");
+        // No configured site: quarantine, whatever the data claims.
+        let f = file(None, "RBD");
+        assert_eq!((f.site.as_str(), f.issuer.as_str()), (QUARANTINE, "QUARANTINE/RBD"));
+        assert!(f.quarantined.is_some());
+        // A site sending another trust's Patient ID: quarantine.
+        assert_eq!(file(Some("RBD"), "RD3").site, QUARANTINE);
+        assert_eq!(file(Some("XYZ"), "").site, QUARANTINE);
+        assert!(known("XYZ").unwrap_err().contains("RBD"));
+    }
 }

@@ -24,6 +24,9 @@ pub struct Report {
     pub mismatched: Vec<String>,
     /// Orphan files that could not be read as DICOM, with the reason.
     pub unreadable: Vec<(String, String)>,
+    /// Instances held with a UID PS3.5 9.1 does not allow (kept as real
+    /// archives hold them; noted, not a fault of the hub): SOP Instance UIDs.
+    pub nonconformant_uids: Vec<String>,
     pub counters_agree: bool,
     pub repaired: u64,
 }
@@ -56,6 +59,9 @@ pub fn verify(hub: &Hub, deep: bool, repair: bool, tick: &dyn Fn()) -> Result<Re
         let rec = rec.map_err(from_index)?;
         n += 1;
         bytes += rec.file_size;
+        if ![&rec.sop_uid, &rec.series_uid, &rec.study_uid].iter().all(|u| crate::dicom::scan::uid_is_conformant(u)) {
+            r.nonconformant_uids.push(rec.sop_uid.clone());
+        }
         by_key.insert(ObjectKey::for_uid(&rec.sop_uid), rec);
     }
     r.indexed = n;

@@ -82,7 +82,7 @@ fn recovery_publishes_committed_writes_and_drops_the_rest() {
         // A crash after the index commit but before publish, and one
         // before the index commit.
         let store = FsStore::open(data.path()).unwrap();
-        let index = SledIndex::open(&data.path().join("index")).unwrap();
+        let (index, _) = SledIndex::open(&data.path().join("index")).unwrap();
         store.stage(&ObjectKey::for_uid(&c_meta.sop_uid), &committed).unwrap();
         index.upsert(&c_meta).unwrap();
         index.sync().unwrap();

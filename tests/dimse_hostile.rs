@@ -72,7 +72,7 @@ fn garbage_truncated_and_huge_pdus_are_refused_and_the_server_stays_up() {
 
 #[test]
 fn a_silent_connection_is_dropped_after_artim_and_does_not_block_others() {
-    let s = Server::start(&["--accept-any", "--artim-timeout", "1"]);
+    let s = Server::start(&["--accept-any", "--handshake-timeout", "1"]);
     let mut silent = TcpStream::connect(s.addr()).unwrap();
     // Others are served meanwhile.
     assert!(echo_ok(&s));

@@ -63,7 +63,7 @@ fn replace_policy_replaces_file_and_entry_once() {
     assert_eq!(rec.content_hash, *blake3::hash(&altered).as_bytes());
     let c = hub.index.counts().unwrap();
     assert_eq!((c.studies, c.series, c.instances), (1, 1, 1));
-    assert_eq!(hub.index.find_studies(&StudyFilter::default()).unwrap()[0].instances, 1);
+    assert_eq!(hub.index.find_studies(&StudyFilter::default()).next().unwrap().unwrap().instances, 1);
 }
 
 #[test]

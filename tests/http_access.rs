@@ -34,7 +34,7 @@ fn hub() -> Hub {
     let incoming = tempfile::tempdir().unwrap();
     let out = incoming.path().join("in");
     run(data.path(), &["testdata", "--out", out.to_str().unwrap(), "--patients", "3", "--max-slices", "2", "--ct-size", "64"]);
-    run(data.path(), &["import", out.to_str().unwrap()]);
+    run(data.path(), &["import", "--site-folders", out.to_str().unwrap()]);
     let tokens = ROLES.iter().map(|r| (*r, user_token(data.path(), &format!("{r}1"), r))).collect();
     let ls = support::json(&run(data.path(), &["ls", "instances", "--json"]));
     let first = &ls.as_array().expect("instances")[0];

@@ -1,12 +1,18 @@
-//! The index's secondary indexes and aggregates, through the `Index` trait.
+//! The index's secondary indexes and aggregates, through the `Index` trait:
+//! lookups, newest-first order, removal, patients keyed by (issuer, ID),
+//! and NHS-number linking with its conflicts and log.
 
+mod support;
+
+use radhub::index::link::{ConflictKind, Decision, LinkAction};
 use radhub::index::matching::DateRange;
-use radhub::index::model::InstanceMeta;
-use radhub::index::{Index, PatientFilter, SledIndex, StudyFilter, Upsert};
+use radhub::index::model::{InstanceMeta, PatientKey, PatientRecord, StudyRecord};
+use radhub::index::{Index, IndexError, PatientFilter, SledIndex, StudyFilter, Upsert};
 
 fn meta(site: &str, pid: &str, name: &str, study: u32, series: u32, sop: u32) -> InstanceMeta {
     InstanceMeta {
         site: site.into(),
+        issuer: site.into(),
         patient_id: pid.into(),
         issuer_of_patient_id: site.into(),
         patient_name: name.into(),
@@ -24,8 +30,17 @@ fn meta(site: &str, pid: &str, name: &str, study: u32, series: u32, sop: u32) ->
 
 fn open() -> (tempfile::TempDir, SledIndex) {
     let dir = tempfile::tempdir().unwrap();
-    let ix = SledIndex::open(&dir.path().join("index")).unwrap();
+    let (ix, legacy) = SledIndex::open(&dir.path().join("index")).unwrap();
+    assert!(legacy.is_none());
     (dir, ix)
+}
+
+fn studies(ix: &SledIndex, f: &StudyFilter) -> Vec<StudyRecord> {
+    ix.find_studies(f).collect::<Result<_, _>>().unwrap()
+}
+
+fn patients(ix: &SledIndex, f: &PatientFilter) -> Vec<PatientRecord> {
+    ix.find_patients(f).collect::<Result<_, _>>().unwrap()
 }
 
 fn uids(v: Vec<radhub::index::model::StudyRecord>) -> Vec<String> {
@@ -47,7 +62,7 @@ fn lookups_by_patient_id_accession_date_and_name() {
             }
         }
     }
-    let by = |f: StudyFilter| uids(ix.find_studies(&f).unwrap());
+    let by = |f: StudyFilter| uids(studies(&ix, &f));
     let expect = |pred: &dyn Fn(u32) -> bool| -> Vec<String> {
         let mut v: Vec<String> = (0..50u32).filter(|s| pred(*s)).map(|s| format!("1.2.826.0.1.{s}")).collect();
         v.sort();
@@ -67,7 +82,7 @@ fn lookups_by_patient_id_accession_date_and_name() {
     // Combined: index narrows, the rest filters.
     let both = StudyFilter { patient_id: Some("D0000001".into()), date: Some(DateRange::parse("20240101-20240630").unwrap()), ..Default::default() };
     assert_eq!(by(both), expect(&|s| s % 5 == 1 && s % 12 < 6));
-    assert_eq!(by(StudyFilter { modality: Some("MR".into()), limit: Some(7), ..Default::default() }).len(), 7);
+    assert_eq!(ix.find_studies(&StudyFilter { modality: Some("MR".into()), ..Default::default() }).take(7).count(), 7);
 
     let s = ix.study("1.2.826.0.1.7").unwrap().unwrap();
     assert_eq!((s.series, s.instances, s.modalities.len()), (2, 4, 2));
@@ -94,9 +109,10 @@ fn removal_unwinds_aggregates_and_secondary_indexes() {
         ix.remove_instance(&format!("1.2.826.0.1.1.0.{sop}")).unwrap().unwrap();
     }
     assert!(ix.study("1.2.826.0.1.1").unwrap().is_none());
-    assert!(ix.find_studies(&StudyFilter { patient_id: Some("P1".into()), ..Default::default() }).unwrap().is_empty());
-    assert!(ix.find_studies(&StudyFilter { accession: Some("ACC00001".into()), ..Default::default() }).unwrap().is_empty());
-    assert!(ix.find_patients(&PatientFilter::default()).unwrap().is_empty());
+    assert!(studies(&ix, &StudyFilter { patient_id: Some("P1".into()), ..Default::default() }).is_empty());
+    assert!(studies(&ix, &StudyFilter { accession: Some("ACC00001".into()), ..Default::default() }).is_empty());
+    assert!(studies(&ix, &StudyFilter::default()).is_empty(), "the date index still names a removed study");
+    assert!(patients(&ix, &PatientFilter::default()).is_empty());
     assert_eq!(ix.counts().unwrap(), Default::default());
     assert!(ix.remove_instance("1.2.826.0.1.1.0.0").unwrap().is_none());
 }
@@ -111,8 +127,8 @@ fn upsert_of_a_held_uid_replaces_its_entry() {
     assert_eq!(ix.upsert(&m).unwrap(), Upsert::Replaced);
     let c = ix.counts().unwrap();
     assert_eq!((c.instances, c.bytes), (1, 5000));
-    assert!(ix.find_studies(&StudyFilter { accession: Some("ACC00002".into()), ..Default::default() }).unwrap().is_empty());
-    assert_eq!(ix.find_studies(&StudyFilter { accession: Some("NEWACC".into()), ..Default::default() }).unwrap().len(), 1);
+    assert!(studies(&ix, &StudyFilter { accession: Some("ACC00002".into()), ..Default::default() }).is_empty());
+    assert_eq!(studies(&ix, &StudyFilter { accession: Some("NEWACC".into()), ..Default::default() }).len(), 1);
 }
 
 #[test]
@@ -128,22 +144,197 @@ fn nhs_number_links_each_sites_patient() {
     }
     let mut linked = ix.patients_by_nhs("9434765919").unwrap();
     linked.sort();
-    let sites: Vec<_> = linked.iter().map(|k| (k.site.as_str(), k.patient_id.as_str())).collect();
+    let sites: Vec<_> = linked.iter().map(|k| (k.issuer.as_str(), k.patient_id.as_str())).collect();
     assert_eq!(sites, vec![("R0D", "RBH7654321"), ("RBD", "D1234567"), ("RD3", "P123456")]);
     let f = PatientFilter { nhs_number: Some("9434765919".into()), site: Some("RD3".into()), ..Default::default() };
-    assert_eq!(ix.find_patients(&f).unwrap().len(), 1);
+    assert_eq!(patients(&ix, &f).len(), 1);
     assert_eq!(ix.counts_by_site().unwrap().len(), 3);
+    let log = ix.link_log(0, 100).unwrap();
+    assert_eq!(log.iter().filter(|e| e.action == LinkAction::Linked).count(), 3, "every link is logged: {log:?}");
 }
 
 #[test]
 fn reopened_index_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let ix = SledIndex::open(&dir.path().join("index")).unwrap();
+        let (ix, _) = SledIndex::open(&dir.path().join("index")).unwrap();
         ix.upsert(&meta("RBD", "D1", "A^B", 1, 0, 0)).unwrap();
         ix.sync().unwrap();
     }
-    let ix = SledIndex::open(&dir.path().join("index")).unwrap();
+    let (ix, _) = SledIndex::open(&dir.path().join("index")).unwrap();
     assert!(ix.instance("1.2.826.0.1.1.0.0").unwrap().is_some());
     assert_eq!(ix.counts().unwrap().instances, 1);
+}
+
+#[test]
+fn searches_answer_newest_first_and_stop_early() {
+    let (_d, ix) = open();
+    // Study n is on day n of 2024 (and its study time grows with n).
+    for n in 0..300u32 {
+        let mut m = meta("RBD", &format!("D{:07}", n % 7), "DOE^JANE", n, 0, 0);
+        m.study_date = format!("2024{:02}{:02}", 1 + n / 28 % 12, 1 + n % 28);
+        m.study_time = format!("{:02}0000", n % 24);
+        ix.upsert(&m).unwrap();
+    }
+    let all = studies(&ix, &StudyFilter::default());
+    let order: Vec<(String, String)> = all.iter().map(|s| (s.date.clone(), s.time.clone())).collect();
+    let mut sorted = order.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(order, sorted, "study searches answer newest first");
+    // The first of a universal search is the newest study: what a viewer's limit=101 must show.
+    let newest = ix.find_studies(&StudyFilter::default()).next().unwrap().unwrap();
+    assert_eq!(newest.uid, all[0].uid);
+    // Small candidate sets (a patient) come newest first too.
+    let of_one = studies(&ix, &StudyFilter { patient_id: Some("D0000003".into()), ..Default::default() });
+    assert!(of_one.windows(2).all(|w| (&w[0].date, &w[0].time) >= (&w[1].date, &w[1].time)));
+    // A date range and a site walk their indexes backwards.
+    let range = StudyFilter { date: Some(DateRange::parse("20240201-20240331").unwrap()), ..Default::default() };
+    let in_range = studies(&ix, &range);
+    assert!(!in_range.is_empty() && in_range.iter().all(|s| ("20240201".."20240332").contains(&s.date.as_str())));
+    assert!(in_range.windows(2).all(|w| w[0].date >= w[1].date));
+    let site = StudyFilter { site: Some("RBD".into()), ..Default::default() };
+    assert_eq!(ix.find_studies(&site).next().unwrap().unwrap().uid, all[0].uid);
+}
+
+fn one(site: &str, pid: &str, birth: &str, sex: &str, nhs: &str, n: u32) -> InstanceMeta {
+    let mut m = meta(site, pid, "DOE^JANE", n, 0, 0);
+    m.patient_birth_date = birth.into();
+    m.patient_sex = sex.into();
+    m.nhs_number = radhub::nhs::normalise(nhs);
+    m
+}
+
+#[test]
+fn one_patient_id_at_two_trusts_is_two_patients() {
+    let (_d, ix) = open();
+    ix.upsert(&one("RBD", "123456", "19500101", "F", "", 1)).unwrap();
+    ix.upsert(&one("RD3", "123456", "19800101", "M", "", 2)).unwrap();
+    let found = patients(&ix, &PatientFilter { patient_id: Some("123456".into()), ..Default::default() });
+    assert_eq!(found.len(), 2, "{found:?}");
+    let rbd = patients(&ix, &PatientFilter { patient_id: Some("123456".into()), issuer: Some("RBD".into()), ..Default::default() });
+    assert_eq!(rbd.len(), 1);
+    assert_eq!(rbd[0].birth_date, "19500101");
+    let key = PatientKey { issuer: "RD3".into(), patient_id: "123456".into() };
+    assert_eq!(ix.studies_of_patient(&key).unwrap(), vec!["1.2.826.0.1.2".to_string()]);
+}
+
+#[test]
+fn an_instance_naming_another_patient_than_its_study_is_refused() {
+    let (_d, ix) = open();
+    ix.upsert(&meta("RBD", "D1", "DOE^JANE", 1, 0, 0)).unwrap();
+    let mut other = meta("RBD", "D2", "ROE^RICHARD", 1, 0, 1);
+    other.sop_uid.push_str(".9");
+    match ix.upsert(&other) {
+        Err(IndexError::PatientMismatch { held, sent, .. }) => assert_eq!((held.patient_id.as_str(), sent.patient_id.as_str()), ("D1", "D2")),
+        r => panic!("filed under the study's patient: {r:?}"),
+    }
+    assert_eq!(ix.study("1.2.826.0.1.1").unwrap().unwrap().instances, 1);
+}
+
+#[test]
+fn placeholder_nhs_numbers_never_link() {
+    let (_d, ix) = open();
+    // 1111111111 passes Modulus 11: the extractor's normalise must refuse it.
+    assert!(radhub::nhs::normalise("1111111111").is_none());
+    let mut a = one("RBD", "D1", "19500101", "F", "", 1);
+    let mut b = one("RD3", "P1", "19800101", "M", "", 2);
+    a.nhs_number = radhub::nhs::normalise("0000000000");
+    b.nhs_number = radhub::nhs::normalise("0000000000");
+    ix.upsert(&a).unwrap();
+    ix.upsert(&b).unwrap();
+    assert!(ix.patients_by_nhs("0000000000").unwrap().is_empty());
+}
+
+#[test]
+fn disagreeing_demographics_are_a_conflict_not_a_link() {
+    let (_d, ix) = open();
+    ix.upsert(&one("RBD", "D1", "19500101", "F", "9434765919", 1)).unwrap();
+    ix.upsert(&one("RD3", "P1", "19500102", "F", "9434765919", 2)).unwrap();
+    let linked = ix.patients_by_nhs("9434765919").unwrap();
+    assert_eq!(linked, vec![PatientKey { issuer: "RBD".into(), patient_id: "D1".into() }], "two birth dates under one NHS number were merged");
+    let c = ix.link_conflicts().unwrap();
+    assert_eq!(c.len(), 1);
+    assert!(matches!(&c[0].conflict, ConflictKind::Demographics { with, .. } if with.patient_id == "D1"), "{c:?}");
+    // A further instance does not link it while the conflict is open.
+    let mut again = one("RD3", "P1", "19500102", "F", "9434765919", 2);
+    again.sop_uid.push_str(".2");
+    ix.upsert(&again).unwrap();
+    assert_eq!(ix.patients_by_nhs("9434765919").unwrap().len(), 1);
+    // An admin decides: linked, logged with who.
+    let key = PatientKey { issuer: "RD3".into(), patient_id: "P1".into() };
+    ix.decide_link(&key, Decision::Link, None, "dr.admin").unwrap();
+    assert_eq!(ix.patients_by_nhs("9434765919").unwrap().len(), 2);
+    assert!(ix.link_conflicts().unwrap().is_empty());
+    let log = ix.link_log(0, 100).unwrap();
+    assert!(log.iter().any(|e| e.action == LinkAction::Conflict && e.patient == key));
+    assert!(log.iter().any(|e| e.action == LinkAction::Linked && e.by == "dr.admin"));
+    // And can undo it: the number is then refused for that record.
+    ix.decide_link(&key, Decision::Unlink, None, "dr.admin").unwrap();
+    let mut later = one("RD3", "P1", "19500101", "F", "9434765919", 2);
+    later.sop_uid.push_str(".3");
+    ix.upsert(&later).unwrap();
+    assert_eq!(ix.patients_by_nhs("9434765919").unwrap().len(), 1, "an unlinked record came back by itself");
+}
+
+#[test]
+fn a_changed_nhs_number_does_not_move_the_link() {
+    let (_d, ix) = open();
+    ix.upsert(&one("RBD", "D1", "19500101", "F", "9434765919", 1)).unwrap();
+    let mut changed = one("RBD", "D1", "19500101", "F", "4010232137", 1);
+    changed.sop_uid.push_str(".1");
+    ix.upsert(&changed).unwrap();
+    assert_eq!(ix.patients_by_nhs("9434765919").unwrap().len(), 1, "the link moved silently");
+    assert!(ix.patients_by_nhs("4010232137").unwrap().is_empty());
+    let c = ix.link_conflicts().unwrap();
+    assert!(matches!(&c[..], [x] if x.nhs_number == "4010232137" && x.conflict == ConflictKind::Changed { linked: "9434765919".into() }), "{c:?}");
+    // Dismissed: the old link stays and the new number is refused for it.
+    let key = PatientKey { issuer: "RBD".into(), patient_id: "D1".into() };
+    let p = ix.decide_link(&key, Decision::Dismiss, None, "dr.admin").unwrap();
+    assert_eq!(p.nhs_number.as_deref(), Some("9434765919"));
+    assert!(ix.link_conflicts().unwrap().is_empty());
+}
+
+#[test]
+fn a_linked_record_whose_demographics_come_to_disagree_is_suspended() {
+    let (_d, ix) = open();
+    ix.upsert(&one("RBD", "D1", "19500101", "F", "9434765919", 1)).unwrap();
+    ix.upsert(&one("RD3", "P1", "19500101", "F", "9434765919", 2)).unwrap();
+    assert_eq!(ix.patients_by_nhs("9434765919").unwrap().len(), 2);
+    let mut corrected = one("RD3", "P1", "19710101", "M", "9434765919", 2);
+    corrected.sop_uid.push_str(".1");
+    ix.upsert(&corrected).unwrap();
+    assert_eq!(ix.patients_by_nhs("9434765919").unwrap().len(), 1, "two people shown as one");
+    assert_eq!(ix.link_conflicts().unwrap().len(), 1);
+    assert!(ix.link_log(0, 100).unwrap().iter().any(|e| e.action == LinkAction::Unlinked));
+}
+
+#[test]
+fn an_index_of_the_old_schema_is_rebuilt_from_the_files() {
+    use radhub::ingest::{DuplicatePolicy, Hub};
+    use radhub::store::{FsStore, ObjectKey, ObjectStore};
+    let data = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(support::pydicom_data().join("test_files/CT_small.dcm")).unwrap();
+    let meta = Hub::describe(&bytes, Some("RBD")).unwrap();
+    {
+        // A schema 1 index: one tree "radhub" with the instance record and its locator.
+        let store = FsStore::open(data.path()).unwrap();
+        store.put(&ObjectKey::for_uid(&meta.sop_uid), &bytes).unwrap();
+        let db = sled::open(data.path().join("index")).unwrap();
+        let old = db.open_tree("radhub").unwrap();
+        let k = |prefix: u8, parts: &[&str]| radhub::index::keys::key(prefix, parts);
+        old.insert(k(b'M', &["schema"]), &1u32.to_le_bytes()).unwrap();
+        old.insert(k(b'I', &[&meta.study_uid, &meta.series_uid, &meta.sop_uid]), postcard::to_stdvec(&meta.instance_record()).unwrap()).unwrap();
+        old.insert(k(b'i', &[&meta.sop_uid]), format!("{}\0{}", meta.study_uid, meta.series_uid).into_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let hub = Hub::open(data.path(), DuplicatePolicy::Keep).unwrap();
+    let rec = hub.index.instance(&meta.sop_uid).unwrap().expect("rebuilt");
+    assert_eq!(rec.site, "RBD");
+    let s = hub.index.study(&meta.study_uid).unwrap().unwrap();
+    assert_eq!(s.patient.issuer, "RBD");
+    assert_eq!(hub.index.counts().unwrap().instances, 1);
+    drop(hub);
+    // Reopened: nothing left to migrate.
+    let hub = Hub::open(data.path(), DuplicatePolicy::Keep).unwrap();
+    assert_eq!(hub.index.counts().unwrap().instances, 1);
 }

@@ -36,7 +36,7 @@ fn every_pydicom_test_file_is_indexed_or_rejected_with_its_reason() {
     assert_eq!(n("files") as usize, oracle.len());
     assert_eq!(n("imported") + n("duplicates") + n("conflicts_kept") + n("replaced") + n("rejected"), n("files"));
 
-    let ix = SledIndex::open(&dir.path().join("index")).unwrap();
+    let (ix, _) = SledIndex::open(&dir.path().join("index")).unwrap();
     let mut sop_count: HashMap<&str, usize> = HashMap::new();
     for o in &oracle {
         if let Some(s) = o["sop"].as_str() {

@@ -432,19 +432,22 @@ fn trim_uid(b: &[u8]) -> &[u8] {
     &b[..end]
 }
 
-/// A UID is at most 64 characters of digits and dots (PS3.5 9.1). Anything
-/// else is refused rather than carried into keys.
+/// A UID as radhub accepts it: at most 64 bytes of printable ASCII, no
+/// space and no backslash (the value separator). Real archives hold UIDs
+/// PS3.5 9.1 does not allow (64 hex digits from anonymisers, stray
+/// letters): they are kept and flagged (`uid_is_conformant`), never refused,
+/// and never become a path.
 pub fn check_uid(uid: &str, what: &'static str) -> Result<(), ScanError> {
-    if uid.is_empty()
-        || uid.len() > 64
-        || !uid.bytes().all(|c| c.is_ascii_digit() || c == b'.')
-        || uid.starts_with('.')
-        || uid.ends_with('.')
-        || uid.contains("..")
-    {
+    if uid.is_empty() || uid.len() > 64 || !uid.bytes().all(|c| c.is_ascii_graphic() && c != b'\\') {
         return Err(ScanError::BadUid(what));
     }
     Ok(())
+}
+
+/// Whether a UID is as PS3.5 9.1 defines one: components of digits,
+/// separated by single dots, without leading zeros, at most 64 in all.
+pub fn uid_is_conformant(uid: &str) -> bool {
+    uid.len() <= 64 && !uid.is_empty() && uid.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0')))
 }
 
 impl Scanned<'_> {

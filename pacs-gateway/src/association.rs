@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use dicom_ul::association::{Association, AsyncServerAssociation};
-use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason};
+use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason, UserVariableItem};
 use dicom_ul::Pdu;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::command::{field, Command};
 use crate::handler::{Answer, Handler};
 use crate::message::{self, Assembler, Message, SendError};
-use crate::server::Config;
+use crate::server::{Config, Resolved};
 use crate::status::Status;
 use crate::{find, retrieve, store};
 
@@ -23,6 +23,11 @@ pub(crate) struct Ctx {
     pub handler: Arc<dyn Handler>,
     pub calling_ae: String,
     pub contexts: Vec<PresentationContextNegotiated>,
+    /// SOP classes for which the requestor took the SCP role (C-GET's
+    /// sub-operations may be sent only on their contexts).
+    pub scp_roles: Vec<String>,
+    /// Known AEs' addresses, for move destinations.
+    pub resolved: Arc<Resolved>,
 }
 
 impl Ctx {
@@ -33,8 +38,16 @@ impl Ctx {
 
 pub(crate) type Assoc = AsyncServerAssociation<TcpStream>;
 
-pub(crate) async fn run(mut assoc: Assoc, config: Arc<Config>, handler: Arc<dyn Handler>, mut stop: watch::Receiver<bool>) {
-    let ctx = Ctx { calling_ae: assoc.peer_ae_title().trim().to_owned(), contexts: assoc.presentation_contexts().to_vec(), config, handler };
+pub(crate) async fn run(mut assoc: Assoc, config: Arc<Config>, handler: Arc<dyn Handler>, resolved: Arc<Resolved>, mut stop: watch::Receiver<bool>) {
+    let scp_roles = assoc
+        .user_variables()
+        .iter()
+        .filter_map(|v| match v {
+            UserVariableItem::ScuScpRoleSelectionSubItem(uid, roles) if roles.scp => Some(uid.trim_end_matches(['\0', ' ']).to_owned()),
+            _ => None,
+        })
+        .collect();
+    let ctx = Ctx { calling_ae: assoc.peer_ae_title().trim().to_owned(), contexts: assoc.presentation_contexts().to_vec(), config, handler, scp_roles, resolved };
     tracing::debug!(contexts = ctx.contexts.len(), "association established");
     let mut asm = Assembler::new(ctx.config.max_data_set_bytes);
     loop {
@@ -113,7 +126,7 @@ async fn dispatch(assoc: &mut Assoc, ctx: &Ctx, msg: Message) -> Result<(), Disp
     match f {
         field::C_ECHO_RQ => {
             let rsp = Command::response_to(&msg.command, field::C_ECHO_RSP, Status::SUCCESS, false);
-            message::send(assoc, pc.id, &rsp, None).await?;
+            message::send(assoc, pc.id, &rsp, None, ctx.config.write_timeout).await?;
         }
         field::C_STORE_RQ => store::serve(assoc, ctx, &pc, msg).await?,
         field::C_FIND_RQ => find::serve(assoc, ctx, &pc, msg).await?,
@@ -128,7 +141,8 @@ async fn dispatch(assoc: &mut Assoc, ctx: &Ctx, msg: Message) -> Result<(), Disp
         }
         other => {
             // PS3.7 C.5.5: unrecognised operation.
-            message::answer(assoc, pc.id, &msg.command, other | 0x8000, &Answer::failure(Status(0x0211), "operation not supported")).await?;
+            let a = Answer::failure(Status(0x0211), "operation not supported");
+            message::answer(assoc, pc.id, &msg.command, other | 0x8000, &a, ctx.config.write_timeout).await?;
         }
     }
     Ok(())

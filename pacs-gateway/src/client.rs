@@ -24,11 +24,13 @@ const MAX_CONTEXTS: usize = 128;
 /// Syntaxes whose data sets can be re-encoded without decoding pixel data.
 const NATIVE: [&str; 4] = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"];
 
-/// Opens an association to `dest` proposing, for each SOP class to send,
+/// Opens an association to `dest` (at `addr`, its address as last
+/// resolved, else its host name) proposing, for each SOP class to send,
 /// the stored transfer syntaxes and the uncompressed ones.
 pub(crate) async fn connect(
     config: &Config,
     dest: &KnownAe,
+    addr: Option<std::net::IpAddr>,
     instances: &[InstanceRef],
 ) -> Result<AsyncClientAssociation<TcpStream>, dicom_ul::association::Error> {
     let pairs: BTreeSet<(&str, &str)> = instances.iter().map(|i| (i.sop_class_uid.as_str(), i.transfer_syntax.as_str())).collect();
@@ -37,7 +39,9 @@ pub(crate) async fn connect(
         .calling_ae_title(config.ae_title.as_str())
         .called_ae_title(dest.title.as_str())
         .max_pdu_length(config.max_pdu_length)
-        .read_timeout(config.idle_timeout);
+        .read_timeout(config.idle_timeout)
+        .write_timeout(config.write_timeout)
+        .connection_timeout(config.connect_timeout);
     let mut n = 0;
     for class in &classes {
         if n + 1 > MAX_CONTEXTS {
@@ -53,7 +57,8 @@ pub(crate) async fn connect(
         o = o.with_presentation_context(*class, vec![*ts]);
         n += 1;
     }
-    let mut a = o.establish_with_async(&format!("{}@{}:{}", dest.title, dest.host, dest.port)).await?;
+    let host = addr.map_or_else(|| dest.host.clone(), |ip| if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() });
+    let mut a = o.establish_with_async(&format!("{}@{host}:{}", dest.title, dest.port)).await?;
     let _ = a.inner_stream().set_nodelay(true);
     Ok(a)
 }
@@ -103,6 +108,7 @@ async fn data_set(handler: &Arc<dyn Handler>, file: &[u8], to: &str) -> Result<V
 pub(crate) async fn store<A>(
     assoc: &mut A,
     handler: &Arc<dyn Handler>,
+    config: &Config,
     contexts: &[PresentationContextNegotiated],
     message_id: u16,
     inst: &InstanceRef,
@@ -127,7 +133,7 @@ where
         rq.set_str(tag::MOVE_ORIGINATOR_AE, ae);
         rq.set_u16(tag::MOVE_ORIGINATOR_MESSAGE_ID, id);
     }
-    message::send(assoc, pc.id, &rq, Some(&data)).await?;
+    message::send(assoc, pc.id, &rq, Some(&data), config.write_timeout).await?;
     let mut asm = Assembler::new(64 << 10);
     loop {
         match AsyncAssociation::receive(assoc).await? {

@@ -25,8 +25,10 @@ const FAILURE_REASON: Tag = Tag(0x0008, 0x1197);
 /// Action Type ID (0000,1008) and Event Type ID (0000,1002).
 const ACTION_TYPE_ID: u16 = 0x1008;
 const EVENT_TYPE_ID: u16 = 0x1002;
-/// Failure Reason 0112H: no such object instance.
+/// Failure Reasons (PS3.4 J.3.3.1): 0112H no such object instance,
+/// 0110H processing failure.
 const NO_SUCH_INSTANCE: u16 = 0x0112;
+const PROCESSING_FAILURE: u16 = 0x0110;
 
 fn text(o: &InMemDicomObject, t: Tag) -> Option<String> {
     o.get(t).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_owned())
@@ -51,7 +53,13 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
         .set_str(tag::AFFECTED_SOP_CLASS_UID, PUSH_MODEL)
         .set_str(tag::AFFECTED_SOP_INSTANCE_UID, PUSH_MODEL_INSTANCE)
         .set_u16(ACTION_TYPE_ID, 1);
-    let request = msg.data.as_deref().map(|d| identifier::parse(d, &pc.transfer_syntax));
+    let ts = pc.transfer_syntax.clone();
+    let request = match (msg.data_overflow, msg.data.clone()) {
+        (true, _) => return refuse(assoc, ctx, pc.id, rsp, Status::OUT_OF_RESOURCES, "request over 1 MiB").await,
+        (false, None) => None,
+        // Parsed off the async workers, as every identifier.
+        (false, Some(d)) => Some(tokio::task::spawn_blocking(move || identifier::parse(&d, &ts)).await.unwrap_or_else(|_| Err("parse task failed".into()))),
+    };
     let (transaction, refs) = match request {
         Some(Ok(o)) if rq.str(tag::REQUESTED_SOP_CLASS_UID).as_deref() == Some(PUSH_MODEL) && rq.u16(ACTION_TYPE_ID) == Some(1) => {
             let refs: Vec<(String, String)> = o
@@ -63,27 +71,28 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
                 .collect();
             match text(&o, TRANSACTION_UID) {
                 Some(t) if !refs.is_empty() => (t, refs),
-                _ => return refuse(assoc, pc.id, rsp, Status(0x0120), "no Transaction UID or references").await,
+                _ => return refuse(assoc, ctx, pc.id, rsp, Status(0x0120), "no Transaction UID or references").await,
             }
         }
-        Some(Err(e)) => return refuse(assoc, pc.id, rsp, Status::CANNOT_UNDERSTAND, &e).await,
-        _ => return refuse(assoc, pc.id, rsp, Status(0x0123), "not a storage commitment request").await,
+        Some(Err(e)) => return refuse(assoc, ctx, pc.id, rsp, Status::CANNOT_UNDERSTAND, &e).await,
+        _ => return refuse(assoc, ctx, pc.id, rsp, Status(0x0123), "not a storage commitment request").await,
     };
     rsp.set_u16(tag::STATUS, Status::SUCCESS.0);
-    message::send(assoc, pc.id, &rsp, None).await?;
+    message::send(assoc, pc.id, &rsp, None, ctx.config.write_timeout).await?;
 
-    let handler = ctx.handler.clone();
-    let asked = refs.clone();
-    let held = tokio::task::spawn_blocking(move || handler.committed(&asked)).await.unwrap_or_else(|_| vec![false; refs.len()]);
+    let (handler, asked, ae) = (ctx.handler.clone(), refs.clone(), ctx.calling_ae.clone());
+    let held = tokio::task::spawn_blocking(move || handler.committed(&ae, &asked)).await.unwrap_or_else(|_| vec![Some(PROCESSING_FAILURE); refs.len()]);
     let mut report = InMemDicomObject::new_empty();
     report.put(DataElement::new(TRANSACTION_UID, VR::UI, PrimitiveValue::from(transaction.as_str())));
-    let (ok, failed): (Vec<_>, Vec<_>) = refs.iter().zip(held.iter().chain(std::iter::repeat(&false))).partition(|(_, h)| **h);
+    // A reference the handler gave no answer for is not vouched for.
+    let outcomes = refs.iter().zip(held.iter().copied().chain(std::iter::repeat(Some(NO_SUCH_INSTANCE))));
+    let (ok, failed): (Vec<_>, Vec<_>) = outcomes.partition(|(_, h)| h.is_none());
     let seq = |items: Vec<InMemDicomObject>, t: Tag| DataElement::new(t, VR::SQ, dicom_core::value::DataSetSequence::from(items));
     if !ok.is_empty() {
         report.put(seq(ok.iter().map(|((c, i), _)| reference(c, i, None)).collect(), REFERENCED_SOP_SEQUENCE));
     }
     if !failed.is_empty() {
-        report.put(seq(failed.iter().map(|((c, i), _)| reference(c, i, Some(NO_SUCH_INSTANCE))).collect(), FAILED_SOP_SEQUENCE));
+        report.put(seq(failed.iter().map(|((c, i), why)| reference(c, i, *why)).collect(), FAILED_SOP_SEQUENCE));
     }
     let data = identifier::encode(&report, &pc.transfer_syntax).map_err(|e| SendError::Io(std::io::Error::other(e)))?;
     let mut ev = Command::default();
@@ -95,11 +104,11 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
         .set_u16(EVENT_TYPE_ID, if failed.is_empty() { 1 } else { 2 });
     tracing::info!(transaction, committed = ok.len(), failed = failed.len(), "storage commitment");
     // The N-EVENT-REPORT-RSP comes back through the association loop.
-    message::send(assoc, pc.id, &ev, Some(&data)).await
+    message::send(assoc, pc.id, &ev, Some(&data), ctx.config.write_timeout).await
 }
 
-async fn refuse(assoc: &mut Assoc, pc: u8, mut rsp: Command, status: Status, why: &str) -> Result<(), SendError> {
+async fn refuse(assoc: &mut Assoc, ctx: &Ctx, pc: u8, mut rsp: Command, status: Status, why: &str) -> Result<(), SendError> {
     rsp.set_u16(tag::STATUS, status.0);
     rsp.set_str(tag::ERROR_COMMENT, &crate::store::comment(why));
-    message::send(assoc, pc, &rsp, None).await
+    message::send(assoc, pc, &rsp, None, ctx.config.write_timeout).await
 }

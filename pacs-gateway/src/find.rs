@@ -1,7 +1,10 @@
-//! C-FIND SCP: one pending response per match, C-CANCEL honoured between
-//! responses, then the final status.
+//! C-FIND SCP: matches stream from the handler (on the blocking pool,
+//! through a small channel) and go out one pending response each as they
+//! come; C-CANCEL is honoured between responses; past the configured
+//! number of matches or the operation deadline the answer ends with A700.
 
 use dicom_ul::pdu::PresentationContextNegotiated;
+use tokio::sync::mpsc;
 
 use crate::association::{Assoc, Ctx};
 use crate::command::{field, Command};
@@ -11,39 +14,65 @@ use crate::message::{self, Interrupt, Message, SendError};
 use crate::sop_classes;
 use crate::status::Status;
 
+/// Matches found ahead of the peer: enough to keep the sender busy.
+const AHEAD: usize = 16;
+
 pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContextNegotiated, msg: Message) -> Result<(), SendError> {
-    let rq = &msg.command;
+    let Message { command: rq, data, data_overflow, .. } = msg;
+    let rq = &rq;
     let model = match pc.abstract_syntax.as_str() {
         sop_classes::PATIENT_ROOT_FIND => Model::PatientRoot,
         sop_classes::STUDY_ROOT_FIND => Model::StudyRoot,
-        _ => return finish(assoc, pc.id, rq, Answer::failure(Status::SOP_CLASS_NOT_SUPPORTED, "not a C-FIND model")).await,
+        _ => return finish(assoc, ctx, pc.id, rq, Answer::failure(Status::SOP_CLASS_NOT_SUPPORTED, "not a C-FIND model")).await,
     };
-    let query = match identifier::query(ctx, model, &msg, &pc.transfer_syntax) {
+    let query = match identifier::query(ctx, model, data, data_overflow, &pc.transfer_syntax).await {
         Ok(q) => q,
-        Err(a) => return finish(assoc, pc.id, rq, a).await,
+        Err(a) => return finish(assoc, ctx, pc.id, rq, a).await,
     };
     tracing::debug!(level = query.level.as_str(), ?model, "C-FIND");
+    let deadline = tokio::time::Instant::now() + ctx.config.operation_timeout;
+    let (tx, mut rx) = mpsc::channel(AHEAD);
     let handler = ctx.handler.clone();
-    let matches = match tokio::task::spawn_blocking(move || handler.find(&query)).await {
-        Ok(Ok(m)) => m,
-        Ok(Err(a)) => return finish(assoc, pc.id, rq, a).await,
-        Err(_) => return finish(assoc, pc.id, rq, Answer::failure(Status::OUT_OF_RESOURCES, "query task failed")).await,
-    };
-    for m in &matches {
+    let search = tokio::task::spawn_blocking(move || handler.find(&query, &mut |m| tx.blocking_send(m).is_ok()));
+    let mut sent = 0usize;
+    let end = loop {
+        let m = match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => break None,
+            Err(_) => break Some(Answer::failure(Status::OUT_OF_RESOURCES, format!("the query ran past {} s", ctx.config.operation_timeout.as_secs()))),
+        };
+        if sent == ctx.config.max_find_matches {
+            break Some(Answer::failure(Status::OUT_OF_RESOURCES, format!("more than {sent} matches: narrow the query")));
+        }
         match message::interrupted(assoc).await? {
             Interrupt::None => {}
-            Interrupt::Cancel => return finish(assoc, pc.id, rq, Answer { status: Status::CANCEL, comment: None }).await,
+            Interrupt::Cancel => break Some(Answer { status: Status::CANCEL, comment: None }),
         }
-        let bytes = match identifier::encode(m, &pc.transfer_syntax) {
+        let bytes = match identifier::encode(&m, &pc.transfer_syntax) {
             Ok(b) => b,
-            Err(e) => return finish(assoc, pc.id, rq, Answer::failure(Status::OUT_OF_RESOURCES, e)).await,
+            Err(e) => break Some(Answer::failure(Status::OUT_OF_RESOURCES, e)),
         };
         let rsp = Command::response_to(rq, field::C_FIND_RSP, Status::PENDING, true);
-        message::send(assoc, pc.id, &rsp, Some(&bytes)).await?;
+        message::send(assoc, pc.id, &rsp, Some(&bytes), ctx.config.write_timeout).await?;
+        sent += 1;
+    };
+    // Dropping the receiver stops an unfinished search at its next match;
+    // the answer does not wait for it.
+    drop(rx);
+    let answer = match end {
+        Some(a) => a,
+        None => match search.await {
+            Ok(Ok(())) => Answer::success(),
+            Ok(Err(a)) => a,
+            Err(_) => Answer::failure(Status::OUT_OF_RESOURCES, "query task failed"),
+        },
+    };
+    if answer.status == Status::OUT_OF_RESOURCES {
+        tracing::warn!(sent, comment = ?answer.comment, "C-FIND ended early");
     }
-    finish(assoc, pc.id, rq, Answer::success()).await
+    finish(assoc, ctx, pc.id, rq, answer).await
 }
 
-async fn finish(assoc: &mut Assoc, pc: u8, rq: &Command, a: Answer) -> Result<(), SendError> {
-    message::answer(assoc, pc, rq, field::C_FIND_RSP, &a).await
+async fn finish(assoc: &mut Assoc, ctx: &Ctx, pc: u8, rq: &Command, a: Answer) -> Result<(), SendError> {
+    message::answer(assoc, pc, rq, field::C_FIND_RSP, &a, ctx.config.write_timeout).await
 }

@@ -34,6 +34,11 @@ impl Answer {
     pub fn failure(status: Status, comment: impl Into<String>) -> Self {
         Answer { status, comment: Some(comment.into()) }
     }
+
+    /// A warning (B0xx): done, but not as asked; the comment says how.
+    pub fn warning(status: Status, comment: impl Into<String>) -> Self {
+        Answer { status, comment: Some(comment.into()) }
+    }
 }
 
 /// The query/retrieve information model of a C-FIND, C-MOVE or C-GET.
@@ -94,11 +99,16 @@ pub trait Handler: Send + Sync + 'static {
     /// Stores one instance; returns only once it is durable.
     fn store(&self, req: StoreRequest) -> Answer;
 
-    /// Every match of a C-FIND, each an identifier holding the requested
-    /// keys (and Query/Retrieve Level), in the order to send them.
-    fn find(&self, query: &Query) -> Result<Vec<InMemDicomObject>, Answer>;
+    /// Hands each match of a C-FIND to `send` as it is found, each an
+    /// identifier holding the requested keys (and Query/Retrieve Level), in
+    /// the order to send them; stops when `send` returns false (the peer
+    /// cancelled, went away, or the gateway's match limit was reached).
+    /// Runs on the blocking pool while the gateway sends what it is given.
+    fn find(&self, query: &Query, send: &mut dyn FnMut(InMemDicomObject) -> bool) -> Result<(), Answer>;
 
-    /// The instances a C-MOVE or C-GET identifier selects.
+    /// The instances a C-MOVE or C-GET identifier selects. The gateway has
+    /// checked its unique keys (PS3.4 C.4.2.2.1): present, no wildcards,
+    /// a single value above the retrieve level.
     fn select(&self, query: &Query) -> Result<Vec<InstanceRef>, Answer>;
 
     /// One selected instance as a Part 10 file.
@@ -111,7 +121,9 @@ pub trait Handler: Send + Sync + 'static {
         Err(format!("cannot decode pixel data for {transfer_syntax}"))
     }
 
-    /// Storage commitment: for each (SOP Class UID, SOP Instance UID),
-    /// whether it is held durably.
-    fn committed(&self, refs: &[(String, String)]) -> Vec<bool>;
+    /// Storage commitment for `calling_ae`: for each (SOP Class UID, SOP
+    /// Instance UID), `None` if what that AE sent is held durably, else the
+    /// Failure Reason (PS3.4 J.3.3.1: 0110 processing failure, 0112 no such
+    /// object instance, 0119 class/instance conflict).
+    fn committed(&self, calling_ae: &str, refs: &[(String, String)]) -> Vec<Option<u16>>;
 }

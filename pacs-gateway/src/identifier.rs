@@ -10,7 +10,6 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use crate::association::Ctx;
 use crate::handler::{Answer, Level, Model, Query};
-use crate::message::Message;
 use crate::status::Status;
 
 pub const QUERY_RETRIEVE_LEVEL: Tag = Tag(0x0008, 0x0052);
@@ -35,10 +34,19 @@ pub fn encode(obj: &InMemDicomObject, ts_uid: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// The identifier of a query message, with its model and level checked.
-pub(crate) fn query(ctx: &Ctx, model: Model, msg: &Message, ts: &str) -> Result<Query, Answer> {
-    let data = msg.data.as_deref().ok_or_else(|| Answer::failure(Status::IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "no identifier"))?;
-    let identifier = parse(data, ts).map_err(|e| Answer::failure(Status::CANNOT_UNDERSTAND, e))?;
+/// The identifier of a query message, with its model and level checked,
+/// parsed on the blocking pool (a hostile identifier costs CPU, and the
+/// async workers serve every association).
+pub(crate) async fn query(ctx: &Ctx, model: Model, data: Option<Vec<u8>>, overflow: bool, ts: &str) -> Result<Query, Answer> {
+    if overflow {
+        return Err(Answer::failure(Status::OUT_OF_RESOURCES, format!("identifier over {} bytes", crate::message::MAX_IDENTIFIER)));
+    }
+    let data = data.ok_or_else(|| Answer::failure(Status::IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "no identifier"))?;
+    let ts_owned = ts.to_owned();
+    let identifier = tokio::task::spawn_blocking(move || parse(&data, &ts_owned))
+        .await
+        .map_err(|_| Answer::failure(Status::OUT_OF_RESOURCES, "identifier parsing failed"))?
+        .map_err(|e| Answer::failure(Status::CANNOT_UNDERSTAND, e))?;
     let level = identifier
         .get(QUERY_RETRIEVE_LEVEL)
         .and_then(|e| e.to_str().ok())
@@ -48,4 +56,47 @@ pub(crate) fn query(ctx: &Ctx, model: Model, msg: &Message, ts: &str) -> Result<
         return Err(Answer::failure(Status::IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "Study Root has no PATIENT level"));
     }
     Ok(Query { calling_ae: ctx.calling_ae.clone(), model, level, identifier })
+}
+
+pub const PATIENT_ID: Tag = Tag(0x0010, 0x0020);
+pub const STUDY_INSTANCE_UID: Tag = Tag(0x0020, 0x000D);
+pub const SERIES_INSTANCE_UID: Tag = Tag(0x0020, 0x000E);
+pub const SOP_INSTANCE_UID: Tag = Tag(0x0008, 0x0018);
+
+/// A C-MOVE or C-GET identifier must name what it retrieves by the unique
+/// keys of its level and every level above (PS3.4 C.4.2.2.1): each
+/// present, not empty, without wildcards, and a single value above the
+/// retrieve level. Anything else (an empty Study Instance UID, a `*`)
+/// would select the whole archive.
+pub fn check_unique_keys(q: &Query) -> Result<(), Answer> {
+    let mut needed: Vec<(Tag, &str, bool)> = Vec::new();
+    let levels = [Level::Patient, Level::Study, Level::Series, Level::Image];
+    for l in levels.iter().filter(|l| **l <= q.level) {
+        let list = *l == q.level;
+        match l {
+            Level::Patient if q.model == Model::PatientRoot => needed.push((PATIENT_ID, "Patient ID", list)),
+            Level::Patient => {}
+            Level::Study => needed.push((STUDY_INSTANCE_UID, "Study Instance UID", list)),
+            Level::Series => needed.push((SERIES_INSTANCE_UID, "Series Instance UID", list)),
+            Level::Image => needed.push((SOP_INSTANCE_UID, "SOP Instance UID", list)),
+        }
+    }
+    let refuse = |why: String| Err(Answer::failure(Status::IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, why));
+    for (tag, name, list) in needed {
+        let v = q.identifier.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim_matches([' ', '\0']).to_owned()).unwrap_or_default();
+        if v.is_empty() {
+            return refuse(format!("{name} is required to retrieve at {} level", q.level.as_str()));
+        }
+        if v.contains(['*', '?']) {
+            return refuse(format!("{name} is a unique key: no wildcards"));
+        }
+        let values: Vec<&str> = v.split('\\').map(str::trim).collect();
+        if values.iter().any(|x| x.is_empty()) {
+            return refuse(format!("{name} has an empty value"));
+        }
+        if !list && values.len() > 1 {
+            return refuse(format!("{name} takes one value above the retrieve level"));
+        }
+    }
+    Ok(())
 }

@@ -41,17 +41,24 @@ enum State {
 }
 
 /// Builds messages from P-DATA values, holding at most `max_data` bytes of
-/// data set; anything larger is read through and dropped, so the peer can
-/// still be answered on the same association.
+/// a C-STORE data set and `MAX_IDENTIFIER` of any other (a query
+/// identifier, a commitment request); anything larger is read through and
+/// dropped, so the peer can still be answered on the same association.
 pub struct Assembler {
     max_command: usize,
     max_data: usize,
+    /// The limit for the data set being received.
+    limit: usize,
     state: State,
 }
 
+/// The largest data set of a message other than C-STORE: real query
+/// identifiers are a few KiB.
+pub const MAX_IDENTIFIER: usize = 1 << 20;
+
 impl Assembler {
     pub fn new(max_data: usize) -> Self {
-        Assembler { max_command: 64 << 10, max_data, state: State::Idle }
+        Assembler { max_command: 64 << 10, max_data, limit: max_data, state: State::Idle }
     }
 
     pub fn push(&mut self, pdv: PDataValue) -> Result<Option<Message>, ProtocolError> {
@@ -60,7 +67,7 @@ impl Assembler {
             (State::Idle, PDataValueType::Command) => self.command(pc, Vec::new(), pdv),
             (State::Command { pc: p, buf }, PDataValueType::Command) if p == pc => self.command(pc, buf, pdv),
             (State::Data { pc: p, command, mut buf, mut overflow }, PDataValueType::Data) if p == pc => {
-                if !overflow && buf.len() + pdv.data.len() > self.max_data {
+                if !overflow && buf.len() + pdv.data.len() > self.limit {
                     overflow = true;
                     buf = Vec::new();
                 }
@@ -89,6 +96,7 @@ impl Assembler {
             return Ok(None);
         }
         let command = Command::decode(&buf)?;
+        self.limit = if command.field() == Ok(crate::command::field::C_STORE_RQ) { self.max_data } else { self.max_data.min(MAX_IDENTIFIER) };
         if command.has_data_set() {
             self.state = State::Data { pc, command, buf: Vec::new(), overflow: false };
             return Ok(None);
@@ -110,21 +118,28 @@ pub enum SendError {
     Io(#[from] std::io::Error),
     #[error("peer sent {0}")]
     Unexpected(&'static str),
+    #[error("the peer took nothing written for {0} s")]
+    Stalled(u64),
 }
 
-/// Sends a command, and its data set if any, on presentation context `pc`.
-pub async fn send<A>(assoc: &mut A, pc: u8, command: &Command, data: Option<&[u8]>) -> Result<(), SendError>
+/// Sends a command, and its data set if any, on presentation context `pc`;
+/// a peer that takes none of it within `timeout` is given up on (the
+/// caller aborts the association), so it cannot hold its slot for ever.
+pub async fn send<A>(assoc: &mut A, pc: u8, command: &Command, data: Option<&[u8]>, timeout: std::time::Duration) -> Result<(), SendError>
 where
     A: AsyncAssociation<TcpStream> + Send,
 {
     let pdu = Pdu::PData { data: vec![PDataValue { presentation_context_id: pc, value_type: PDataValueType::Command, is_last: true, data: command.encode() }] };
-    AsyncAssociation::send(assoc, &pdu).await?;
-    if let Some(data) = data {
-        let mut w = assoc.send_pdata(pc);
-        w.write_all(data).await?;
-        w.finish().await?;
-    }
-    Ok(())
+    let sent = tokio::time::timeout(timeout, async {
+        AsyncAssociation::send(assoc, &pdu).await?;
+        if let Some(data) = data {
+            let mut w = assoc.send_pdata(pc);
+            w.write_all(data).await?;
+            w.finish().await?;
+        }
+        Ok::<_, SendError>(())
+    });
+    sent.await.map_err(|_| SendError::Stalled(timeout.as_secs()))?
 }
 
 #[cfg(test)]
@@ -159,6 +174,21 @@ mod tests {
     }
 
     #[test]
+    fn identifiers_are_capped_at_one_mib_and_store_data_sets_are_not() {
+        let mut a = Assembler::new(8 << 20);
+        let find = Command::request(field::C_FIND_RQ, 1, "1.2.840.10008.5.1.4.1.2.2.1", true).encode();
+        a.push(pdv(1, true, true, find)).unwrap();
+        a.push(pdv(1, false, false, vec![0; MAX_IDENTIFIER])).unwrap();
+        let m = a.push(pdv(1, false, true, vec![0; 8])).unwrap().unwrap();
+        assert!(m.data_overflow, "an identifier over 1 MiB is dropped");
+        let store = Command::request(field::C_STORE_RQ, 2, "1.2.840.10008.5.1.4.1.1.2", true).encode();
+        a.push(pdv(1, true, true, store)).unwrap();
+        a.push(pdv(1, false, false, vec![0; MAX_IDENTIFIER])).unwrap();
+        let m = a.push(pdv(1, false, true, vec![0; 8])).unwrap().unwrap();
+        assert!(!m.data_overflow && m.data.is_some_and(|d| d.len() == MAX_IDENTIFIER + 8));
+    }
+
+    #[test]
     fn protocol_violations_are_errors() {
         let mut a = Assembler::new(4);
         assert!(matches!(a.push(pdv(1, false, true, vec![])), Err(ProtocolError::DataWithoutCommand)));
@@ -170,7 +200,7 @@ mod tests {
 }
 
 /// Sends the final response to `rq` carrying `a`'s status and comment.
-pub(crate) async fn answer<A>(assoc: &mut A, pc: u8, rq: &Command, rsp_field: u16, a: &crate::handler::Answer) -> Result<(), SendError>
+pub(crate) async fn answer<A>(assoc: &mut A, pc: u8, rq: &Command, rsp_field: u16, a: &crate::handler::Answer, timeout: std::time::Duration) -> Result<(), SendError>
 where
     A: AsyncAssociation<TcpStream> + Send,
 {
@@ -178,7 +208,7 @@ where
     if let Some(c) = &a.comment {
         rsp.set_str(crate::command::tag::ERROR_COMMENT, &crate::store::comment(c));
     }
-    send(assoc, pc, &rsp, None).await
+    send(assoc, pc, &rsp, None, timeout).await
 }
 
 /// What arrived while a long operation was answering.

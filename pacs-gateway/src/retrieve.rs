@@ -1,12 +1,15 @@
-//! C-MOVE and C-GET SCP: select instances, send each with a C-STORE
-//! sub-operation (to the move destination, or back on the requestor's own
-//! association), report pending counts after each, and end with the status
-//! PS3.4 C.4.2.1.5 / C.4.3.1.4 prescribe and the Failed SOP Instance UID List.
+//! C-MOVE and C-GET SCP: check the identifier's unique keys, select
+//! instances, send each with a C-STORE sub-operation (to the move
+//! destination, or back on the requestor's own association on a context
+//! for which it took the SCP role), report pending counts after each, and
+//! end with the status PS3.4 C.4.2.1.5 / C.4.3.1.4 prescribe and the
+//! Failed SOP Instance UID List. Counts are kept in full and saturate at
+//! 65535 on the wire.
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_object::InMemDicomObject;
 use dicom_ul::association::AsyncAssociation;
-use dicom_ul::pdu::PresentationContextNegotiated;
+use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason};
 use tokio::net::TcpStream;
 
 use crate::association::{Assoc, Ctx};
@@ -20,14 +23,15 @@ use crate::status::{Category, Status};
 
 #[derive(Default)]
 struct Counts {
-    remaining: u16,
-    completed: u16,
-    failed: u16,
-    warning: u16,
+    remaining: usize,
+    completed: usize,
+    failed: usize,
+    warning: usize,
     failed_uids: Vec<String>,
 }
 
-fn sat(n: usize) -> u16 {
+/// A count as DIMSE carries it (US): saturated, never wrapped.
+fn wire(n: usize) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
 }
 
@@ -55,11 +59,11 @@ impl Counts {
 
     fn fill(&self, c: &mut Command, with_remaining: bool) {
         if with_remaining {
-            c.set_u16(tag::REMAINING, self.remaining);
+            c.set_u16(tag::REMAINING, wire(self.remaining));
         }
-        c.set_u16(tag::COMPLETED, self.completed);
-        c.set_u16(tag::FAILED, self.failed);
-        c.set_u16(tag::WARNING, self.warning);
+        c.set_u16(tag::COMPLETED, wire(self.completed));
+        c.set_u16(tag::FAILED, wire(self.failed));
+        c.set_u16(tag::WARNING, wire(self.warning));
     }
 }
 
@@ -72,8 +76,9 @@ fn model_of(pc: &PresentationContextNegotiated, patient: &str, study: &str) -> O
 }
 
 /// The instances an identifier selects, or the answer that ends the request.
-async fn select(ctx: &Ctx, model: Model, msg: &Message, ts: &str) -> Result<Vec<InstanceRef>, Answer> {
-    let query = identifier::query(ctx, model, msg, ts)?;
+async fn select(ctx: &Ctx, model: Model, msg: Message, ts: &str) -> Result<Vec<InstanceRef>, Answer> {
+    let query = identifier::query(ctx, model, msg.data, msg.data_overflow, ts).await?;
+    identifier::check_unique_keys(&query)?;
     let handler = ctx.handler.clone();
     tokio::task::spawn_blocking(move || handler.select(&query)).await.unwrap_or_else(|_| Err(Answer::failure(Status::OUT_OF_RESOURCES, "query task failed")))
 }
@@ -84,47 +89,58 @@ async fn open(ctx: &Ctx, inst: &InstanceRef) -> Result<Vec<u8>, String> {
 }
 
 pub(crate) async fn serve_move(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContextNegotiated, msg: Message) -> Result<(), SendError> {
-    let rq = &msg.command;
+    let rq = msg.command.clone();
+    let rq = &rq;
     let rsp_field = field::C_MOVE_RSP;
     let Some(model) = model_of(pc, sop_classes::PATIENT_ROOT_MOVE, sop_classes::STUDY_ROOT_MOVE) else {
-        return refuse(assoc, pc.id, rq, rsp_field, Answer::failure(Status::SOP_CLASS_NOT_SUPPORTED, "not a C-MOVE model")).await;
+        return refuse(assoc, ctx, pc.id, rq, rsp_field, Answer::failure(Status::SOP_CLASS_NOT_SUPPORTED, "not a C-MOVE model")).await;
     };
     let dest_title = rq.str(tag::MOVE_DESTINATION).unwrap_or_default();
     let Some(dest) = ctx.config.known(&dest_title).cloned() else {
-        return refuse(assoc, pc.id, rq, rsp_field, Answer::failure(Status::MOVE_DESTINATION_UNKNOWN, format!("unknown destination {dest_title:?}"))).await;
+        return refuse(assoc, ctx, pc.id, rq, rsp_field, Answer::failure(Status::MOVE_DESTINATION_UNKNOWN, format!("unknown destination {dest_title:?}"))).await;
     };
-    let instances = match select(ctx, model, &msg, &pc.transfer_syntax).await {
+    let instances = match select(ctx, model, msg, &pc.transfer_syntax).await {
         Ok(i) => i,
-        Err(a) => return refuse(assoc, pc.id, rq, rsp_field, a).await,
+        Err(a) => return refuse(assoc, ctx, pc.id, rq, rsp_field, a).await,
     };
     tracing::info!(destination = %dest.title, instances = instances.len(), "C-MOVE");
     if instances.is_empty() {
-        return finish(assoc, pc, rq, rsp_field, &Counts::default(), Status::SUCCESS).await;
+        return finish(assoc, ctx, pc, rq, rsp_field, &Counts::default(), Status::SUCCESS).await;
     }
-    let mut out = match client::connect(&ctx.config, &dest, &instances).await {
+    let addrs = ctx.resolved.addrs(&dest.host);
+    let mut out = match client::connect(&ctx.config, &dest, addrs.first().copied(), &instances).await {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(destination = %dest.title, error = %e, "cannot open association to move destination");
-            return refuse(assoc, pc.id, rq, rsp_field, Answer::failure(Status::OUT_OF_RESOURCES_SUB_OPERATIONS, "cannot reach the move destination")).await;
+            let a = Answer::failure(Status::OUT_OF_RESOURCES_SUB_OPERATIONS, "cannot reach the move destination");
+            return refuse(assoc, ctx, pc.id, rq, rsp_field, a).await;
         }
     };
     let contexts = out.presentation_contexts().to_vec();
-    let mut counts = Counts { remaining: sat(instances.len()), ..Default::default() };
+    let mut counts = Counts { remaining: instances.len(), ..Default::default() };
     let originator = (ctx.calling_ae.as_str(), rq.message_id());
+    let deadline = tokio::time::Instant::now() + ctx.config.operation_timeout;
     let mut cancelled = false;
     for (n, inst) in instances.iter().enumerate() {
         if message::interrupted(assoc).await? == Interrupt::Cancel {
             cancelled = true;
             break;
         }
+        let mut ignored = false;
         let r = match open(ctx, inst).await {
-            Ok(file) => client::store(&mut out, &ctx.handler, &contexts, sat(n + 1), inst, &file, Some(originator), &mut false).await,
+            Ok(file) => {
+                let sub = client::store(&mut out, &ctx.handler, &ctx.config, &contexts, wire(n + 1), inst, &file, Some(originator), &mut ignored);
+                match tokio::time::timeout_at(deadline, sub).await {
+                    Ok(r) => r,
+                    Err(_) => Err(SendError::Stalled(ctx.config.operation_timeout.as_secs())),
+                }
+            }
             Err(e) => Ok(SubResult::Failed(e)),
         };
         match r {
             Ok(r) => counts.record(inst, &r),
             Err(e) => {
-                // The destination's association broke: what remains fails.
+                // The destination's association broke or stalled: what remains fails.
                 tracing::warn!(destination = %dest.title, error = %e, "move destination association failed");
                 for rest in &instances[n..] {
                     counts.record(rest, &SubResult::Failed(format!("destination association lost: {e}")));
@@ -133,55 +149,81 @@ pub(crate) async fn serve_move(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationCo
             }
         }
         if counts.remaining > 0 {
-            pending(assoc, pc.id, rq, rsp_field, &counts).await?;
+            pending(assoc, ctx, pc.id, rq, rsp_field, &counts).await?;
         }
     }
-    let _ = out.release().await;
-    finish(assoc, pc, rq, rsp_field, &counts, if cancelled { Status::CANCEL } else { counts.final_status() }).await
+    let _ = tokio::time::timeout(ctx.config.write_timeout, out.release()).await;
+    finish(assoc, ctx, pc, rq, rsp_field, &counts, if cancelled { Status::CANCEL } else { counts.final_status() }).await
 }
 
 pub(crate) async fn serve_get(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContextNegotiated, msg: Message) -> Result<(), SendError> {
-    let rq = &msg.command;
+    let rq = msg.command.clone();
+    let rq = &rq;
     let rsp_field = field::C_GET_RSP;
     let Some(model) = model_of(pc, sop_classes::PATIENT_ROOT_GET, sop_classes::STUDY_ROOT_GET) else {
-        return refuse(assoc, pc.id, rq, rsp_field, Answer::failure(Status::SOP_CLASS_NOT_SUPPORTED, "not a C-GET model")).await;
+        return refuse(assoc, ctx, pc.id, rq, rsp_field, Answer::failure(Status::SOP_CLASS_NOT_SUPPORTED, "not a C-GET model")).await;
     };
-    let instances = match select(ctx, model, &msg, &pc.transfer_syntax).await {
+    let instances = match select(ctx, model, msg, &pc.transfer_syntax).await {
         Ok(i) => i,
-        Err(a) => return refuse(assoc, pc.id, rq, rsp_field, a).await,
+        Err(a) => return refuse(assoc, ctx, pc.id, rq, rsp_field, a).await,
     };
     tracing::info!(instances = instances.len(), "C-GET");
-    let contexts = ctx.contexts.clone();
-    let mut counts = Counts { remaining: sat(instances.len()), ..Default::default() };
+    // Sub-operations go only where the requestor took the SCP role (PS3.4 C.4.3.1.3.1).
+    let contexts: Vec<PresentationContextNegotiated> = ctx
+        .contexts
+        .iter()
+        .filter(|c| c.reason == PresentationContextResultReason::Acceptance && ctx.scp_roles.iter().any(|r| *r == c.abstract_syntax))
+        .cloned()
+        .collect();
+    let mut counts = Counts { remaining: instances.len(), ..Default::default() };
+    let deadline = tokio::time::Instant::now() + ctx.config.operation_timeout;
     let mut cancelled = false;
     for (n, inst) in instances.iter().enumerate() {
         if cancelled || message::interrupted(assoc).await? == Interrupt::Cancel {
             cancelled = true;
             break;
         }
-        let r = match open(ctx, inst).await {
-            Ok(file) => client::store(assoc, &ctx.handler, &contexts, 0x8000 | sat(n + 1), inst, &file, None, &mut cancelled).await?,
-            Err(e) => SubResult::Failed(e),
+        if tokio::time::Instant::now() >= deadline {
+            for rest in &instances[n..] {
+                counts.record(rest, &SubResult::Failed(format!("the C-GET ran past {} s", ctx.config.operation_timeout.as_secs())));
+            }
+            break;
+        }
+        let r = if !contexts.iter().any(|c| c.abstract_syntax == inst.sop_class_uid) {
+            SubResult::Failed(format!("the requestor did not take the SCP role for {}", inst.sop_class_uid))
+        } else {
+            match open(ctx, inst).await {
+                Ok(file) => client::store(assoc, &ctx.handler, &ctx.config, &contexts, 0x8000 | wire(n + 1), inst, &file, None, &mut cancelled).await?,
+                Err(e) => SubResult::Failed(e),
+            }
         };
         counts.record(inst, &r);
         if counts.remaining > 0 && !cancelled {
-            pending(assoc, pc.id, rq, rsp_field, &counts).await?;
+            pending(assoc, ctx, pc.id, rq, rsp_field, &counts).await?;
         }
     }
-    finish(assoc, pc, rq, rsp_field, &counts, if cancelled { Status::CANCEL } else { counts.final_status() }).await
+    finish(assoc, ctx, pc, rq, rsp_field, &counts, if cancelled { Status::CANCEL } else { counts.final_status() }).await
 }
 
-async fn pending<A>(assoc: &mut A, pc: u8, rq: &Command, rsp_field: u16, counts: &Counts) -> Result<(), SendError>
+async fn pending<A>(assoc: &mut A, ctx: &Ctx, pc: u8, rq: &Command, rsp_field: u16, counts: &Counts) -> Result<(), SendError>
 where
     A: AsyncAssociation<TcpStream> + Send,
 {
     let mut rsp = Command::response_to(rq, rsp_field, Status::PENDING, false);
     counts.fill(&mut rsp, true);
-    message::send(assoc, pc, &rsp, None).await
+    message::send(assoc, pc, &rsp, None, ctx.config.write_timeout).await
 }
 
 /// The final response; failures name their instances in an identifier.
-async fn finish(assoc: &mut Assoc, pc: &PresentationContextNegotiated, rq: &Command, rsp_field: u16, counts: &Counts, status: Status) -> Result<(), SendError> {
+async fn finish(
+    assoc: &mut Assoc,
+    ctx: &Ctx,
+    pc: &PresentationContextNegotiated,
+    rq: &Command,
+    rsp_field: u16,
+    counts: &Counts,
+    status: Status,
+) -> Result<(), SendError> {
     let identifier = (!counts.failed_uids.is_empty())
         .then(|| {
             let mut o = InMemDicomObject::new_empty();
@@ -191,9 +233,27 @@ async fn finish(assoc: &mut Assoc, pc: &PresentationContextNegotiated, rq: &Comm
         .flatten();
     let mut rsp = Command::response_to(rq, rsp_field, status, identifier.is_some());
     counts.fill(&mut rsp, status == Status::CANCEL);
-    message::send(assoc, pc.id, &rsp, identifier.as_deref()).await
+    message::send(assoc, pc.id, &rsp, identifier.as_deref(), ctx.config.write_timeout).await
 }
 
-async fn refuse(assoc: &mut Assoc, pc: u8, rq: &Command, rsp_field: u16, a: Answer) -> Result<(), SendError> {
-    message::answer(assoc, pc, rq, rsp_field, &a).await
+async fn refuse(assoc: &mut Assoc, ctx: &Ctx, pc: u8, rq: &Command, rsp_field: u16, a: Answer) -> Result<(), SendError> {
+    message::answer(assoc, pc, rq, rsp_field, &a, ctx.config.write_timeout).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_past_65535_saturate_instead_of_wrapping() {
+        let inst = InstanceRef { sop_class_uid: "1.2".into(), sop_instance_uid: "1.2.3".into(), transfer_syntax: "1.2.840.10008.1.2.1".into() };
+        let mut c = Counts { remaining: 70_000, ..Default::default() };
+        for _ in 0..70_000 {
+            c.record(&inst, &SubResult::Done(Status::SUCCESS));
+        }
+        let mut cmd = Command::default();
+        c.fill(&mut cmd, true);
+        assert_eq!((cmd.u16(tag::COMPLETED), cmd.u16(tag::REMAINING)), (Some(u16::MAX), Some(0)));
+        assert_eq!(c.final_status(), Status::SUCCESS);
+    }
 }

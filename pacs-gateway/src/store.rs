@@ -47,14 +47,14 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
         }
     };
     if answer.status != Status::SUCCESS {
-        tracing::info!(sop = %instance, status = format!("{:04X}", answer.status.0), comment = ?answer.comment, "C-STORE refused");
+        tracing::info!(sop = %instance, status = format!("{:04X}", answer.status.0), comment = ?answer.comment, "C-STORE not plainly stored");
     }
     let mut rsp = Command::response_to(rq, field::C_STORE_RSP, answer.status, false);
     rsp.set_str(tag::AFFECTED_SOP_INSTANCE_UID, &instance);
     if let Some(c) = &answer.comment {
         rsp.set_str(tag::ERROR_COMMENT, &comment(c));
     }
-    message::send(assoc, pc.id, &rsp, None).await
+    message::send(assoc, pc.id, &rsp, None, ctx.config.write_timeout).await
 }
 
 /// Error Comment is LO: at most 64 characters, no backslash.

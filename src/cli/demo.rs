@@ -32,7 +32,7 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let g = super::testdata::generate(&incoming, &opts)?;
     println!("generated {} files ({:.1} MB)", g.files, g.bytes as f64 / 1e6);
     let hub = super::open_hub(data, DuplicatePolicy::Keep)?;
-    let s = super::import::import(&hub, &[incoming], None, 8, false, u64::MAX)?;
+    let s = super::import::import_site_folders(&hub, &incoming, 8, u64::MAX)?;
     println!("imported {} instances ({:.1} MB) in {:.1} s, {} duplicates, {} rejected", s.imported, s.bytes as f64 / 1e6, s.seconds, s.duplicates, s.rejected);
     let (made, placeholders) = super::thumbs::make_all(&hub, data, false, 0)?;
     println!("{made} series thumbnails made ({placeholders} placeholders) in {}", data.join("thumbs").display());
@@ -40,8 +40,8 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     // Show a few people whose records the NHS number links across sites.
     let mut shown = 0;
     let mut seen = std::collections::BTreeSet::new();
-    for p in hub.index.find_patients(&PatientFilter::default())? {
-        let Some(nhs) = p.nhs_number else { continue };
+    for p in hub.index.find_patients(&PatientFilter::default()) {
+        let Some(nhs) = p?.nhs_number else { continue };
         if !seen.insert(nhs.clone()) {
             continue;
         }
@@ -49,8 +49,8 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         if linked.len() < 2 {
             continue;
         }
-        let ids: Vec<String> = linked.iter().map(|k| format!("{} {}", k.site, k.patient_id)).collect();
-        println!("NHS {} {}: {}", nhs, p.name, ids.join(", "));
+        let ids: Vec<String> = linked.iter().map(|k| k.to_string()).collect();
+        println!("NHS {}: {}", nhs, ids.join(", "));
         shown += 1;
         if shown == 5 {
             break;

@@ -22,10 +22,15 @@ pub struct Args {
     /// Files and folders to import (folders are walked).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// The site holding these instances; by default the site whose code is
-    /// the Issuer of Patient ID, else HUB.
+    /// The site holding these instances (RBD, RD3, R0D). Without it (and
+    /// without --site-folders) they are quarantined for an admin: the site
+    /// is never taken from the data.
+    #[arg(long, value_parser = crate::sites::known, conflicts_with = "site_folders")]
+    site: Option<&'static str>,
+    /// Each PATH holds one folder per site, named by its code (as
+    /// `radhub testdata` writes them); each is imported for its site.
     #[arg(long)]
-    site: Option<String>,
+    site_folders: bool,
     /// When a SOP Instance UID is held already with different content.
     #[arg(long, value_enum, default_value_t = DuplicatePolicy::Keep)]
     policy: DuplicatePolicy,
@@ -62,7 +67,18 @@ pub struct Summary {
 
 pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let hub = super::open_hub(data, a.policy)?;
-    let s = import(&hub, &a.paths, a.site.as_deref(), a.jobs, a.list, a.max_file_bytes)?;
+    let s = if a.site_folders {
+        let mut all = Summary::default();
+        for p in &a.paths {
+            all.add(import_site_folders(&hub, p, a.jobs, a.max_file_bytes)?);
+        }
+        all
+    } else {
+        if a.site.is_none() {
+            eprintln!("no --site: these instances go to the {} site for an admin to review", crate::sites::QUARANTINE);
+        }
+        import(&hub, &a.paths, a.site, a.jobs, a.list, a.max_file_bytes)?
+    };
     if a.json {
         super::print_json(&s)?;
     } else {
@@ -81,6 +97,39 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(if s.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Imports `root/<site code>/...` for each site whose folder exists.
+pub fn import_site_folders(hub: &Hub, root: &Path, jobs: usize, max_file: u64) -> anyhow::Result<Summary> {
+    let mut all = Summary::default();
+    let mut found = false;
+    for site in crate::sites::SITES {
+        let dir = root.join(site.code);
+        if dir.is_dir() {
+            found = true;
+            all.add(import(hub, &[dir], Some(site.code), jobs, false, max_file)?);
+        }
+    }
+    anyhow::ensure!(found, "{} holds no folder named after a site (RBD, RD3, R0D)", root.display());
+    Ok(all)
+}
+
+impl Summary {
+    fn add(&mut self, o: Summary) {
+        self.files += o.files;
+        self.imported += o.imported;
+        self.duplicates += o.duplicates;
+        self.conflicts_kept += o.conflicts_kept;
+        self.replaced += o.replaced;
+        self.rejected += o.rejected;
+        self.failed += o.failed;
+        self.bytes += o.bytes;
+        self.seconds += o.seconds;
+        self.rejections.extend(o.rejections);
+        let secs = self.seconds.max(1e-9);
+        self.files_per_second = (self.imported + self.replaced) as f64 / secs;
+        self.mb_per_second = self.bytes as f64 / 1e6 / secs;
+    }
 }
 
 fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
@@ -113,10 +162,15 @@ pub fn import(hub: &Hub, paths: &[PathBuf], site: Option<&str>, jobs: usize, lis
     let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs.max(1)).build().context("starting import workers")?;
     pool.install(|| {
         files.par_iter().for_each(|path| {
-            let result = read_bounded(path, max_file).map_err(|r| (r, false)).and_then(|b| match hub.ingest(&b, site) {
-                Ok((outcome, meta)) => Ok((outcome, meta, b.len() as u64)),
-                Err(IngestError::Rejected(e)) => Err((e.to_string(), false)),
-                Err(e) => Err((e.to_string(), true)),
+            let result = read_bounded(path, max_file).map_err(|r| (r, false)).and_then(|b| {
+                // One file that trips a bug is that file's failure, not the import's.
+                let ingested = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hub.ingest(&b, site)));
+                match ingested {
+                    Ok(Ok((outcome, meta))) => Ok((outcome, meta, b.len() as u64)),
+                    Ok(Err(e @ (IngestError::Rejected(_) | IngestError::Identity(_)))) => Err((e.to_string(), false)),
+                    Ok(Err(e)) => Err((e.to_string(), true)),
+                    Err(_) => Err(("internal error while reading this file".to_owned(), true)),
+                }
             });
             match result {
                 Ok((outcome, meta, n)) => {

@@ -36,7 +36,7 @@ pub struct Args {
     /// Modality in study (series: the series' modality).
     #[arg(long)]
     modality: Option<String>,
-    /// Site code holding the data (RBD, RD3, R0D, HUB).
+    /// Site code holding the data (RBD, RD3, R0D, QUARANTINE).
     #[arg(long)]
     site: Option<String>,
     /// NHS number (patients).
@@ -59,15 +59,16 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let ix = &hub.index;
     let limit = a.limit.unwrap_or(usize::MAX);
     if let Level::Patients = a.level {
-        let f = PatientFilter { patient_id: a.patient_id, issuer: a.issuer, patient_name: a.name, nhs_number: a.nhs, site: a.site, limit: a.limit };
-        let ps = ix.find_patients(&f)?;
+        let f = PatientFilter { patient_id: a.patient_id, issuer: a.issuer, patient_name: a.name, nhs_number: a.nhs, site: a.site };
+        let ps = ix.find_patients(&f).take(limit).collect::<Result<Vec<_>, _>>()?;
         if a.json {
             super::print_json(&ps)?;
         } else {
             for p in ps {
+                let sites: Vec<&str> = p.sites.keys().map(String::as_str).collect();
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}\tstudies={}",
-                    p.key.site,
+                    sites.join(","),
                     p.key.issuer,
                     p.key.patient_id,
                     p.name,
@@ -80,7 +81,7 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let studies = ix.find_studies(&StudyFilter {
+    let f = StudyFilter {
         study_uids: a.study.into_iter().collect(),
         patient_id: a.patient_id,
         issuer: a.issuer,
@@ -90,10 +91,11 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         modality: if matches!(a.level, Level::Studies) { a.modality.clone() } else { None },
         site: a.site,
         description: None,
-        limit: if matches!(a.level, Level::Studies) { a.limit } else { None },
-    })?;
+    };
+    let studies = ix.find_studies(&f);
     match a.level {
         Level::Studies => {
+            let studies = studies.take(limit).collect::<Result<Vec<_>, _>>()?;
             if a.json {
                 super::print_json(&studies)?;
             } else {
@@ -117,7 +119,8 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         }
         Level::Series => {
             let mut out = Vec::new();
-            for s in &studies {
+            for s in studies {
+                let s = s?;
                 out.extend(
                     ix.series_of(&s.uid)?.into_iter().filter(|r| a.modality.as_deref().is_none_or(|m| crate::index::matching::wildcard(m, &r.modality))),
                 );
@@ -148,8 +151,8 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         }
         Level::Instances => {
             let mut out = Vec::new();
-            for s in &studies {
-                out.extend(ix.instances_of(&s.uid, a.series.as_deref())?);
+            for s in studies {
+                out.extend(ix.instances_of(&s?.uid, a.series.as_deref())?);
                 if out.len() >= limit {
                     break;
                 }

@@ -3,7 +3,9 @@
 
 mod demo;
 mod import;
+mod links;
 mod ls;
+mod quarantine;
 mod render;
 mod serve;
 mod stats;
@@ -53,9 +55,20 @@ enum Command {
     Serve(serve::Args),
     /// Manage users, roles and API tokens.
     Users(users::Args),
+    /// NHS-number links between the trusts' records: conflicts, the log, decisions.
+    Links(links::Args),
+    /// Studies held apart for an admin: list them, file one under a site.
+    Quarantine(quarantine::Args),
 }
 
 pub fn main() -> ExitCode {
+    // Patient data: everything the hub writes is for its own user only
+    // (directories 0700, files 0600).
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file mode creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RADHUB_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
@@ -72,6 +85,8 @@ pub fn main() -> ExitCode {
         Command::Thumbs(a) => thumbs::run(&cli.data, a),
         Command::Render(a) => render::run(&cli.data, a),
         Command::Users(a) => users::run(&cli.data, a),
+        Command::Links(a) => links::run(&cli.data, a),
+        Command::Quarantine(a) => quarantine::run(&cli.data, a),
     };
     match result {
         Ok(code) => code,

@@ -33,6 +33,15 @@ pub struct Args {
     accept_any: bool,
     #[arg(long, default_value_t = 32)]
     max_associations: usize,
+    /// Seconds a new connection has to send its association request.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout: u64,
+    /// Seconds a peer may take nothing radhub writes before its association is aborted.
+    #[arg(long, default_value_t = 60)]
+    write_timeout: u64,
+    /// Most C-FIND matches sent for one request (then A700: narrow the query).
+    #[arg(long, default_value_t = 10_000)]
+    max_find_matches: usize,
     /// Largest PDU accepted, in bytes.
     #[arg(long, default_value_t = 256 << 10)]
     max_pdu: u32,
@@ -60,9 +69,20 @@ pub struct HttpArgs {
     /// Largest STOW-RS request body, in bytes.
     #[arg(long, default_value_t = 512 << 20)]
     pub max_body: usize,
-    /// Site recorded for STOW-RS instances whose data names none.
-    #[arg(long)]
-    pub stow_site: Option<String>,
+    /// Site holding instances stored over STOW-RS; without it they are
+    /// quarantined for an admin (the site is never taken from the data).
+    #[arg(long, value_parser = crate::sites::known)]
+    pub stow_site: Option<&'static str>,
+    /// Most HTTP connections served at once (more wait).
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers; also how long an
+    /// idle keep-alive connection is kept.
+    #[arg(long, default_value_t = 20)]
+    pub http_header_timeout: u64,
+    /// WADO-RS retrieves one user may have streaming at once.
+    #[arg(long, default_value_t = 8)]
+    pub retrieves_per_user: usize,
     /// The URL clients reach the HTTP API at, for the absolute URLs in
     /// DICOMweb answers (default: http:// and the bound address).
     #[arg(long)]
@@ -71,7 +91,7 @@ pub struct HttpArgs {
 
 fn parse_peer(s: &str) -> anyhow::Result<(KnownAe, Option<String>)> {
     let (ae, site) = match s.rsplit_once('=') {
-        Some((ae, site)) => (ae, Some(site.to_owned())),
+        Some((ae, site)) => (ae, Some(crate::sites::known(site).map_err(anyhow::Error::msg)?.to_owned())),
         None => (s, None),
     };
     Ok((KnownAe::parse(ae).map_err(anyhow::Error::msg)?, site))
@@ -97,6 +117,9 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         accept_any: a.accept_any,
         artim_timeout: std::time::Duration::from_secs(a.artim_timeout),
         idle_timeout: std::time::Duration::from_secs(a.idle_timeout),
+        handshake_timeout: std::time::Duration::from_secs(a.handshake_timeout),
+        write_timeout: std::time::Duration::from_secs(a.write_timeout),
+        max_find_matches: a.max_find_matches,
         ..Config::default()
     };
     listen(data, hub, config, sites, &a.http)?;
@@ -118,14 +141,22 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         renderer: Some(renderer),
         auth: Arc::new(crate::auth::Auth::new(&app_db)?),
         reports: Arc::new(crate::reports::Reports::new(&app_db)?),
-        limits: Limits { max_body: http.max_body, ..Limits::default() },
+        limits: Limits {
+            max_body: http.max_body,
+            max_connections: http.max_connections,
+            header_timeout: std::time::Duration::from_secs(http.http_header_timeout.max(1)),
+            retrieves_per_user: http.retrieves_per_user.max(1),
+            ..Limits::default()
+        },
         viewer_dir: Some(http.viewer_dir.clone()).filter(|d| d.is_dir()),
-        stow_site: http.stow_site.clone(),
+        stow_site: http.stow_site.map(str::to_owned),
         public_url: String::new(),
         meta_cache: crate::http::MetaCache::new(256 << 20),
         stow_slots: tokio::sync::Semaphore::new(4),
         sign_in_slots: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        retrieves: Default::default(),
     };
+    raise_open_files();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -152,7 +183,10 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
             shutdown().await;
             let _ = stop_tx.send(true);
         });
-        let http_task = tokio::spawn(crate::http::serve(http_listener, crate::http::router(state), stopped()));
+        let limits = state.limits.clone();
+        let router = crate::http::router(state);
+        let http_stopped = stopped();
+        let http_task = tokio::spawn(async move { crate::http::serve(http_listener, router, &limits, http_stopped).await });
         gateway.serve(listener, stopped()).await;
         http_task.await.context("HTTP server task")?.context("HTTP server")?;
         anyhow::Ok(())
@@ -160,6 +194,25 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
     hub.index.sync()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one: every connection
+/// is a descriptor, and the default 1024 is soon reached.
+fn raise_open_files() {
+    #[cfg(unix)]
+    {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit write and read only the struct given.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+                let before = r.rlim_cur;
+                r.rlim_cur = r.rlim_max;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &r) == 0 {
+                    tracing::info!(from = before, to = r.rlim_cur, "raised the open-file limit");
+                }
+            }
+        }
+    }
 }
 
 async fn shutdown() {

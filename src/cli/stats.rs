@@ -21,6 +21,8 @@ struct Stats {
     sites: Vec<(String, Counts)>,
     /// NHS numbers whose patient is held at more than one site.
     linked_patients: u64,
+    /// NHS-number link conflicts waiting for an admin (`radhub links`).
+    link_conflicts: u64,
 }
 
 pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
@@ -33,13 +35,15 @@ pub fn print(hub: &Hub, json: bool) -> anyhow::Result<()> {
     let total = hub.index.counts()?;
     let sites = hub.index.counts_by_site()?;
     let mut by_nhs = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
-    for p in hub.index.find_patients(&Default::default())? {
+    for p in hub.index.find_patients(&Default::default()) {
+        let p = p?;
         if let Some(n) = p.nhs_number {
-            by_nhs.entry(n).or_default().insert(p.key.site);
+            by_nhs.entry(n).or_default().extend(p.sites.into_keys());
         }
     }
     let linked_patients = by_nhs.values().filter(|s| s.len() > 1).count() as u64;
-    let s = Stats { schema_version: hub.index.schema_version(), total, sites, linked_patients };
+    let link_conflicts = hub.index.link_conflicts()?.len() as u64;
+    let s = Stats { schema_version: hub.index.schema_version(), total, sites, linked_patients, link_conflicts };
     if json {
         return super::print_json(&s);
     }
@@ -51,5 +55,8 @@ pub fn print(hub: &Hub, json: bool) -> anyhow::Result<()> {
     }
     row("all", &s.total);
     println!("patients linked across sites by NHS number: {}", s.linked_patients);
+    if s.link_conflicts > 0 {
+        println!("NHS-number link conflicts for an admin: {} (radhub links conflicts)", s.link_conflicts);
+    }
     Ok(())
 }

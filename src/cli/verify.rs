@@ -47,6 +47,9 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         for (k, why) in &r.unreadable {
             println!("unreadable {k}: {why}");
         }
+        for u in &r.nonconformant_uids {
+            println!("held with a non-conformant UID (PS3.5 9.1): {u:?}");
+        }
         println!(
             "{}",
             if r.consistent() {

@@ -1,6 +1,11 @@
 //! radhub's side of the DICOM services: the `pacs_gateway::Handler` that
 //! stores through `ingest::Hub`, answers C-FIND from the index (never from
 //! files) and selects and opens instances for C-MOVE and C-GET.
+//!
+//! Patient identity is (issuer, Patient ID): a bare Patient ID from a
+//! caller whose AE belongs to a site means that site's patient, every
+//! answer carries Issuer of Patient ID, and a retrieve selects exactly the
+//! patient, studies, series or instances its unique keys name.
 
 mod query;
 pub mod transcode;
@@ -8,14 +13,16 @@ pub mod transcode;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use dicom_core::Tag;
+use dicom_core::VR;
 use dicom_object::InMemDicomObject;
 use pacs_gateway::status::Status;
 use pacs_gateway::{Answer, Handler, InstanceRef, Level, Model, Query, StoreRequest};
 
-use crate::index::model::InstanceRecord;
-use crate::index::{Index, StudyFilter};
-use crate::ingest::{Hub, IngestError};
-use crate::query::rows::{tags, Row};
+use crate::index::model::{InstanceRecord, PatientKey};
+use crate::index::{Index, IndexError, PatientFilter};
+use crate::ingest::{Arrival, Hub, IngestError, Outcome};
+use crate::query::rows::tags;
 use crate::query::{self as matching, Key};
 use crate::store::ObjectKey;
 use query::keys;
@@ -37,26 +44,59 @@ impl HubHandler {
     fn index(&self) -> &dyn Index {
         self.hub.index.as_ref()
     }
+
+    /// The issuer a bare Patient ID from `calling_ae` means, if its AE
+    /// belongs to a site.
+    fn caller_issuer(&self, calling_ae: &str) -> Option<&'static str> {
+        self.sites.get(calling_ae).and_then(|s| crate::sites::issuer_of(s))
+    }
+
+    /// Scopes a Patient ID without an issuer to the caller's site.
+    fn scope(&self, calling_ae: &str, keys: &mut Vec<Key>) {
+        let has_pid = matching::value_of(keys, tags::PATIENT_ID).is_some();
+        let has_issuer = matching::value_of(keys, tags::ISSUER_OF_PATIENT_ID).is_some();
+        if let (true, false, Some(issuer)) = (has_pid, has_issuer, self.caller_issuer(calling_ae)) {
+            keys.retain(|k| k.tag != tags::ISSUER_OF_PATIENT_ID);
+            keys.push(Key { tag: tags::ISSUER_OF_PATIENT_ID, vr: VR::LO, value: issuer.to_owned() });
+        }
+    }
 }
 
-fn failure(e: crate::index::IndexError) -> Answer {
+fn failure(e: IndexError) -> Answer {
     tracing::error!(error = %e, "index failure while answering a query");
     Answer::failure(Status::OUT_OF_RESOURCES, "index unavailable")
+}
+
+fn text(o: &InMemDicomObject, t: Tag) -> Option<String> {
+    o.get(t).and_then(|e| e.to_str().ok()).map(|s| s.trim_matches([' ', '\0']).to_owned()).filter(|s| !s.is_empty())
+}
+
+fn uids(o: &InMemDicomObject, t: Tag) -> Vec<String> {
+    text(o, t).map(|v| v.split('\\').map(|u| u.trim_matches([' ', '\0']).to_owned()).filter(|u| !u.is_empty()).collect()).unwrap_or_default()
 }
 
 impl Handler for HubHandler {
     fn store(&self, req: StoreRequest) -> Answer {
         let site = self.sites.get(&req.calling_ae).map(String::as_str);
+        let from = Arrival { site, sender: &req.calling_ae };
         let expect = (req.sop_class_uid.as_str(), req.sop_instance_uid.as_str());
-        match self.hub.ingest_expecting(&req.file, site, expect) {
-            Ok((_, meta)) => {
+        match self.hub.ingest_expecting(&req.file, from, expect) {
+            Ok((outcome, meta)) => {
                 if let Some(r) = &self.renderer {
                     r.touch(&meta.study_uid, &meta.series_uid);
                 }
-                Answer::success()
+                match outcome {
+                    // Success would tell the sender its correction was taken.
+                    Outcome::KeptExisting => Answer::warning(Status::COERCION_OF_DATA_ELEMENTS, "held with other content; this copy was not stored"),
+                    _ => Answer::success(),
+                }
             }
             Err(IngestError::Rejected(e)) => Answer::failure(Status::CANNOT_UNDERSTAND, e.to_string()),
             Err(IngestError::Mismatch(what)) => Answer::failure(Status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, what),
+            Err(IngestError::Identity(what)) => {
+                tracing::warn!(sop = %req.sop_instance_uid, calling_ae = %req.calling_ae, %what, "C-STORE refused: patient identity");
+                Answer::failure(Status::CANNOT_UNDERSTAND, what)
+            }
             Err(e) => {
                 tracing::error!(sop = %req.sop_instance_uid, error = %e, "C-STORE failed");
                 Answer::failure(Status::OUT_OF_RESOURCES, "storage failure")
@@ -64,68 +104,105 @@ impl Handler for HubHandler {
         }
     }
 
-    fn find(&self, q: &Query) -> Result<Vec<InMemDicomObject>, Answer> {
-        let keys = keys(&q.identifier);
-        let rows = self.rows(q.model, q.level, &keys).map_err(failure)?;
-        Ok(rows.iter().map(|r| query::response(&keys, r, q.level.as_str(), &self.ae_title)).collect())
+    fn find(&self, q: &Query, send: &mut dyn FnMut(InMemDicomObject) -> bool) -> Result<(), Answer> {
+        let mut keys = keys(&q.identifier);
+        self.scope(&q.calling_ae, &mut keys);
+        debug_assert!(q.level != Level::Patient || q.model == Model::PatientRoot);
+        let level = match q.level {
+            Level::Patient => matching::Level::Patient,
+            Level::Study => matching::Level::Study,
+            Level::Series => matching::Level::Series,
+            Level::Image => matching::Level::Image,
+        };
+        matching::each(self.index(), level, &keys, &mut |row| send(query::response(&keys, &row, q.level.as_str(), &self.ae_title))).map_err(failure)
     }
 
     fn select(&self, q: &Query) -> Result<Vec<InstanceRef>, Answer> {
-        let keys = keys(&q.identifier);
-        // Retrieval uses the unique keys of the level and above (PS3.4 C.4.2.2.1).
-        let rows = self.rows(q.model, q.level, &keys).map_err(failure)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let instances: Vec<InstanceRecord> = match q.level {
-                Level::Image => row
-                    .get(&tags::SOP_INSTANCE_UID)
-                    .and_then(|u| self.index().instance(u).transpose())
-                    .into_iter()
-                    .collect::<Result<_, _>>()
-                    .map_err(failure)?,
-                Level::Series => {
-                    let (study, series) = (row.get(&tags::STUDY_INSTANCE_UID), row.get(&tags::SERIES_INSTANCE_UID));
-                    match (study, series) {
-                        (Some(st), Some(se)) => self.index().instances_of(st, Some(se)).map_err(failure)?,
-                        _ => Vec::new(),
+        let id = &q.identifier;
+        let refuse = |why: String| Answer::failure(Status::IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, why);
+        // The patient a Patient Root identifier names, when it names one.
+        let patient = match (q.model, text(id, tags::PATIENT_ID)) {
+            (Model::PatientRoot, Some(pid)) => Some(self.patient_named(&pid, text(id, tags::ISSUER_OF_PATIENT_ID), &q.calling_ae)?),
+            _ => None,
+        };
+        let of_patient = |st: &str| -> Result<bool, Answer> {
+            Ok(match &patient {
+                None => true,
+                Some(p) => self.index().study(st).map_err(failure)?.is_some_and(|s| s.patient == *p),
+            })
+        };
+        let mut found: Vec<InstanceRecord> = Vec::new();
+        match q.level {
+            Level::Patient => {
+                let p = patient.ok_or_else(|| refuse("Patient ID is required".into()))?;
+                for st in self.index().studies_of_patient(&p).map_err(failure)? {
+                    found.extend(self.index().instances_of(&st, None).map_err(failure)?);
+                }
+            }
+            Level::Study => {
+                for st in uids(id, tags::STUDY_INSTANCE_UID) {
+                    if of_patient(&st)? {
+                        found.extend(self.index().instances_of(&st, None).map_err(failure)?);
                     }
                 }
-                Level::Study => match row.get(&tags::STUDY_INSTANCE_UID) {
-                    Some(st) => self.index().instances_of(st, None).map_err(failure)?,
-                    None => Vec::new(),
-                },
-                Level::Patient => {
-                    let f = StudyFilter {
-                        patient_id: row.get(&tags::PATIENT_ID).cloned(),
-                        issuer: row.get(&tags::ISSUER_OF_PATIENT_ID).cloned(),
-                        ..Default::default()
-                    };
-                    let mut all = Vec::new();
-                    for st in self.index().find_studies(&f).map_err(failure)? {
-                        all.extend(self.index().instances_of(&st.uid, None).map_err(failure)?);
+            }
+            Level::Series => {
+                let st = text(id, tags::STUDY_INSTANCE_UID).unwrap_or_default();
+                if of_patient(&st)? {
+                    for se in uids(id, tags::SERIES_INSTANCE_UID) {
+                        found.extend(self.index().instances_of(&st, Some(&se)).map_err(failure)?);
                     }
-                    all
                 }
-            };
-            out.extend(instances.into_iter().map(|i| InstanceRef {
-                sop_class_uid: i.sop_class_uid,
-                sop_instance_uid: i.sop_uid,
-                transfer_syntax: i.transfer_syntax,
-            }));
+            }
+            Level::Image => {
+                let (st, se) = (text(id, tags::STUDY_INSTANCE_UID).unwrap_or_default(), text(id, tags::SERIES_INSTANCE_UID).unwrap_or_default());
+                if of_patient(&st)? {
+                    for sop in uids(id, tags::SOP_INSTANCE_UID) {
+                        found.extend(self.index().instance(&sop).map_err(failure)?.filter(|i| i.study_uid == st && i.series_uid == se));
+                    }
+                }
+            }
         }
-        Ok(out)
+        crate::index::model::sort_instances(&mut found);
+        Ok(found
+            .into_iter()
+            .map(|i| InstanceRef { sop_class_uid: i.sop_class_uid, sop_instance_uid: i.sop_uid, transfer_syntax: i.transfer_syntax })
+            .collect())
     }
 
     fn transcode(&self, part10: &[u8], transfer_syntax: &str) -> Result<Vec<u8>, String> {
         transcode::to_native(part10, transfer_syntax)
     }
 
-    fn committed(&self, refs: &[(String, String)]) -> Vec<bool> {
-        // Held means indexed with the same class, and its file present with the indexed size.
+    fn committed(&self, calling_ae: &str, refs: &[(String, String)]) -> Vec<Option<u16>> {
+        const PROCESSING_FAILURE: u16 = 0x0110;
+        const NO_SUCH_INSTANCE: u16 = 0x0112;
+        const CLASS_INSTANCE_CONFLICT: u16 = 0x0119;
         refs.iter()
-            .map(|(class, uid)| match self.index().instance(uid) {
-                Ok(Some(i)) => i.sop_class_uid == *class && self.hub.store.size(&ObjectKey::for_uid(uid)).ok().flatten() == Some(i.file_size),
-                _ => false,
+            .map(|(class, uid)| {
+                let held = match self.index().instance(uid) {
+                    Ok(Some(i)) => i,
+                    Ok(None) => return Some(NO_SUCH_INSTANCE),
+                    Err(_) => return Some(PROCESSING_FAILURE),
+                };
+                if held.sop_class_uid != *class {
+                    return Some(CLASS_INSTANCE_CONFLICT);
+                }
+                // What this AE sent last must be what is held, byte for byte.
+                match self.index().divergent(uid, calling_ae) {
+                    Ok(Some(h)) if h != held.content_hash => return Some(PROCESSING_FAILURE),
+                    Ok(_) => {}
+                    Err(_) => return Some(PROCESSING_FAILURE),
+                }
+                match self.hub.store.get(&ObjectKey::for_uid(uid)) {
+                    Ok(Some(bytes)) if *blake3::hash(&bytes).as_bytes() == held.content_hash => None,
+                    Ok(Some(_)) => {
+                        tracing::error!(sop = %uid, "stored file differs from its index entry");
+                        Some(PROCESSING_FAILURE)
+                    }
+                    Ok(None) => Some(NO_SUCH_INSTANCE),
+                    Err(_) => Some(PROCESSING_FAILURE),
+                }
             })
             .collect()
     }
@@ -136,14 +213,25 @@ impl Handler for HubHandler {
 }
 
 impl HubHandler {
-    fn rows(&self, model: Model, level: Level, keys: &[Key]) -> Result<Vec<Row>, crate::index::IndexError> {
-        debug_assert!(level != Level::Patient || model == Model::PatientRoot);
-        let level = match level {
-            Level::Patient => matching::Level::Patient,
-            Level::Study => matching::Level::Study,
-            Level::Series => matching::Level::Series,
-            Level::Image => matching::Level::Image,
-        };
-        matching::search(self.index(), level, keys, 0, None)
+    /// The one patient a Patient ID names: under the issuer given, else
+    /// the caller's site's, else the only issuer holding that ID. An ID
+    /// held under several issuers names no one in particular: refused.
+    fn patient_named(&self, pid: &str, issuer: Option<String>, calling_ae: &str) -> Result<PatientKey, Answer> {
+        if let Some(issuer) = issuer.or_else(|| self.caller_issuer(calling_ae).map(str::to_owned)) {
+            return Ok(PatientKey { issuer, patient_id: pid.to_owned() });
+        }
+        let f = PatientFilter { patient_id: Some(pid.to_owned()), ..Default::default() };
+        let mut found: Vec<PatientKey> = Vec::new();
+        for p in self.index().find_patients(&f).take(2) {
+            found.push(p.map_err(failure)?.key);
+        }
+        match found.len() {
+            0 => Ok(PatientKey { issuer: String::new(), patient_id: pid.to_owned() }),
+            1 => Ok(found.remove(0)),
+            _ => Err(Answer::failure(
+                Status::IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+                format!("Patient ID {pid} is held under more than one issuer: give Issuer of Patient ID"),
+            )),
+        }
     }
 }

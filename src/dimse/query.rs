@@ -1,6 +1,6 @@
-//! C-FIND identifiers: their keys for `query::search`, and the response
-//! identifiers: only the requested keys, Specific Character Set set when a
-//! value needs it.
+//! C-FIND identifiers: their keys for `query::each`, and the response
+//! identifiers: the requested keys (and Issuer of Patient ID with any
+//! Patient ID), Specific Character Set set when a value needs it.
 
 use dicom_core::header::Header;
 use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -32,6 +32,12 @@ pub fn response(keys: &[Key], row: &Row, level: &str, retrieve_ae: &str) -> InMe
         };
         non_ascii |= !v.is_ascii();
         o.put(DataElement::new(k.tag, k.vr, primitive(k.vr, v)));
+    }
+    // A Patient ID means nothing without its issuer (PS3.4 C.6.1.1.2): say it, asked or not.
+    if keys.iter().any(|k| k.tag == tags::PATIENT_ID) && !keys.iter().any(|k| k.tag == tags::ISSUER_OF_PATIENT_ID) {
+        let issuer = row.get(&tags::ISSUER_OF_PATIENT_ID).cloned().unwrap_or_default();
+        non_ascii |= !issuer.is_ascii();
+        o.put(DataElement::new(tags::ISSUER_OF_PATIENT_ID, VR::LO, primitive(VR::LO, issuer)));
     }
     o.put(DataElement::new(tags::QUERY_RETRIEVE_LEVEL, VR::CS, PrimitiveValue::from(level)));
     if non_ascii {

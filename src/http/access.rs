@@ -1,9 +1,16 @@
 //! Who is asking, and whether their role may use the route: a bearer token
 //! (API clients) or the session cookie (the viewer). The principal is put
 //! in the request's extensions for handlers that need the user's name.
+//!
+//! A state-changing request carried by the session cookie must come from
+//! radhub's own pages (its Origin, or Sec-Fetch-Site: same-origin): the
+//! cookie is sent by the browser whoever's page asks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -12,10 +19,29 @@ use crate::auth::Principal;
 
 pub const SESSION_COOKIE: &str = "radhub_session";
 
+fn cross_site() -> Response {
+    Problem::new(StatusCode::FORBIDDEN, "a cross-site request: state-changing requests with the session cookie come from radhub's own pages").into_response()
+}
+
+/// Whether a request's Origin is not radhub's; with `required`, a request
+/// without one counts as cross-site unless Sec-Fetch-Site says otherwise.
+fn foreign_origin(state: &S, headers: &HeaderMap, required: bool) -> bool {
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(o) => super::origin_of(o) != state.origin(),
+        None => required && headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) != Some("same-origin"),
+    }
+}
+
 pub async fn check(State((state, access)): State<(S, Access)>, mut req: Request, next: Next) -> Response {
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if let Access::Public = access {
+        // A sign-in posted by another site's page (login CSRF).
+        if changes && foreign_origin(&state, req.headers(), false) {
+            return cross_site();
+        }
         return next.run(req).await;
     }
+    let by_cookie = bearer(req.headers()).is_none();
     let principal = match principal(&state, req.headers()) {
         Ok(Some(p)) => p,
         Ok(None) => {
@@ -34,8 +60,46 @@ pub async fn check(State((state, access)): State<(S, Access)>, mut req: Request,
         };
         return Problem::new(StatusCode::FORBIDDEN, format!("{what}; {} is a {}", principal.user, principal.role.as_str())).into_response();
     }
+    if by_cookie && changes && foreign_origin(&state, req.headers(), true) {
+        tracing::warn!(user = %principal.user, origin = ?req.headers().get(header::ORIGIN), "cross-site request refused");
+        return cross_site();
+    }
     req.extensions_mut().insert(principal);
     next.run(req).await
+}
+
+/// Counts of something each user holds at once (streaming retrieves).
+#[derive(Clone, Default)]
+pub struct PerUser(Arc<Mutex<HashMap<String, usize>>>);
+
+/// One held; given back when dropped.
+pub struct UserSlot {
+    table: PerUser,
+    user: String,
+}
+
+impl PerUser {
+    pub fn take(&self, user: &str, max: usize) -> Option<UserSlot> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(user.to_owned()).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(UserSlot { table: self.clone(), user: user.to_owned() })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut m = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// The principal of a request, from its bearer token or session cookie.

@@ -18,9 +18,9 @@ mod stow;
 mod viewer;
 mod wado;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
@@ -35,7 +35,7 @@ use crate::thumbs::{Renderer, Thumbs};
 pub use meta_cache::MetaCache;
 pub use problem::Problem;
 
-/// Limits on what a client may send.
+/// Limits on what a client may send and hold.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Largest STOW-RS body, in bytes.
@@ -44,11 +44,28 @@ pub struct Limits {
     pub max_uri: usize,
     /// Most results one QIDO-RS answer carries; the client pages past it.
     pub max_results: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, and that an idle
+    /// keep-alive connection is kept.
+    pub header_timeout: Duration,
+    /// WADO-RS retrieves one user may have streaming at once.
+    pub retrieves_per_user: usize,
+    /// Time a client may leave a streamed answer unread before it is cut.
+    pub send_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body: 512 << 20, max_uri: 8 << 10, max_results: 1000 }
+        Limits {
+            max_body: 512 << 20,
+            max_uri: 8 << 10,
+            max_results: 1000,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(20),
+            retrieves_per_user: 8,
+            send_timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -75,12 +92,31 @@ pub struct AppState {
     pub stow_slots: tokio::sync::Semaphore,
     /// Password checks running at once.
     pub sign_in_slots: tokio::sync::Semaphore,
+    /// WADO-RS retrieves streaming, per user.
+    pub retrieves: access::PerUser,
 }
 
 impl AppState {
     pub fn dicomweb_base(&self) -> String {
         format!("{}/dicom-web", self.public_url.trim_end_matches('/'))
     }
+
+    /// The origin (scheme, host, port) clients reach radhub at.
+    pub fn origin(&self) -> String {
+        origin_of(&self.public_url)
+    }
+}
+
+/// `scheme://host[:port]` of a URL, lower-cased, default ports dropped.
+pub fn origin_of(url: &str) -> String {
+    let url = url.trim().to_ascii_lowercase();
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url.as_str()));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match (scheme, host.rsplit_once(':')) {
+        ("http", Some((h, "80"))) | ("https", Some((h, "443"))) => h,
+        _ => host,
+    };
+    format!("{scheme}://{host}")
 }
 
 type S = Arc<AppState>;
@@ -116,25 +152,25 @@ pub fn router(state: S) -> Router {
         .route("/viewer/{*path}", get(viewer::file))
         .route("/api/openapi.json", get(openapi))
         .route("/api/health", get(health))
-        .route("/api/session", post(api::sign_in));
+        .route("/api/session", post(api::session::sign_in));
 
     let read = Router::new()
-        .route("/api/session", get(api::whoami).delete(api::sign_out))
-        .route("/api/tokens", post(api::new_token))
-        .route("/api/patients", get(api::patients))
-        .route("/api/patients/{nhs}", get(api::linked_patient))
-        .route("/api/studies", get(api::studies))
-        .route("/api/studies/{study}", get(api::study))
-        .route("/api/studies/{study}/reports", get(api::study_reports))
-        .route("/api/reports/{id}", get(api::report))
+        .route("/api/session", get(api::session::whoami).delete(api::session::sign_out))
+        .route("/api/tokens", post(api::session::new_token))
+        .route("/api/patients", get(api::patients::patients))
+        .route("/api/patients/{nhs}", get(api::patients::linked_patient))
+        .route("/api/studies", get(api::studies::studies))
+        .route("/api/studies/{study}", get(api::studies::study))
+        .route("/api/studies/{study}/reports", get(api::reports::study_reports))
+        .route("/api/reports/{id}", get(api::reports::report))
         .merge(qido::routes())
         .merge(wado::routes());
 
     let report = Router::new()
-        .route("/api/worklist", get(api::worklist))
-        .route("/api/studies/{study}/reports", post(api::create_report))
-        .route("/api/reports/{id}", axum::routing::put(api::update_report))
-        .route("/api/reports/{id}/sign", post(api::sign_report));
+        .route("/api/worklist", get(api::studies::worklist))
+        .route("/api/studies/{study}/reports", post(api::reports::create_report))
+        .route("/api/reports/{id}", axum::routing::put(api::reports::update_report))
+        .route("/api/reports/{id}/sign", post(api::reports::sign_report));
 
     let store = Router::new()
         .route("/dicom-web/studies", post(stow::store))
@@ -142,10 +178,14 @@ pub fn router(state: S) -> Router {
         .layer(DefaultBodyLimit::max(state.limits.max_body));
 
     let manage = Router::new()
-        .route("/api/admin/users", get(api::users).post(api::add_user))
-        .route("/api/admin/users/{name}", axum::routing::patch(api::change_user))
-        .route("/api/admin/users/{name}/tokens", axum::routing::delete(api::revoke_tokens))
-        .route("/api/admin/stats", get(api::stats));
+        .route("/api/admin/users", get(api::admin::users).post(api::admin::add_user))
+        .route("/api/admin/users/{name}", axum::routing::patch(api::admin::change_user))
+        .route("/api/admin/users/{name}/tokens", axum::routing::delete(api::admin::revoke_tokens))
+        .route("/api/admin/stats", get(api::admin::stats))
+        .route("/api/admin/links", get(api::admin::link_conflicts).post(api::admin::decide_link))
+        .route("/api/admin/links/log", get(api::admin::link_log))
+        .route("/api/admin/quarantine", get(api::admin::quarantine))
+        .route("/api/admin/quarantine/{study}", post(api::admin::file_study));
 
     // Routes sharing a path but not a group (GET read, POST report) merge
     // by method: axum keeps each method's own layers.
@@ -163,9 +203,57 @@ pub fn router(state: S) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves; requests in
-/// flight finish first.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
+/// flight finish first (up to a grace period).
+///
+/// hyper with a timer, rather than `axum::serve`: a client that sends its
+/// headers slowly, or leaves a keep-alive connection idle, is dropped after
+/// `header_timeout`, and at most `max_connections` are served at once
+/// (the rest wait in the kernel's backlog), so a few hundred half-sent
+/// requests cannot hold every descriptor.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router, limits: &Limits, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(limits.max_uri.max(16 << 10) * 4);
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let slot = tokio::select! {
+            _ = &mut shutdown => break,
+            s = slots.clone().acquire_owned() => match s { Ok(s) => s, Err(_) => break },
+        };
+        let (sock, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            a = listener.accept() => match a {
+                Ok(x) => { backoff = Duration::from_millis(10); x }
+                Err(e) => {
+                    // Out of descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        let _ = sock.set_nodelay(true);
+        let app = router.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(sock), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+            }
+            drop(slot);
+        });
+    }
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+        tracing::warn!("HTTP connections still open after the grace period");
+    }
+    Ok(())
 }
 
 async fn uri_limit(State(state): State<S>, req: Request, next: Next) -> Response {

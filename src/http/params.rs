@@ -1,6 +1,6 @@
 //! Request parameters, checked before any handler sees them: UIDs in paths
-//! must be UIDs (they never reach a file path, but a clear 400 beats a
-//! confusing 404), and query strings must decode.
+//! must be what radhub accepts as UIDs (they never reach a file path, but
+//! a clear 400 beats a confusing 404), and query strings must decode.
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
@@ -25,12 +25,25 @@ impl FromRequestParts<S> for Params {
         let mut out = Vec::new();
         for (k, v) in raw.iter() {
             if matches!(k, "study" | "series" | "instance") {
-                crate::dicom::scan::check_uid(v, "UID").map_err(|_| Problem::bad_request(format!("{k} {v:?} is not a UID (digits and dots, at most 64)")))?;
+                crate::dicom::scan::check_uid(v, "UID")
+                    .map_err(|_| Problem::bad_request(format!("{k} {v:?} is not a UID (at most 64 printable characters, no backslash)")))?;
             }
             out.push((k.to_owned(), v.to_owned()));
         }
         Ok(Params(out))
     }
+}
+
+/// A UID as one segment of a URL path: conformant UIDs (digits and dots)
+/// as they are, anything else an archive holds percent-encoded.
+pub fn uid_path(uid: &str) -> std::borrow::Cow<'_, str> {
+    if uid.bytes().all(|c| c.is_ascii_alphanumeric() || b"-._~".contains(&c)) {
+        return uid.into();
+    }
+    uid.bytes()
+        .map(|c| if c.is_ascii_alphanumeric() || b"-._~".contains(&c) { char::from(c).to_string() } else { format!("%{c:02X}") })
+        .collect::<String>()
+        .into()
 }
 
 /// The query string as decoded (name, value) pairs, in order.

@@ -11,7 +11,7 @@ use axum::Router;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::{Tag, VR};
 
-use super::params::{Params, QueryPairs};
+use super::params::{uid_path, Params, QueryPairs};
 use super::{Problem, S};
 use crate::dicom::json::text_attribute;
 use crate::query::rows::{tags, Row};
@@ -37,6 +37,8 @@ const STUDY_DEFAULT: &[Tag] = &[
     tags::REFERRING_PHYSICIAN_NAME,
     tags::PATIENT_NAME,
     tags::PATIENT_ID,
+    // A Patient ID is unique only within its issuer: always say which.
+    tags::ISSUER_OF_PATIENT_ID,
     tags::PATIENT_BIRTH_DATE,
     tags::PATIENT_SEX,
     tags::STUDY_INSTANCE_UID,
@@ -44,7 +46,7 @@ const STUDY_DEFAULT: &[Tag] = &[
     tags::NUMBER_OF_STUDY_RELATED_SERIES,
     tags::NUMBER_OF_STUDY_RELATED_INSTANCES,
 ];
-const STUDY_ALL: &[Tag] = &[tags::ISSUER_OF_PATIENT_ID, tags::STUDY_DESCRIPTION, tags::INSTITUTION_NAME, tags::SOP_CLASSES_IN_STUDY, tags::OTHER_PATIENT_IDS];
+const STUDY_ALL: &[Tag] = &[tags::STUDY_DESCRIPTION, tags::INSTITUTION_NAME, tags::SOP_CLASSES_IN_STUDY, tags::OTHER_PATIENT_IDS];
 const SERIES_DEFAULT: &[Tag] =
     &[tags::MODALITY, tags::SERIES_DESCRIPTION, tags::SERIES_NUMBER, tags::SERIES_INSTANCE_UID, tags::NUMBER_OF_SERIES_RELATED_INSTANCES];
 const SERIES_ALL: &[Tag] = &[tags::BODY_PART_EXAMINED, tags::SERIES_DATE, tags::SERIES_TIME];
@@ -226,11 +228,11 @@ fn encode(row: &Row, returned: &BTreeSet<Tag>, base: &str) -> String {
         };
         attr(u32::from(tag.0) << 16 | u32::from(tag.1), vr.to_string(), value);
     }
-    let mut url = format!("{base}/studies/{}", row.get(&tags::STUDY_INSTANCE_UID).map_or("", String::as_str));
+    let mut url = format!("{base}/studies/{}", uid_path(row.get(&tags::STUDY_INSTANCE_UID).map_or("", String::as_str)));
     if let Some(se) = row.get(&tags::SERIES_INSTANCE_UID) {
-        url.push_str(&format!("/series/{se}"));
+        url.push_str(&format!("/series/{}", uid_path(se)));
         if let Some(i) = row.get(&tags::SOP_INSTANCE_UID) {
-            url.push_str(&format!("/instances/{i}"));
+            url.push_str(&format!("/instances/{}", uid_path(i)));
         }
     }
     attr(0x0008_1190, "UR", &url);

@@ -4,29 +4,32 @@
 //! and what failed and why.
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::multipart;
-use super::params::Params;
+use super::params::{uid_path, Params};
 use super::{Problem, S};
-use crate::ingest::IngestError;
+use crate::auth::Principal;
+use crate::ingest::{Arrival, IngestError, Outcome as IngestOutcome};
 
-pub async fn store(State(state): State<S>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
-    stow(state, headers, body, None).await
+pub async fn store(State(state): State<S>, Extension(who): Extension<Principal>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+    stow(state, who, headers, body, None).await
 }
 
-pub async fn store_in_study(State(state): State<S>, p: Params, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
-    stow(state, headers, body, Some(p.get("study").to_owned())).await
+pub async fn store_in_study(State(state): State<S>, Extension(who): Extension<Principal>, p: Params, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+    stow(state, who, headers, body, Some(p.get("study").to_owned())).await
 }
 
 /// PS3.4 C-STORE failure codes, as STOW-RS FailureReason (PS3.18 10.5.3).
 const CANNOT_UNDERSTAND: u16 = 0xC000;
 const OUT_OF_RESOURCES: u16 = 0xA700;
 const DOES_NOT_MATCH: u16 = 0xA900;
+/// Warning Reason: stored other than as sent (here: not stored, the held copy kept).
+const COERCION: u16 = 0xB000;
 
 #[derive(Default)]
 struct Outcome {
@@ -35,9 +38,10 @@ struct Outcome {
     study: String,
     series: String,
     failure: Option<(u16, String)>,
+    warning: Option<(u16, String)>,
 }
 
-async fn stow(state: S, headers: HeaderMap, body: Body, study: Option<String>) -> Result<Response, Problem> {
+async fn stow(state: S, who: Principal, headers: HeaderMap, body: Body, study: Option<String>) -> Result<Response, Problem> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = multipart::media(ct).filter(|m| m.mime == "multipart/related").ok_or_else(|| {
         Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "STOW-RS takes multipart/related; type=\"application/dicom\" with Part 10 instances")
@@ -69,18 +73,26 @@ async fn stow(state: S, headers: HeaderMap, body: Body, study: Option<String>) -
             let m = p.content_type.as_ref().map_or("", |m| m.mime.as_str());
             return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("a part of type {m}: radhub stores application/dicom parts only")));
         }
-        // Concurrent ingests share their fsyncs (group commit).
-        Ok(parts.par_iter().map(|p| store_one(&st, p.body, study.as_deref())).collect::<Vec<Outcome>>())
+        // Concurrent ingests share their fsyncs (group commit). One part that
+        // trips a bug fails that part, not the process.
+        let one = |p: &multipart::Part<'_>| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store_one(&st, &who.user, p.body, study.as_deref()))).unwrap_or_else(|_| {
+                tracing::error!("STOW-RS part failed with an internal error");
+                Outcome { failure: Some((OUT_OF_RESOURCES, "internal error".into())), ..Outcome::default() }
+            })
+        };
+        Ok(parts.par_iter().map(one).collect::<Vec<Outcome>>())
     })
     .await??;
     Ok(answer(&outcomes, &base))
 }
 
-fn store_one(state: &S, bytes: &[u8], study: Option<&str>) -> Outcome {
+fn store_one(state: &S, user: &str, bytes: &[u8], study: Option<&str>) -> Outcome {
     let mut out = Outcome::default();
+    let from = Arrival { site: state.stow_site.as_deref(), sender: user };
     // The check sees the description ingest makes: the answer names the
     // instance even when it is refused.
-    let result = state.hub.ingest_checked(bytes, state.stow_site.as_deref(), |meta| {
+    let result = state.hub.ingest_checked(bytes, from, |meta| {
         out.class = meta.sop_class_uid.clone();
         out.instance = meta.sop_uid.clone();
         out.study = meta.study_uid.clone();
@@ -91,13 +103,17 @@ fn store_one(state: &S, bytes: &[u8], study: Option<&str>) -> Outcome {
         }
     });
     match result {
-        Ok((_, meta)) => {
+        Ok((outcome, meta)) => {
             if let Some(r) = &state.renderer {
                 r.touch(&meta.study_uid, &meta.series_uid);
+            }
+            if outcome == IngestOutcome::KeptExisting {
+                out.warning = Some((COERCION, "held with other content; this copy was not stored".into()));
             }
         }
         Err(IngestError::Rejected(e)) => out.failure = Some((CANNOT_UNDERSTAND, e.to_string())),
         Err(IngestError::Mismatch(e)) => out.failure = Some((DOES_NOT_MATCH, e)),
+        Err(IngestError::Identity(e)) => out.failure = Some((CANNOT_UNDERSTAND, e)),
         Err(e) => {
             tracing::error!(sop = %out.instance, error = %e, "STOW-RS store failed");
             out.failure = Some((OUT_OF_RESOURCES, "storage failure".into()));
@@ -123,8 +139,12 @@ fn answer(outcomes: &[Outcome], base: &str) -> Response {
         }
         match &o.failure {
             None => {
-                let url = format!("{base}/studies/{}/series/{}/instances/{}", o.study, o.series, o.instance);
+                let url = format!("{base}/studies/{}/series/{}/instances/{}", uid_path(&o.study), uid_path(&o.series), uid_path(&o.instance));
                 item.insert("00081190".into(), json!({"vr": "UR", "Value": [url]}));
+                if let Some((code, why)) = &o.warning {
+                    item.insert("00081196".into(), json!({"vr": "US", "Value": [code]}));
+                    reasons.push(format!("{}: {why}", o.instance));
+                }
                 stored.push(Value::Object(item));
             }
             Some((code, why)) => {
@@ -137,7 +157,7 @@ fn answer(outcomes: &[Outcome], base: &str) -> Response {
     let mut body = Map::new();
     let studies: std::collections::BTreeSet<&str> = outcomes.iter().filter(|o| o.failure.is_none()).map(|o| o.study.as_str()).collect();
     if studies.len() == 1 {
-        body.insert("00081190".into(), json!({"vr": "UR", "Value": [format!("{base}/studies/{}", studies.iter().next().copied().unwrap_or_default())]}));
+        body.insert("00081190".into(), json!({"vr": "UR", "Value": [format!("{base}/studies/{}", uid_path(studies.iter().next().copied().unwrap_or_default()))]}));
     }
     if !stored.is_empty() {
         body.insert("00081199".into(), json!({"vr": "SQ", "Value": stored}));
@@ -145,10 +165,13 @@ fn answer(outcomes: &[Outcome], base: &str) -> Response {
     if !failed.is_empty() {
         body.insert("00081198".into(), json!({"vr": "SQ", "Value": failed}));
     }
+    // PS3.18 10.5.3: 202 when some were stored and others failed or were
+    // stored with a warning.
+    let warned = outcomes.iter().any(|o| o.warning.is_some());
     let status = match (stored.is_empty(), failed.is_empty()) {
-        (_, true) => StatusCode::OK,
-        (false, false) => StatusCode::ACCEPTED,
+        (_, true) if !warned => StatusCode::OK,
         (true, false) => StatusCode::CONFLICT,
+        _ => StatusCode::ACCEPTED,
     };
     let mut resp = (status, [(header::CONTENT_TYPE, "application/dicom+json")], serde_json::to_vec(&Value::Object(body)).unwrap_or_default()).into_response();
     if !reasons.is_empty() {

@@ -7,7 +7,7 @@
 //! is never read for it.
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,8 +15,9 @@ use axum::Router;
 use rayon::prelude::*;
 
 use super::multipart;
-use super::params::{Params, QueryPairs};
-use super::{Problem, S};
+use super::params::{uid_path, Params, QueryPairs};
+use super::{MetaCache, Problem, S};
+use crate::auth::Principal;
 use crate::dicom::json;
 use crate::dicom::scan;
 use crate::index::model::{sort_instances, sort_series, InstanceRecord, StudyRecord};
@@ -94,8 +95,18 @@ fn wanted_syntax(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     Err(Problem::new(StatusCode::NOT_ACCEPTABLE, "instances are served as multipart/related; type=\"application/dicom\""))
 }
 
-async fn retrieve(State(state): State<S>, p: Params, headers: HeaderMap) -> Result<Response, Problem> {
+async fn retrieve(State(state): State<S>, Extension(who): Extension<Principal>, p: Params, headers: HeaderMap) -> Result<Response, Problem> {
     let syntax = wanted_syntax(&headers)?;
+    // Each retrieve streams for as long as its client reads: a few per user.
+    let Some(slot) = state.retrieves.take(&who.user, state.limits.retrieves_per_user) else {
+        let mut r = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{} has {} retrieves streaming already; finish one first", who.user, state.limits.retrieves_per_user),
+        )
+        .into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from(1));
+        return Ok(r);
+    };
     let st = state.clone();
     let list = tokio::task::spawn_blocking(move || instances(&st.hub, &p)).await??;
     if let Some(ts) = &syntax {
@@ -109,28 +120,43 @@ async fn retrieve(State(state): State<S>, p: Params, headers: HeaderMap) -> Resu
     }
     let boundary = multipart::new_boundary();
     let content_type = multipart::related(&boundary, "application/dicom");
-    // One file in memory at a time, read on the blocking pool as the client takes them.
+    // One file in memory at a time, read on the blocking pool, sent as the
+    // client takes it. A client that stops reading parks this task (no
+    // thread), and is cut off after the send timeout.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
-    tokio::task::spawn_blocking(move || {
+    let limit = state.limits.send_timeout;
+    tokio::spawn(async move {
+        let _slot = slot;
+        let send = |item: Result<Bytes, std::io::Error>| {
+            let tx = tx.clone();
+            async move { matches!(tokio::time::timeout(limit, tx.send(item)).await, Ok(Ok(()))) }
+        };
         for rec in list {
-            let part = match part10_in(&state.hub, &rec, syntax.as_deref()) {
-                Ok(p) => p,
-                Err((ts, e)) => {
-                    tracing::warn!(sop = %rec.sop_uid, error = %e, "instance left out of a WADO-RS answer");
-                    if ts.is_none() {
+            let (st, ts, sop) = (state.clone(), syntax.clone(), rec.sop_uid.clone());
+            let read = tokio::task::spawn_blocking(move || part10_in(&st.hub, &rec, ts.as_deref())).await;
+            let part = match read {
+                Ok(Ok(p)) => p,
+                Ok(Err((asked, e))) => {
+                    tracing::warn!(%sop, error = %e, "instance left out of a WADO-RS answer");
+                    if asked.is_none() {
                         // A stored file that cannot be read: end the body short, so the client sees a broken answer.
-                        let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+                        send(Err(std::io::Error::other(e))).await;
                         return;
                     }
                     continue;
                 }
+                Err(e) => {
+                    send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
             };
             let head = multipart::part_head(&boundary, &format!("application/dicom; transfer-syntax={}", part.1), &[]);
-            if tx.blocking_send(Ok(Bytes::from(head))).is_err() || tx.blocking_send(Ok(Bytes::from(part.0))).is_err() {
+            if !send(Ok(Bytes::from(head))).await || !send(Ok(Bytes::from(part.0))).await {
+                tracing::info!(%sop, "WADO-RS client stopped reading: answer cut");
                 return;
             }
         }
-        let _ = tx.blocking_send(Ok(Bytes::from(multipart::closing(&boundary))));
+        send(Ok(Bytes::from(multipart::closing(&boundary)))).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(stream)).into_response())
@@ -163,7 +189,7 @@ async fn metadata(State(state): State<S>, p: Params, headers: HeaderMap) -> Resu
         let (study, series) = (p.get("study"), p.get("series"));
         if !p.get("instance").is_empty() {
             let rec = instances(&state.hub, &p)?.remove(0);
-            let one = instance_metadata(&state.hub, &rec, &base)?.ok_or_else(|| Problem::not_found("the instance is still being stored"))?;
+            let one = instance_metadata(&state.hub, &state.meta_cache, &rec, &base)?.ok_or_else(|| Problem::not_found("the instance is still being stored"))?;
             return Ok(Bytes::from(format!("[{one}]")));
         }
         let study = state.hub.index.study(study)?.ok_or_else(|| Problem::not_found("no such study"))?;
@@ -190,7 +216,14 @@ fn series_metadata(state: &S, study: &StudyRecord, series: &str, base: &str, fre
     }
     let mut list = state.hub.index.instances_of(&study.uid, Some(series))?;
     sort_instances(&mut list);
-    let all: Vec<Option<String>> = list.par_iter().map(|rec| instance_metadata(&state.hub, rec, base)).collect::<Result<_, Problem>>()?;
+    let all: Vec<Option<String>> = list
+        .par_iter()
+        .map(|rec| {
+            // One instance that trips a bug fails this answer, not the process.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| instance_metadata(&state.hub, &state.meta_cache, rec, base)))
+                .unwrap_or_else(|_| Err(Problem::internal("reading metadata", format!("{}: internal error", rec.sop_uid))))
+        })
+        .collect::<Result<_, Problem>>()?;
     let complete = all.iter().all(Option::is_some);
     let body = Bytes::from(format!("[{}]", all.into_iter().flatten().collect::<Vec<_>>().join(",")));
     // Instances still being stored are left out, and such an answer not kept.
@@ -201,18 +234,20 @@ fn series_metadata(state: &S, study: &StudyRecord, series: &str, base: &str, fre
 }
 
 /// One instance's data set as DICOM JSON, read up to its pixel data when
-/// the pixel data is the last element, else whole.
+/// the pixel data is the last element, else whole. A deflated file is
+/// inflated once: its JSON is kept by content hash (a file never changes
+/// under its hash).
 /// `None` while the file is not yet the one the index describes: an
 /// arrival is indexed (its commit point) a moment before its file is
 /// published.
-pub fn instance_metadata(hub: &Hub, rec: &InstanceRecord, base: &str) -> Result<Option<String>, Problem> {
+pub fn instance_metadata(hub: &Hub, cache: &MetaCache, rec: &InstanceRecord, base: &str) -> Result<Option<String>, Problem> {
     let key = ObjectKey::for_uid(&rec.sop_uid);
     let fail = |e: &dyn std::fmt::Display| Problem::internal("reading metadata", format!("{}: {e}", rec.sop_uid));
     let Some((prefix, size)) = hub.store.get_prefix(&key, META_PREFIX).map_err(|e| fail(&e))? else { return Ok(None) };
     if size != rec.file_size {
         return Ok(None);
     }
-    let bulk_base = format!("{base}/studies/{}/series/{}/instances/{}/bulk", rec.study_uid, rec.series_uid, rec.sop_uid);
+    let bulk_base = format!("{base}/studies/{}/series/{}/instances/{}/bulk", uid_path(&rec.study_uid), uid_path(&rec.series_uid), uid_path(&rec.sop_uid));
     let (_, meta_end, ts) = scan::file_meta(&prefix).map_err(|e| fail(&e))?;
     if ts != scan::TS_DEFLATED {
         let enc = scan::encoding(&ts);
@@ -228,11 +263,22 @@ pub fn instance_metadata(hub: &Hub, rec: &InstanceRecord, base: &str) -> Result<
             return Ok(Some(json::dataset(&src)));
         }
     }
+    let deflated = ts == scan::TS_DEFLATED;
+    let cache_key = format!("inflated:{}", crate::store::ObjectKey(rec.content_hash).hex());
+    if deflated {
+        if let Some(hit) = cache.get(&cache_key, (0, rec.file_size, 0)) {
+            return Ok(Some(String::from_utf8_lossy(&hit).into_owned()));
+        }
+    }
     let whole = read(hub, &rec.sop_uid)?;
     let s = scan::scan(&whole, &[]).map_err(|e| fail(&e))?;
     let t = scan::tree(&s.dataset, s.encoding).map_err(|e| fail(&e))?;
     let src = json::Source { buf: &s.dataset, encoding: s.encoding, nodes: &t.nodes, tail: None, bulk_base: &bulk_base };
-    Ok(Some(json::dataset(&src)))
+    let out = json::dataset(&src);
+    if deflated {
+        cache.put(&cache_key, (0, rec.file_size, 0), Bytes::from(out.clone()));
+    }
+    Ok(Some(out))
 }
 
 async fn bulk(State(state): State<S>, p: Params) -> Result<Response, Problem> {

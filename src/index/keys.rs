@@ -16,14 +16,25 @@ pub const INSTANCE_LOCATOR: u8 = b'i';
 pub const BY_PATIENT_ID: u8 = b'p';
 /// Accession Number → studies.
 pub const BY_ACCESSION: u8 = b'a';
-/// Study Date (YYYYMMDD) → studies.
+/// Study Date (YYYYMMDD), Study Time → studies: read backwards, newest first.
 pub const BY_DATE: u8 = b'd';
+/// Site, Study Date, Study Time → studies: a site's studies, newest first.
+pub const BY_SITE: u8 = b's';
 /// Normalised patient name → studies.
 pub const BY_NAME: u8 = b'n';
-/// NHS number → patient keys at each site: the cross-site link.
+/// NHS number → patient keys (issuer, ID): the cross-site link.
 pub const BY_NHS: u8 = b'N';
 /// Patient key → its studies.
 pub const PATIENT_STUDIES: u8 = b'T';
+/// Patient ID → issuers holding a patient of that ID.
+pub const PATIENT_ISSUERS: u8 = b'x';
+/// Patient key → an open NHS-number link conflict, for an admin.
+pub const LINK_CONFLICT: u8 = b'C';
+/// Sequence number → one change to an NHS-number link (the link log).
+pub const LINK_LOG: u8 = b'L';
+/// SOP Instance UID, sender → content hash of a copy that was not kept
+/// (other bytes under a held UID, `--policy keep`).
+pub const DIVERGENT: u8 = b'K';
 
 pub const SEP: u8 = 0;
 
@@ -47,7 +58,7 @@ pub fn prefix(prefix: u8, parts: &[&str]) -> Vec<u8> {
 }
 
 pub fn patient(k: &PatientKey) -> Vec<u8> {
-    key(PATIENT, &[&k.site, &k.issuer, &k.patient_id])
+    key(PATIENT, &[&k.issuer, &k.patient_id])
 }
 
 /// The last NUL-separated component of a key (a UID in every index here).

@@ -3,15 +3,24 @@
 //! Callers see the `Index` trait only; `SledIndex` is today's backend, and a
 //! PostgreSQL one can serve later behind the same trait. The index owns
 //! metadata and never reads or writes instance files.
+//!
+//! Patients are keyed by (issuer, Patient ID); NHS-number links between
+//! them follow `link`'s rules inside the same atomic batch as the instance
+//! that changes them. Searches are lazy iterators, newest study first, so
+//! an answer costs memory for what it returns, not for what the archive holds.
 
 pub mod keys;
+pub mod link;
 pub mod matching;
 pub mod model;
+mod search;
 mod sled_index;
 mod txn;
+mod write;
 
-pub use sled_index::{SledIndex, SCHEMA_VERSION};
+pub use sled_index::{Legacy, SledIndex, SCHEMA_VERSION};
 
+use link::{Decision, LinkConflict, LinkEvent};
 use matching::DateRange;
 use model::{InstanceMeta, InstanceRecord, PatientKey, PatientRecord, SeriesRecord, StudyRecord};
 use serde::Serialize;
@@ -24,6 +33,14 @@ pub enum IndexError {
     Decode { key: String, source: postcard::Error },
     #[error("index schema version {found} is not {expected}: run a migration or rebuild with `radhub verify --repair`")]
     Schema { found: u32, expected: u32 },
+    /// An instance of a held study names another patient: refused, never
+    /// filed under either.
+    #[error("study {study} is held for patient {held}; this instance names {sent}")]
+    PatientMismatch { study: String, held: PatientKey, sent: PatientKey },
+    #[error("no patient {0}")]
+    NoSuchPatient(PatientKey),
+    #[error("{0}")]
+    Link(String),
 }
 
 /// What `upsert` did.
@@ -47,7 +64,6 @@ pub struct StudyFilter {
     pub modality: Option<String>,
     pub site: Option<String>,
     pub description: Option<String>,
-    pub limit: Option<usize>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -56,8 +72,8 @@ pub struct PatientFilter {
     pub issuer: Option<String>,
     pub patient_name: Option<String>,
     pub nhs_number: Option<String>,
+    /// Patients with a study held at this site.
     pub site: Option<String>,
-    pub limit: Option<usize>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -71,11 +87,17 @@ pub struct Counts {
 
 pub type Result<T> = std::result::Result<T, IndexError>;
 
+/// A lazy sequence of records; an error ends it.
+pub type Records<'a, T> = Box<dyn Iterator<Item = Result<T>> + 'a>;
+
 pub trait Index: Send + Sync {
-    /// Records one instance atomically, with every aggregate and secondary
-    /// index it touches; an instance already indexed under the same SOP
-    /// Instance UID is replaced. Durable only after `sync`.
+    /// Records one instance atomically, with every aggregate, secondary
+    /// index and NHS-number link it touches; an instance already indexed
+    /// under the same SOP Instance UID is replaced. Durable only after `sync`.
     fn upsert(&self, meta: &InstanceMeta) -> Result<Upsert>;
+    /// Re-files every instance of a study at once (from quarantine to a
+    /// site): the old entries go and `metas` come in one atomic batch.
+    fn refile(&self, metas: &[InstanceMeta]) -> Result<()>;
     /// Removes an instance and its contribution to series, study and patient.
     fn remove_instance(&self, sop_uid: &str) -> Result<Option<InstanceRecord>>;
     /// Makes every change made so far durable. Concurrent callers share one flush.
@@ -86,16 +108,31 @@ pub trait Index: Send + Sync {
     fn series(&self, uid: &str) -> Result<Option<SeriesRecord>>;
     fn patient(&self, key: &PatientKey) -> Result<Option<PatientRecord>>;
 
-    fn find_studies(&self, f: &StudyFilter) -> Result<Vec<StudyRecord>>;
-    fn find_patients(&self, f: &PatientFilter) -> Result<Vec<PatientRecord>>;
+    /// Studies matching `f`, newest first (Study Date, then Study Time),
+    /// read as the caller takes them.
+    fn find_studies<'a>(&'a self, f: &'a StudyFilter) -> Records<'a, StudyRecord>;
+    fn find_patients<'a>(&'a self, f: &'a PatientFilter) -> Records<'a, PatientRecord>;
     fn series_of(&self, study_uid: &str) -> Result<Vec<SeriesRecord>>;
     fn instances_of(&self, study_uid: &str, series_uid: Option<&str>) -> Result<Vec<InstanceRecord>>;
     fn studies_of_patient(&self, key: &PatientKey) -> Result<Vec<String>>;
-    /// Each site's patient record linked to one NHS number.
+    /// The patient records linked to one NHS number, one per (issuer, ID).
     fn patients_by_nhs(&self, nhs_number: &str) -> Result<Vec<PatientKey>>;
 
+    /// NHS-number link conflicts waiting for an admin.
+    fn link_conflicts(&self) -> Result<Vec<LinkConflict>>;
+    /// The link log from sequence number `after` (exclusive), oldest first.
+    fn link_log(&self, after: u64, max: usize) -> Result<Vec<LinkEvent>>;
+    /// An admin's decision on a record's link; logged. Durable on return.
+    fn decide_link(&self, patient: &PatientKey, decision: Decision, nhs_number: Option<&str>, by: &str) -> Result<PatientRecord>;
+
+    /// Remembers that `sender` sent other bytes (`hash`) under a held SOP
+    /// Instance UID, which were not kept; `None` forgets it (its latest
+    /// copy is the one held). Storage commitment consults it.
+    fn set_divergent(&self, sop_uid: &str, sender: &str, hash: Option<[u8; 32]>) -> Result<()>;
+    fn divergent(&self, sop_uid: &str, sender: &str) -> Result<Option<[u8; 32]>>;
+
     /// Every instance record, for verification.
-    fn all_instances(&self) -> Box<dyn Iterator<Item = Result<InstanceRecord>> + '_>;
+    fn all_instances(&self) -> Records<'_, InstanceRecord>;
     fn counts(&self) -> Result<Counts>;
     fn counts_by_site(&self) -> Result<Vec<(String, Counts)>>;
     fn schema_version(&self) -> u32;

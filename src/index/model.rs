@@ -4,7 +4,7 @@
 //! Records are serialised with postcard; any change to these structs changes
 //! the on-disk format and must bump `SCHEMA_VERSION` in `index::sled_index`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -62,19 +62,28 @@ pub struct InstanceMeta {
     // Arrival
     /// The site (trust organisation code) that holds this instance.
     pub site: String,
+    /// The issuer its Patient ID is keyed under: the site's, whatever the
+    /// data's Issuer of Patient ID says (`sites::file`).
+    pub issuer: String,
     pub file_size: u64,
     pub content_hash: [u8; 32],
     /// Milliseconds since the Unix epoch.
     pub received_ms: u64,
 }
 
-/// Key of a patient: identifiers are only unique within an issuer, and the
-/// same issuer's patient may be held by more than one site.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// Key of a patient: a Patient ID is unique only within its issuer
+/// (PS3.4 C.6.1.1.2), so the issuer is always part of it. One issuer's
+/// patient may have studies at more than one site.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PatientKey {
-    pub site: String,
     pub issuer: String,
     pub patient_id: String,
+}
+
+impl std::fmt::Display for PatientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.issuer, self.patient_id)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,7 +93,15 @@ pub struct PatientRecord {
     pub birth_date: String,
     pub sex: String,
     pub other_ids: Vec<OtherId>,
+    /// The NHS number this record is linked by (`None`: not linked).
     pub nhs_number: Option<String>,
+    /// The NHS number the latest data names, linked or not.
+    pub nhs_in_data: Option<String>,
+    /// NHS numbers an admin refused for this record: never linked again
+    /// by arriving data.
+    pub nhs_refused: Vec<String>,
+    /// Studies of this patient held at each site.
+    pub sites: BTreeMap<String, u32>,
     pub studies: u32,
     pub series: u32,
     pub instances: u32,
@@ -162,8 +179,10 @@ pub fn sort_instances(instances: &mut [InstanceRecord]) {
 }
 
 impl InstanceMeta {
+    /// The patient this instance is filed under: the issuer of its
+    /// filing (`sites::file`), set by ingest, and its Patient ID.
     pub fn patient_key(&self) -> PatientKey {
-        PatientKey { site: self.site.clone(), issuer: self.issuer_of_patient_id.clone(), patient_id: self.patient_id.clone() }
+        PatientKey { issuer: self.issuer.clone(), patient_id: self.patient_id.clone() }
     }
 
     pub fn instance_record(&self) -> InstanceRecord {

@@ -11,6 +11,7 @@ pub mod rows;
 use dicom_core::{Tag, VR};
 
 use crate::index::matching::{self, DateRange};
+use crate::index::model::{sort_instances, sort_series};
 use crate::index::{Index, IndexError, PatientFilter, StudyFilter};
 use rows::{tags, Row};
 
@@ -88,34 +89,31 @@ pub fn study_filter(keys: &[Key]) -> StudyFilter {
     }
 }
 
-/// Collects matching rows past the first `skip`, up to `max`: a page far
-/// into the results costs no memory for the rows before it.
-struct Page {
-    skip: usize,
-    max: usize,
-    out: Vec<Row>,
-}
-
-impl Page {
-    /// Takes a match; true when the page is full.
-    fn take(&mut self, row: Row) -> bool {
-        if self.skip > 0 {
-            self.skip -= 1;
-        } else {
-            self.out.push(row);
-        }
-        self.out.len() >= self.max
-    }
-}
-
 /// Matching rows at `level`: the first `skip` passed over, then at most
 /// `max`. For retrieval at PATIENT level callers want the patient's
 /// studies: they search at Study.
 pub fn search(ix: &dyn Index, level: Level, keys: &[Key], skip: usize, max: Option<usize>) -> Result<Vec<Row>, IndexError> {
-    let mut page = Page { skip, max: max.unwrap_or(usize::MAX), out: Vec::new() };
-    if page.max == 0 {
-        return Ok(Vec::new());
+    let mut out = Vec::new();
+    let max = max.unwrap_or(usize::MAX);
+    if max == 0 {
+        return Ok(out);
     }
+    let mut skip = skip;
+    each(ix, level, keys, &mut |row| {
+        if skip > 0 {
+            skip -= 1;
+            return true;
+        }
+        out.push(row);
+        out.len() < max
+    })?;
+    Ok(out)
+}
+
+/// Hands each matching row at `level` to `take`, newest study first, as
+/// the index yields them, until `take` returns false: nothing is collected
+/// here, so a universal query costs what its consumer keeps.
+pub fn each(ix: &dyn Index, level: Level, keys: &[Key], take: &mut dyn FnMut(Row) -> bool) -> Result<(), IndexError> {
     match level {
         Level::Patient => {
             let f = PatientFilter {
@@ -124,36 +122,58 @@ pub fn search(ix: &dyn Index, level: Level, keys: &[Key], skip: usize, max: Opti
                 patient_name: value_of(keys, tags::PATIENT_NAME).map(str::to_owned),
                 ..Default::default()
             };
-            for p in ix.find_patients(&f)? {
+            for p in ix.find_patients(&f) {
                 let mut row = Row::new();
-                rows::patient(&p, &mut row);
-                if row_matches(keys, &row) && page.take(row) {
+                rows::patient(&p?, &mut row);
+                if row_matches(keys, &row) && !take(row) {
                     break;
                 }
             }
         }
-        Level::Study => study_rows(ix, keys, &mut page)?,
+        Level::Study => {
+            let f = study_filter(keys);
+            for s in ix.find_studies(&f) {
+                let mut row = Row::new();
+                rows::study(&s?, &mut row);
+                if row_matches(keys, &row) && !take(row) {
+                    break;
+                }
+            }
+        }
         Level::Series | Level::Image => {
-            let mut studies = Page { skip: 0, max: usize::MAX, out: Vec::new() };
-            study_rows(ix, &parent_keys(keys, Level::Study), &mut studies)?;
-            'studies: for study_row in studies.out {
-                let Some(study_uid) = study_row.get(&tags::STUDY_INSTANCE_UID) else { continue };
-                for s in ix.series_of(study_uid)? {
+            if let Some(list) = uid_list(keys, if level == Level::Image { tags::SOP_INSTANCE_UID } else { tags::SERIES_INSTANCE_UID }) {
+                return by_uid(ix, level, keys, &list, take);
+            }
+            let f = study_filter(&parent_keys(keys, Level::Study));
+            let study_keys = parent_keys(keys, Level::Study);
+            let series_keys = parent_keys(keys, Level::Series);
+            'studies: for s in ix.find_studies(&f) {
+                let s = s?;
+                let mut study_row = Row::new();
+                rows::study(&s, &mut study_row);
+                if !row_matches(&study_keys, &study_row) {
+                    continue;
+                }
+                let mut series = ix.series_of(&s.uid)?;
+                sort_series(&mut series);
+                for se in series {
                     let mut row = study_row.clone();
-                    rows::series(&s, &mut row);
+                    rows::series(&se, &mut row);
                     if level == Level::Series {
-                        if row_matches(keys, &row) && page.take(row) {
+                        if row_matches(keys, &row) && !take(row) {
                             break 'studies;
                         }
                         continue;
                     }
-                    if !row_matches(&parent_keys(keys, Level::Series), &row) {
+                    if !row_matches(&series_keys, &row) {
                         continue;
                     }
-                    for i in ix.instances_of(study_uid, Some(&s.uid))? {
+                    let mut instances = ix.instances_of(&s.uid, Some(&se.uid))?;
+                    sort_instances(&mut instances);
+                    for i in instances {
                         let mut irow = row.clone();
                         rows::instance(&i, &mut irow);
-                        if row_matches(keys, &irow) && page.take(irow) {
+                        if row_matches(keys, &irow) && !take(irow) {
                             break 'studies;
                         }
                     }
@@ -161,14 +181,39 @@ pub fn search(ix: &dyn Index, level: Level, keys: &[Key], skip: usize, max: Opti
             }
         }
     }
-    Ok(page.out)
+    Ok(())
 }
 
-fn study_rows(ix: &dyn Index, keys: &[Key], page: &mut Page) -> Result<(), IndexError> {
-    for s in ix.find_studies(&study_filter(keys))? {
+/// The UIDs a key lists, when it names them exactly (no wildcard).
+fn uid_list(keys: &[Key], tag: Tag) -> Option<Vec<String>> {
+    let v = value_of(keys, tag)?;
+    if matching::has_wildcard(v) {
+        return None;
+    }
+    let mut list: Vec<String> = v.split('\\').map(|u| u.trim_end_matches(['\0', ' ']).to_owned()).filter(|u| !u.is_empty()).collect();
+    list.dedup();
+    (!list.is_empty()).then_some(list)
+}
+
+/// Series or instances named by UID: straight to each record through the
+/// series → study and SOP → study keys, whatever the archive's size.
+fn by_uid(ix: &dyn Index, level: Level, keys: &[Key], uids: &[String], take: &mut dyn FnMut(Row) -> bool) -> Result<(), IndexError> {
+    for uid in uids {
+        let (series, instance) = if level == Level::Image {
+            let Some(i) = ix.instance(uid)? else { continue };
+            (ix.series(&i.series_uid)?, Some(i))
+        } else {
+            (ix.series(uid)?, None)
+        };
+        let Some(se) = series else { continue };
+        let Some(st) = ix.study(&se.study_uid)? else { continue };
         let mut row = Row::new();
-        rows::study(&s, &mut row);
-        if row_matches(keys, &row) && page.take(row) {
+        rows::study(&st, &mut row);
+        rows::series(&se, &mut row);
+        if let Some(i) = &instance {
+            rows::instance(i, &mut row);
+        }
+        if row_matches(keys, &row) && !take(row) {
             break;
         }
     }

@@ -37,6 +37,13 @@ impl FsStore {
         for d in [root, &objects, &tmp] {
             fs::create_dir_all(d).map_err(io("create", d))?;
         }
+        // Patient data: the hub's folder is for its own user only, whatever
+        // made it (files inside are 0600 by the process umask, `cli::main`).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io("chmod", root))?;
+        }
         // One level of 256 directories, made once: creating directories on
         // the hot path cost more than the writes (ext4 inode allocation),
         // and 256 keep even 10 million objects at ~40k per directory.
@@ -73,7 +80,11 @@ impl ObjectStore for FsStore {
         let shard = usize::from(key.0[0] >> 4);
         let staged = Staged { key: *key, id: format!("{}/{hex}.{n}.part", &hex[..1]) };
         let path = self.staged_path(&staged);
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&path).map_err(io("create", &path))?;
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&path).map_err(io("create", &path))?;
         f.write_all(data).map_err(io("write", &path))?;
         f.sync_all().map_err(io("fsync", &path))?;
         let group = &self.tmp_sync[shard];

@@ -1,0 +1,182 @@
+//! What admins manage: users and their tokens, the hub's counts,
+//! NHS-number link conflicts and the link log, and studies in quarantine
+//! (data from senders with no configured site, or naming another site's
+//! issuer), which an admin files under the site that issued their IDs.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::studies::study_json;
+use super::{auth_problem, blocking, limit, JsonBody};
+use crate::auth::{AuthError, Principal, Role};
+use crate::http::params::{Params, QueryPairs};
+use crate::http::{Problem, S};
+use crate::index::link::Decision;
+use crate::index::model::PatientKey;
+use crate::index::{IndexError, StudyFilter};
+use crate::ingest::IngestError;
+
+pub async fn users(State(state): State<S>) -> Result<Json<Value>, Problem> {
+    blocking(move || state.auth.list().map(|u| json!(u)).map_err(auth_problem)).await.map(Json)
+}
+
+#[derive(Deserialize)]
+pub struct NewUser {
+    name: String,
+    role: Role,
+    password: String,
+}
+
+pub async fn add_user(State(state): State<S>, Extension(who): Extension<Principal>, JsonBody(body): JsonBody<NewUser>) -> Result<Response, Problem> {
+    let v = blocking(move || {
+        state.auth.add_user(&body.name, body.role, &body.password).map_err(auth_problem)?;
+        tracing::info!(by = %who.user, user = %body.name, role = body.role.as_str(), "user added");
+        state.auth.get(&body.name).map_err(auth_problem)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    role: Option<Role>,
+    disabled: Option<bool>,
+    password: Option<String>,
+}
+
+pub async fn change_user(
+    State(state): State<S>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+    JsonBody(body): JsonBody<UserChange>,
+) -> Result<Json<Value>, Problem> {
+    let name = p.get("name").to_owned();
+    blocking(move || {
+        let auth = &state.auth;
+        auth.get(&name).map_err(auth_problem)?.ok_or_else(|| Problem::not_found(format!("no user named {name:?}")))?;
+        if name == who.user && (body.disabled == Some(true) || body.role.is_some_and(|r| r != Role::Admin)) {
+            return Err(Problem::new(StatusCode::CONFLICT, "an admin cannot disable or demote themselves"));
+        }
+        // Refuse a weak password before changing anything else.
+        if body.password.as_ref().is_some_and(|pw| pw.chars().count() < crate::auth::MIN_PASSWORD) {
+            return Err(auth_problem(AuthError::WeakPassword));
+        }
+        if let Some(r) = body.role {
+            auth.set_role(&name, r).map_err(auth_problem)?;
+        }
+        if let Some(d) = body.disabled {
+            auth.set_disabled(&name, d).map_err(auth_problem)?;
+        }
+        if let Some(pw) = &body.password {
+            auth.set_password(&name, pw).map_err(auth_problem)?;
+        }
+        tracing::info!(by = %who.user, user = %name, "user changed");
+        Ok(json!(auth.get(&name).map_err(auth_problem)?))
+    })
+    .await
+    .map(Json)
+}
+
+pub async fn revoke_tokens(State(state): State<S>, p: Params) -> Result<Json<Value>, Problem> {
+    let name = p.get("name").to_owned();
+    blocking(move || {
+        state.auth.get(&name).map_err(auth_problem)?.ok_or_else(|| Problem::not_found(format!("no user named {name:?}")))?;
+        Ok(json!({"revoked": state.auth.revoke_tokens(&name).map_err(auth_problem)?}))
+    })
+    .await
+    .map(Json)
+}
+
+pub async fn stats(State(state): State<S>) -> Result<Json<Value>, Problem> {
+    blocking(move || {
+        let total = state.hub.index.counts()?;
+        let by_site: BTreeMap<String, _> = state.hub.index.counts_by_site()?.into_iter().collect();
+        let conflicts = state.hub.index.link_conflicts()?.len();
+        Ok(json!({"total": total, "sites": by_site, "link_conflicts": conflicts, "schema_version": state.hub.index.schema_version()}))
+    })
+    .await
+    .map(Json)
+}
+
+pub async fn link_conflicts(State(state): State<S>) -> Result<Json<Value>, Problem> {
+    blocking(move || Ok(json!(state.hub.index.link_conflicts()?))).await.map(Json)
+}
+
+/// The link log from `after` (a sequence number), oldest first.
+pub async fn link_log(State(state): State<S>, q: QueryPairs) -> Result<Json<Value>, Problem> {
+    let after = q.get("after").map(|v| v.parse::<u64>().map_err(|_| Problem::bad_request("after is a sequence number"))).transpose()?.unwrap_or(0);
+    let n = limit(&q, 1000)?;
+    blocking(move || Ok(json!(state.hub.index.link_log(after, n)?))).await.map(Json)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkDecision {
+    issuer: String,
+    patient_id: String,
+    decision: Decision,
+    /// For `link`: the number, when the record has no conflict naming one.
+    nhs_number: Option<String>,
+}
+
+pub async fn decide_link(State(state): State<S>, Extension(who): Extension<Principal>, JsonBody(body): JsonBody<LinkDecision>) -> Result<Json<Value>, Problem> {
+    blocking(move || {
+        let key = PatientKey { issuer: body.issuer, patient_id: body.patient_id };
+        match state.hub.index.decide_link(&key, body.decision, body.nhs_number.as_deref(), &who.user) {
+            Ok(p) => Ok(json!(p)),
+            Err(e @ IndexError::NoSuchPatient(_)) => Err(Problem::not_found(e.to_string())),
+            Err(e @ IndexError::Link(_)) => Err(Problem::new(StatusCode::CONFLICT, e.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+    .map(Json)
+}
+
+/// Studies in quarantine, newest first.
+pub async fn quarantine(State(state): State<S>, q: QueryPairs) -> Result<Json<Vec<Value>>, Problem> {
+    let n = limit(&q, 100)?;
+    blocking(move || {
+        let f = StudyFilter { site: Some(crate::sites::QUARANTINE.to_owned()), ..Default::default() };
+        let found = state.hub.index.find_studies(&f).take(n).collect::<Result<Vec<_>, _>>()?;
+        found.iter().map(|s| study_json(&state, s)).collect()
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTo {
+    site: String,
+}
+
+/// Files a quarantined study under the site that issued its Patient IDs.
+pub async fn file_study(State(state): State<S>, Extension(who): Extension<Principal>, p: Params, JsonBody(body): JsonBody<FileTo>) -> Result<Json<Value>, Problem> {
+    let uid = p.get("study").to_owned();
+    let site = crate::sites::known(&body.site).map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    blocking(move || {
+        let s = state.hub.index.study(&uid)?.ok_or_else(|| Problem::not_found("no such study"))?;
+        if s.site != crate::sites::QUARANTINE {
+            return Err(Problem::new(StatusCode::CONFLICT, format!("study {uid} is held for {}, not in quarantine", s.site)));
+        }
+        let moved = match state.hub.refile_study(&uid, site, &who.user) {
+            Ok(n) => n,
+            Err(e @ (IngestError::Identity(_) | IngestError::Mismatch(_))) => return Err(Problem::new(StatusCode::CONFLICT, e.to_string())),
+            Err(e) => return Err(Problem::internal("filing a study", e)),
+        };
+        let s = state.hub.index.study(&uid)?.ok_or_else(|| Problem::not_found("no such study"))?;
+        let mut v = study_json(&state, &s)?;
+        v["instances_filed"] = json!(moved);
+        Ok(v)
+    })
+    .await
+    .map(Json)
+}

@@ -1,0 +1,75 @@
+//! Reports of a study: a draft is readable by its author (and admins)
+//! only; a signed report by every reader.
+
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{blocking, report_problem, JsonBody};
+use crate::auth::{Principal, Role};
+use crate::http::params::Params;
+use crate::http::{Problem, S};
+
+#[derive(Deserialize)]
+pub struct ReportText {
+    text: String,
+}
+
+pub async fn study_reports(State(state): State<S>, Extension(who): Extension<Principal>, p: Params) -> Result<Json<Value>, Problem> {
+    let uid = p.get("study").to_owned();
+    blocking(move || {
+        state.hub.index.study(&uid)?.ok_or_else(|| Problem::not_found("no such study"))?;
+        let all = state.reports.of_study(&uid).map_err(report_problem)?;
+        Ok(json!(all.into_iter().filter(|r| r.readable_by(&who.user, who.role == Role::Admin)).collect::<Vec<_>>()))
+    })
+    .await
+    .map(Json)
+}
+
+pub async fn create_report(
+    State(state): State<S>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+    JsonBody(body): JsonBody<ReportText>,
+) -> Result<Response, Problem> {
+    let uid = p.get("study").to_owned();
+    let r = blocking(move || {
+        let s = state.hub.index.study(&uid)?.ok_or_else(|| Problem::not_found("no such study"))?;
+        state.reports.create(&uid, &s.site, &who.user, &body.text).map_err(report_problem)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(r)).into_response())
+}
+
+fn report_id(p: &Params) -> Result<u64, Problem> {
+    p.get("id").parse().map_err(|_| Problem::bad_request("a report id is a whole number"))
+}
+
+pub async fn report(State(state): State<S>, Extension(who): Extension<Principal>, p: Params) -> Result<Json<Value>, Problem> {
+    let id = report_id(&p)?;
+    blocking(move || {
+        // Someone else's draft is answered as no report at all.
+        let r = state.reports.get(id).map_err(report_problem)?.filter(|r| r.readable_by(&who.user, who.role == Role::Admin));
+        r.map(|r| json!(r)).ok_or_else(|| Problem::not_found(format!("no report {id}")))
+    })
+    .await
+    .map(Json)
+}
+
+pub async fn update_report(
+    State(state): State<S>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+    JsonBody(body): JsonBody<ReportText>,
+) -> Result<Json<Value>, Problem> {
+    let id = report_id(&p)?;
+    blocking(move || state.reports.update(id, &who.user, &body.text).map(|r| json!(r)).map_err(report_problem)).await.map(Json)
+}
+
+pub async fn sign_report(State(state): State<S>, Extension(who): Extension<Principal>, p: Params) -> Result<Json<Value>, Problem> {
+    let id = report_id(&p)?;
+    blocking(move || state.reports.sign(id, &who.user).map(|r| json!(r)).map_err(report_problem)).await.map(Json)
+}

@@ -1,0 +1,119 @@
+//! Studies with the site and patient (issuer and ID) holding each, newest
+//! first, and the reporting worklist: read lazily from the index, so an
+//! answer of 100 studies reads about 100, however many are held.
+
+use axum::extract::{Extension, State};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::{blocking, limit, report_problem, text};
+use crate::auth::{Principal, Role};
+use crate::http::params::{Params, QueryPairs};
+use crate::http::{Problem, S};
+use crate::index::matching::DateRange;
+use crate::index::model::{sort_series, StudyRecord};
+use crate::index::StudyFilter;
+
+pub fn study_json(state: &S, s: &StudyRecord) -> Result<Value, Problem> {
+    let reported = state.reports.is_reported(&s.uid).map_err(report_problem)?;
+    Ok(json!({
+        "uid": s.uid,
+        "site": s.site,
+        "patient": patient_json(s),
+        "date": s.date,
+        "time": s.time,
+        "accession_number": s.accession_number,
+        "description": s.description,
+        "modalities": s.modalities,
+        "referring_physician": s.referring_physician_name,
+        "institution": s.institution_name,
+        "series": s.series,
+        "instances": s.instances,
+        "reported": reported,
+        "quarantined": s.site == crate::sites::QUARANTINE,
+    }))
+}
+
+/// The study's patient as the site holding the study knows them.
+fn patient_json(s: &StudyRecord) -> Value {
+    let key = &s.patient;
+    json!({"issuer": key.issuer, "patient_id": key.patient_id, "name": s.patient_name, "birth_date": s.patient_birth_date, "sex": s.patient_sex})
+}
+
+fn study_filter(q: &QueryPairs) -> Result<StudyFilter, Problem> {
+    Ok(StudyFilter {
+        patient_id: text(q, "patient_id"),
+        issuer: text(q, "issuer"),
+        patient_name: text(q, "name"),
+        accession: text(q, "accession_number"),
+        date: text(q, "date").map(|d| DateRange::parse(&d).map_err(|e| Problem::bad_request(format!("date: {e}")))).transpose()?,
+        modality: text(q, "modality"),
+        site: text(q, "site"),
+        description: text(q, "description"),
+        ..Default::default()
+    })
+}
+
+pub fn newest_first(mut v: Vec<StudyRecord>) -> Vec<StudyRecord> {
+    v.sort_by(|a, b| (&b.date, &b.time, &b.uid).cmp(&(&a.date, &a.time, &a.uid)));
+    v
+}
+
+pub async fn studies(State(state): State<S>, q: QueryPairs) -> Result<Json<Vec<Value>>, Problem> {
+    let f = study_filter(&q)?;
+    let n = limit(&q, 100)?;
+    blocking(move || {
+        let found = state.hub.index.find_studies(&f).take(n).collect::<Result<Vec<_>, _>>()?;
+        found.iter().map(|s| study_json(&state, s)).collect()
+    })
+    .await
+    .map(Json)
+}
+
+pub async fn study(State(state): State<S>, Extension(who): Extension<Principal>, p: Params) -> Result<Json<Value>, Problem> {
+    let uid = p.get("study").to_owned();
+    blocking(move || {
+        let s = state.hub.index.study(&uid)?.ok_or_else(|| Problem::not_found("no such study"))?;
+        let mut v = study_json(&state, &s)?;
+        let mut series = state.hub.index.series_of(&uid)?;
+        sort_series(&mut series);
+        v["series_list"] = json!(series
+            .iter()
+            .map(|x| json!({"uid": x.uid, "number": x.number, "modality": x.modality, "description": x.description, "body_part": x.body_part_examined, "instances": x.instances}))
+            .collect::<Vec<_>>());
+        // UIDs PS3.5 9.1 does not allow, held as the archive sent them.
+        let odd: Vec<String> = std::iter::once(s.uid.clone())
+            .chain(series.iter().map(|x| x.uid.clone()))
+            .chain(state.hub.index.instances_of(&uid, None)?.into_iter().map(|i| i.sop_uid))
+            .filter(|u| !crate::dicom::scan::uid_is_conformant(u))
+            .collect();
+        v["nonconformant_uids"] = json!(odd);
+        let reports: Vec<_> = state.reports.of_study(&uid).map_err(report_problem)?.into_iter().filter(|r| r.readable_by(&who.user, who.role == Role::Admin)).collect();
+        v["reports"] = json!(reports);
+        Ok(v)
+    })
+    .await
+    .map(Json)
+}
+
+/// Studies awaiting a signed report, newest first.
+pub async fn worklist(State(state): State<S>, q: QueryPairs) -> Result<Json<Vec<Value>>, Problem> {
+    let f = study_filter(&q)?;
+    let n = limit(&q, 100)?;
+    blocking(move || {
+        let mut out = Vec::new();
+        for s in state.hub.index.find_studies(&f) {
+            if out.len() >= n {
+                break;
+            }
+            let s = s?;
+            // Quarantined studies wait for an admin, not a radiologist.
+            if s.site != crate::sites::QUARANTINE && !state.reports.is_reported(&s.uid).map_err(report_problem)? {
+                out.push(study_json(&state, &s)?);
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map(Json)
+}
