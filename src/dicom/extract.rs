@@ -50,6 +50,8 @@ const NHS_ISSUERS: [&str; 2] = ["NHS", "2.16.840.1.113883.2.1.4.1"];
 /// size, hash, time) are left for the caller.
 pub fn read_meta(bytes: &[u8]) -> Result<InstanceMeta, ScanError> {
     let s = scan::scan(bytes, &[tag::OTHER_PATIENT_IDS_SEQUENCE])?;
+    // Whoever later sizes buffers from the header (render, transcode) can trust it.
+    s.check_native_pixel_data()?;
     let cs = text::charset(s.get(tag::SPECIFIC_CHARACTER_SET));
     let t = |tag: u32| s.get(tag).map(|v| decode(&cs, v)).unwrap_or_default();
     let a = |tag: u32| s.get(tag).map(ascii).unwrap_or_default();

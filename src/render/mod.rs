@@ -128,6 +128,10 @@ impl Instance {
         let data = s.dataset.into_owned();
         let src = match (pixel.undefined, native) {
             (false, true) => {
+                // Every frame the header declares must be present, so that frame
+                // numbers and sizes taken from it (transcode, WADO-RS) are safe.
+                let present = (pixel.end - pixel.start) as u64;
+                scan::check_frames(u64::from(info.frames), decode::native_frame_bits(&info), present).map_err(|e| RenderError::Invalid(e.to_string()))?;
                 PixelSource::Native { start: pixel.start, end: pixel.end, swap_pairs: big_endian && &pixel.vr == b"OW" && info.bits_allocated <= 8 }
             }
             (true, false) if codec::supported(ts) => {
