@@ -16,6 +16,7 @@
 //! and a decoded frame is bounded by rows × columns × samples (≤ 1 GiB as
 //! i32, checked at open).
 
+mod budget;
 mod codec;
 mod decode;
 mod display;
@@ -47,6 +48,8 @@ pub enum RenderError {
     UnsupportedTransferSyntax(String),
     #[error("image too large: {0}")]
     TooLarge(String),
+    #[error("busy: {0}")]
+    Busy(String),
     #[error("frame {frame} out of range: the image has {frames} frames")]
     FrameOutOfRange { frame: u32, frames: u32 },
     #[error("pixel data truncated: frame {frame} needs {needed} bytes, {present} present")]
