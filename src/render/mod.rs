@@ -9,6 +9,7 @@
 //!   for 12-bit lossy), JPEG-LS (CharLS), JPEG 2000 (OpenJPEG)
 //! - `lut`, `display`: Modality LUT → VOI LUT → Presentation LUT; colour
 //! - `encode`: resize to fit, PNG, JPEG, placeholder
+//! - `budget`: decoded bytes in flight across the process, shared by every codec
 //!
 //! Frame numbers are 0-based everywhere, in the API and in error messages.
 //! Nothing panics on corrupt pixel data: every length is checked, every
