@@ -138,11 +138,25 @@ fn first_series(hub: &Hub, study_uid: &str) -> Result<Option<String>, ThumbError
 }
 
 /// A 256 px PNG of one instance's middle frame through the display pipeline.
+/// A panic while rendering (a bug the input found) becomes an error, so the
+/// series gets a placeholder with the reason instead of taking the
+/// background pool, and with it the server, down.
 pub fn thumbnail(part10: &[u8]) -> Result<Vec<u8>, String> {
-    let inst = Instance::open(part10).map_err(|e| e.to_string())?;
-    let frame = inst.frames() / 2;
-    let shown = inst.display(frame, None).map_err(|e| e.to_string())?;
-    shown.fit(SIZE).encode(Format::Png).map_err(|e| e.to_string())
+    guarded(|| {
+        let inst = Instance::open(part10).map_err(|e| e.to_string())?;
+        let frame = inst.frames() / 2;
+        let shown = inst.display(frame, None).map_err(|e| e.to_string())?;
+        shown.fit(SIZE).encode(Format::Png).map_err(|e| e.to_string())
+    })
+}
+
+/// Runs `f`, turning a panic into an error that names its message.
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| Err(format!("rendering panicked: {}", panic_message(p.as_ref()))))
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
+    p.downcast_ref::<&str>().copied().or_else(|| p.downcast_ref::<String>().map(String::as_str)).unwrap_or("(no message)")
 }
 
 fn placeholder_png() -> Vec<u8> {
@@ -163,7 +177,13 @@ const QUIET: Duration = Duration::from_millis(1500);
 impl Renderer {
     pub fn start(hub: Arc<Hub>, thumbs: Arc<Thumbs>, threads: usize) -> Self {
         let (tx, rx) = mpsc::sync_channel::<(String, String)>(65536);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).thread_name(|i| format!("thumbs-{i}")).build().ok();
+        // Without a panic handler a panic in a spawned job aborts the process.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("thumbs-{i}"))
+            .panic_handler(|p| tracing::error!(reason = panic_message(p.as_ref()), "thumbnail job panicked"))
+            .build()
+            .ok();
         std::thread::Builder::new()
             .name("thumbs".into())
             .spawn(move || {
@@ -182,8 +202,13 @@ impl Renderer {
                         let Some((study, _)) = dirty.remove(&series) else { continue };
                         let (hub, thumbs) = (hub.clone(), thumbs.clone());
                         let job = move || {
-                            if let Err(e) = thumbs.make_series(&hub, &study, &series) {
-                                tracing::warn!(%series, error = %e, "thumbnail failed");
+                            // `thumbnail` already turns rendering panics into placeholders;
+                            // this catches the rest (index, store) so the job ends cleanly.
+                            let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| thumbs.make_series(&hub, &study, &series)));
+                            match made {
+                                Ok(Ok(_)) => {}
+                                Ok(Err(e)) => tracing::warn!(%series, error = %e, "thumbnail failed"),
+                                Err(p) => tracing::error!(%series, reason = panic_message(p.as_ref()), "thumbnail job panicked"),
                             }
                         };
                         match &pool {
@@ -200,5 +225,20 @@ impl Renderer {
     /// Notes that an instance of this series arrived.
     pub fn touch(&self, study_uid: &str, series_uid: &str) {
         let _ = self.tx.try_send((study_uid.to_owned(), series_uid.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_rendering_becomes_the_placeholder_reason() {
+        let r: Result<(), String> = guarded(|| panic!("index out of bounds: the len is 3 but the index is 7"));
+        assert_eq!(r, Err("rendering panicked: index out of bounds: the len is 3 but the index is 7".into()));
+        let n = 7;
+        let r: Result<(), String> = guarded(|| panic!("formatted {n}"));
+        assert_eq!(r, Err("rendering panicked: formatted 7".into()));
+        assert_eq!(guarded(|| Ok::<_, String>(5)), Ok(5));
     }
 }

@@ -32,12 +32,28 @@ pub enum ScanError {
     Malformed { offset: usize, what: &'static str },
     #[error("deflated data set: {0}")]
     Inflate(String),
+    #[error("Number of Frames {frames} × {} per frame exceeds the {present} bytes of Pixel Data", per_frame(*.frame_bits))]
+    PixelDataTooShort { frames: u64, frame_bits: u64, present: u64 },
+}
+
+/// A frame's size for messages: bytes, or bits when 1-bit frames do not fill whole bytes.
+fn per_frame(bits: u64) -> String {
+    if bits.is_multiple_of(8) {
+        format!("{} bytes", bits / 8)
+    } else {
+        format!("{bits} bits")
+    }
 }
 
 /// Deepest sequence nesting accepted; real objects rarely pass 6.
 const MAX_DEPTH: usize = 32;
 /// Ceiling on an inflated Deflated Explicit VR data set.
 pub const MAX_INFLATED: u64 = 1 << 30;
+/// Ceiling on the inflation ratio: real data sets (text, images) deflate
+/// by a few times; a bomb (zeros) by a thousand.
+pub const MAX_INFLATION_RATIO: u64 = 20;
+/// The ratio cap never goes below this, so tiny deflated headers still read.
+pub const MIN_INFLATION_CAP: u64 = 1 << 20;
 
 pub const TS_IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 pub const TS_EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
@@ -166,10 +182,19 @@ fn scan_meta(bytes: &[u8]) -> Result<(Vec<Element>, usize), ScanError> {
 
 fn inflate(raw: &[u8]) -> Result<Vec<u8>, ScanError> {
     use std::io::Read;
+    let by_ratio = (raw.len() as u64).saturating_mul(MAX_INFLATION_RATIO).max(MIN_INFLATION_CAP);
+    let cap = by_ratio.min(MAX_INFLATED);
     let mut out = Vec::new();
-    flate2::read::DeflateDecoder::new(raw).take(MAX_INFLATED + 1).read_to_end(&mut out).map_err(|e| ScanError::Inflate(e.to_string()))?;
-    if out.len() as u64 > MAX_INFLATED {
-        return Err(ScanError::Inflate(format!("inflates beyond {MAX_INFLATED} bytes")));
+    flate2::read::DeflateDecoder::new(raw).take(cap + 1).read_to_end(&mut out).map_err(|e| ScanError::Inflate(e.to_string()))?;
+    if out.len() as u64 > cap {
+        return Err(ScanError::Inflate(if by_ratio < MAX_INFLATED {
+            format!(
+                "inflates beyond {cap} bytes, {MAX_INFLATION_RATIO} times its {} compressed bytes (the inflation ratio cap; at least {MIN_INFLATION_CAP} bytes)",
+                raw.len()
+            )
+        } else {
+            format!("inflates beyond {MAX_INFLATED} bytes (the absolute cap)")
+        }));
     }
     Ok(out)
 }
@@ -269,9 +294,12 @@ impl Walker<'_> {
         if depth > MAX_DEPTH {
             return Err(ScanError::Malformed { offset: pos, what: "sequences nested too deeply" });
         }
+        // Trailing zero bytes at the end of a data set are padding. Where
+        // they start is found once: testing the rest at every element would
+        // be quadratic in a data set of many empty elements.
+        let padding = if depth == 0 { last_nonzero(self.buf, pos, end) } else { end };
         while pos < end {
-            // Tolerate trailing padding of zero bytes at the end of a data set.
-            if depth == 0 && self.buf[pos..end].iter().all(|&b| b == 0) {
+            if pos >= padding {
                 return Ok(end);
             }
             let (el, next) = self.header(pos)?;
@@ -406,6 +434,11 @@ impl Walker<'_> {
     }
 }
 
+/// Where trailing zero bytes of `buf[from..end]` begin (`from` when all are zero).
+pub(crate) fn last_nonzero(buf: &[u8], from: usize, end: usize) -> usize {
+    buf.get(from..end).and_then(|s| s.iter().rposition(|&b| b != 0)).map_or(from, |i| from + i + 1)
+}
+
 /// VR of an element in an implicit VR stream, as far as the walk needs it:
 /// whether it is a sequence.
 fn implicit_vr(tag: u32, len: u32) -> [u8; 2] {
@@ -450,7 +483,56 @@ pub fn uid_is_conformant(uid: &str) -> bool {
     uid.len() <= 64 && !uid.is_empty() && uid.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0')))
 }
 
+/// Whether `frames` frames of `frame_bits` bits each fit in `present` bytes
+/// of native Pixel Data (more bytes are fine: trailing padding).
+pub fn check_frames(frames: u64, frame_bits: u64, present: u64) -> Result<(), ScanError> {
+    let fits = frames.checked_mul(frame_bits).is_some_and(|bits| bits.div_ceil(8) <= present);
+    if fits {
+        Ok(())
+    } else {
+        Err(ScanError::PixelDataTooShort { frames, frame_bits, present })
+    }
+}
+
 impl Scanned<'_> {
+    /// Checks native Pixel Data against the frames the header declares:
+    /// Number of Frames × Rows × Columns × samples × Bits Allocated bits
+    /// (YBR_*_422 stores two samples a pixel, 420 one and a half; 1-bit
+    /// data packs). Checked only when Rows, Columns and Bits Allocated are
+    /// present and the Pixel Data is native (defined length in an
+    /// uncompressed transfer syntax); whoever sizes buffers from the
+    /// header can then trust it.
+    pub fn check_native_pixel_data(&self) -> Result<(), ScanError> {
+        let native = matches!(self.transfer_syntax.as_str(), TS_IMPLICIT_LE | TS_EXPLICIT_LE | TS_EXPLICIT_BE | TS_DEFLATED);
+        let Some(pixel) = self.element(PIXEL_DATA).filter(|e| native && !e.undefined) else { return Ok(()) };
+        let (Some(rows), Some(cols), Some(bits)) = (self.u16_of(0x0028_0010), self.u16_of(0x0028_0011), self.u16_of(0x0028_0100)) else { return Ok(()) };
+        let samples = self.u16_of(0x0028_0002).unwrap_or(1);
+        let photometric = self.get(0x0028_0004).map(|v| String::from_utf8_lossy(v).trim_matches(['\0', ' ']).to_owned()).unwrap_or_default();
+        let half_samples = match photometric.as_str() {
+            "YBR_FULL_422" | "YBR_PARTIAL_422" => 4,
+            "YBR_PARTIAL_420" => 3,
+            _ => 2 * u64::from(samples),
+        };
+        // Saturating: a frame too big for u64 fits no pixel data either.
+        let frame_bits = [u64::from(cols), half_samples, u64::from(bits)].into_iter().fold(u64::from(rows), u64::saturating_mul) / 2;
+        check_frames(self.frames(), frame_bits, (pixel.end - pixel.start) as u64)
+    }
+
+    /// Number of Frames (0028,0008): 1 when absent, empty, zero or not a
+    /// number; a number too big for u64 saturates (and fits no pixel data).
+    pub fn frames(&self) -> u64 {
+        let Some(v) = self.get(0x0028_0008) else { return 1 };
+        let v = String::from_utf8_lossy(v);
+        let first = v.split('\\').next().unwrap_or("").trim_matches(['\0', ' ']);
+        let first = first.strip_prefix('+').unwrap_or(first);
+        match first.parse::<u64>() {
+            Ok(0) => 1,
+            Ok(n) => n,
+            Err(_) if !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit()) => u64::MAX,
+            Err(_) => 1,
+        }
+    }
+
     pub fn get(&self, tag: u32) -> Option<&[u8]> {
         self.top.binary_search_by_key(&tag, |e| e.tag).ok().map(|i| &self.dataset[self.top[i].start..self.top[i].end])
     }
@@ -479,5 +561,131 @@ impl Scanned<'_> {
 
     pub fn nested_values(&self, seq: u32) -> impl Iterator<Item = (usize, u32, &[u8])> {
         self.nested.iter().filter(move |(s, _, _)| *s == seq).map(|(_, item, e)| (*item, e.tag, &self.dataset[e.start..e.end]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// `n` implicit VR elements (0000,0000) of length 0, then one non-zero byte.
+    fn empty_elements(n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; 8 * n];
+        v.push(1);
+        v
+    }
+
+    #[test]
+    fn padding_check_is_linear_in_scan_and_tree() {
+        // 4 MiB: quadratic padding checks took hours here; linear ones milliseconds.
+        let bytes = empty_elements(512 * 1024);
+        let t = Instant::now();
+        let e = scan_dataset(&bytes, TS_IMPLICIT_LE, &[]).err();
+        let t2 = Instant::now();
+        let tr = tree(&bytes, Encoding::ImplicitLe);
+        let (scan_took, tree_took) = (t2 - t, t2.elapsed());
+        // The lone trailing byte is not an element header.
+        assert!(matches!(e, Some(ScanError::Truncated { offset, .. }) if offset == 8 * 512 * 1024), "{e:?}");
+        assert!(matches!(&tr, Ok(Tree { nodes, tail: Some(_) }) if nodes.len() == 512 * 1024));
+        assert!(scan_took < Duration::from_secs(5) && tree_took < Duration::from_secs(5), "scan {scan_took:?}, tree {tree_took:?}");
+    }
+
+    #[test]
+    fn trailing_zero_padding_is_still_accepted() {
+        let mut bytes = vec![0x08, 0, 0x60, 0, 2, 0, 0, 0, b'C', b'T'];
+        bytes.extend([0u8; 13]);
+        let s = scan_dataset(&bytes, TS_IMPLICIT_LE, &[]).unwrap();
+        assert_eq!(s.get(0x0008_0060), Some(&b"CT"[..]));
+        assert_eq!(tree(&bytes, Encoding::ImplicitLe).unwrap().nodes.len(), 1);
+        assert_eq!(last_nonzero(&bytes, 0, bytes.len()), 10);
+        assert_eq!(last_nonzero(&[0, 0], 0, 2), 0);
+    }
+
+    fn deflate(raw: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(raw).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// An explicit VR LE (0009,0010) OB element of `n` zero bytes.
+    fn zeros_element(n: u32) -> Vec<u8> {
+        let mut v = vec![0x09, 0, 0x10, 0, b'O', b'B', 0, 0];
+        v.extend(n.to_le_bytes());
+        v.resize(v.len() + n as usize, 0);
+        v
+    }
+
+    #[test]
+    fn inflation_ratio_is_capped() {
+        // 16 MiB of zeros deflate to ~16 KiB: over 20 times (and over the 1 MiB floor).
+        let bomb = deflate(&zeros_element(16 << 20));
+        match scan_dataset(&bomb, TS_DEFLATED, &[]) {
+            Err(ScanError::Inflate(m)) => assert!(m.contains("inflation ratio"), "{m}"),
+            other => panic!("{:?}", other.err()),
+        }
+        // Small data sets inflate under the 1 MiB floor whatever their ratio.
+        let small = deflate(&zeros_element(512 << 10));
+        assert!(small.len() * 20 < 512 << 10);
+        assert!(scan_dataset(&small, TS_DEFLATED, &[]).is_ok());
+    }
+
+    /// Implicit VR LE: US elements, then Pixel Data of `pixel` bytes.
+    fn image(rows: u16, cols: u16, bits: u16, frames: &str, photometric: &str, samples: u16, pixel: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut el = |g: u16, e: u16, val: &[u8]| {
+            v.extend(g.to_le_bytes());
+            v.extend(e.to_le_bytes());
+            v.extend((val.len() as u32).to_le_bytes());
+            v.extend(val);
+        };
+        let pad = |s: &str| {
+            let mut b = s.as_bytes().to_vec();
+            if b.len() % 2 == 1 {
+                b.push(b' ');
+            }
+            b
+        };
+        el(0x0028, 0x0002, &samples.to_le_bytes());
+        el(0x0028, 0x0004, &pad(photometric));
+        if !frames.is_empty() {
+            el(0x0028, 0x0008, &pad(frames));
+        }
+        el(0x0028, 0x0010, &rows.to_le_bytes());
+        el(0x0028, 0x0011, &cols.to_le_bytes());
+        el(0x0028, 0x0100, &bits.to_le_bytes());
+        el(0x7FE0, 0x0010, &vec![0u8; pixel]);
+        v
+    }
+
+    fn check(bytes: &[u8]) -> Result<(), ScanError> {
+        scan_dataset(bytes, TS_IMPLICIT_LE, &[]).unwrap().check_native_pixel_data()
+    }
+
+    #[test]
+    fn native_pixel_data_must_hold_the_declared_frames() {
+        let e = check(&image(512, 512, 16, "4000000000", "MONOCHROME2", 1, 1024)).unwrap_err();
+        assert_eq!(e.to_string(), "Number of Frames 4000000000 × 524288 bytes per frame exceeds the 1024 bytes of Pixel Data");
+        assert!(check(&image(4, 4, 16, "2", "MONOCHROME2", 1, 64)).is_ok());
+        // Longer is trailing padding.
+        assert!(check(&image(4, 4, 16, "2", "MONOCHROME2", 1, 70)).is_ok());
+        assert!(check(&image(4, 4, 16, "2", "MONOCHROME2", 1, 62)).is_err());
+        assert!(check(&image(4, 4, 8, "", "RGB", 3, 48)).is_ok());
+        assert!(check(&image(4, 4, 8, "", "RGB", 3, 46)).is_err());
+        // YBR_FULL_422: two samples a pixel.
+        assert!(check(&image(4, 4, 8, "3", "YBR_FULL_422", 3, 96)).is_ok());
+        assert!(check(&image(4, 4, 8, "3", "YBR_FULL_422", 3, 94)).is_err());
+        // 1-bit frames pack: 3 frames of 5×5 bits are 75 bits, 10 bytes.
+        assert!(check(&image(5, 5, 1, "3", "MONOCHROME2", 1, 10)).is_ok());
+        let e = check(&image(5, 5, 1, "4", "MONOCHROME2", 1, 12)).unwrap_err();
+        assert_eq!(e.to_string(), "Number of Frames 4 × 25 bits per frame exceeds the 12 bytes of Pixel Data");
+        // Overflowing products are refused, not wrapped.
+        assert!(check(&image(65535, 65535, 16, "99999999999999999999", "RGB", 65535, 8)).is_err());
+        // Nothing to check without the image attributes: only Pixel Data here.
+        let bare = image(512, 512, 16, "9", "MONOCHROME2", 1, 8);
+        let pixel_only = &bare[bare.len() - 16..];
+        assert!(check(pixel_only).is_ok());
+        assert_eq!(scan_dataset(&bare, TS_IMPLICIT_LE, &[]).unwrap().frames(), 9);
     }
 }

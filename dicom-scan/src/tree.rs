@@ -22,10 +22,9 @@ pub fn tree(buf: &[u8], encoding: Encoding) -> Result<Tree, ScanError> {
     let mut w = Walker { buf, enc: encoding, top: Vec::new(), nested: Vec::new(), nested_wanted: &[], fragments: 0 };
     let mut nodes = Vec::new();
     let mut pos = 0;
-    while pos < buf.len() {
-        if buf[pos..].iter().all(|&b| b == 0) {
-            break;
-        }
+    // Trailing zero bytes are padding; found once (see `Walker::walk`).
+    let padding = super::last_nonzero(buf, 0, buf.len());
+    while pos < padding {
         match node(&mut w, pos, 0) {
             Ok((n, next)) => {
                 nodes.push(n);

@@ -50,9 +50,13 @@ const NHS_ISSUERS: [&str; 2] = ["NHS", "2.16.840.1.113883.2.1.4.1"];
 /// size, hash, time) are left for the caller.
 pub fn read_meta(bytes: &[u8]) -> Result<InstanceMeta, ScanError> {
     let s = scan::scan(bytes, &[tag::OTHER_PATIENT_IDS_SEQUENCE])?;
+    // Whoever later sizes buffers from the header (render, transcode) can trust it.
+    s.check_native_pixel_data()?;
     let cs = text::charset(s.get(tag::SPECIFIC_CHARACTER_SET));
     let t = |tag: u32| s.get(tag).map(|v| decode(&cs, v)).unwrap_or_default();
     let a = |tag: u32| s.get(tag).map(ascii).unwrap_or_default();
+    let da = |tag: u32, what: &str| checked(&a(tag), what, normalise_da);
+    let tm = |tag: u32, what: &str| checked(&a(tag), what, normalise_tm);
 
     let sop_uid = uid(&s, tag::SOP_INSTANCE_UID, tag::MEDIA_SOP_INSTANCE_UID, "SOP Instance UID (0008,0018)")?;
     let sop_class_uid = uid(&s, tag::SOP_CLASS_UID, tag::MEDIA_SOP_CLASS_UID, "SOP Class UID (0008,0016)")?;
@@ -77,13 +81,13 @@ pub fn read_meta(bytes: &[u8]) -> Result<InstanceMeta, ScanError> {
         issuer_of_patient_id: issuer,
         // Trailing empty component groups carry nothing (PS3.5 6.2.1.1).
         patient_name: t(tag::PATIENT_NAME).trim_end_matches('=').to_owned(),
-        patient_birth_date: a(tag::PATIENT_BIRTH_DATE),
+        patient_birth_date: da(tag::PATIENT_BIRTH_DATE, "Patient's Birth Date"),
         patient_sex: a(tag::PATIENT_SEX),
         other_patient_ids,
         nhs_number,
         study_uid,
-        study_date: a(tag::STUDY_DATE),
-        study_time: a(tag::STUDY_TIME),
+        study_date: da(tag::STUDY_DATE, "Study Date"),
+        study_time: tm(tag::STUDY_TIME, "Study Time"),
         accession_number: t(tag::ACCESSION_NUMBER),
         study_id: t(tag::STUDY_ID),
         referring_physician_name: t(tag::REFERRING_PHYSICIAN_NAME),
@@ -94,8 +98,8 @@ pub fn read_meta(bytes: &[u8]) -> Result<InstanceMeta, ScanError> {
         series_number: s.get(tag::SERIES_NUMBER).and_then(text::int),
         series_description: t(tag::SERIES_DESCRIPTION),
         body_part_examined: a(tag::BODY_PART_EXAMINED),
-        series_date: a(tag::SERIES_DATE),
-        series_time: a(tag::SERIES_TIME),
+        series_date: da(tag::SERIES_DATE, "Series Date"),
+        series_time: tm(tag::SERIES_TIME, "Series Time"),
         sop_uid,
         sop_class_uid,
         instance_number: s.get(tag::INSTANCE_NUMBER).and_then(text::int),
@@ -108,6 +112,59 @@ pub fn read_meta(bytes: &[u8]) -> Result<InstanceMeta, ScanError> {
         photometric: a(tag::PHOTOMETRIC_INTERPRETATION),
         has_pixel_data: pixel.is_some(),
         ..InstanceMeta::default()
+    })
+}
+
+/// A DA or TM value in its standard form, or empty (logged) when it is
+/// not one: the instance is still stored, the value just not indexed, so a
+/// stray byte cannot reach date matching.
+fn checked(v: &str, what: &str, normalise: fn(&str) -> Option<String>) -> String {
+    if v.is_empty() {
+        return String::new();
+    }
+    normalise(v).unwrap_or_else(|| {
+        tracing::warn!(attribute = what, value = ?v, "not a valid value for its VR; indexed as empty");
+        String::new()
+    })
+}
+
+fn digits(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// DA: `YYYYMMDD`, or the ACR-NEMA form `YYYY.MM.DD` (PS3.5 6.2 note), as `YYYYMMDD`.
+pub fn normalise_da(v: &str) -> Option<String> {
+    let b = v.as_bytes();
+    match b.len() {
+        8 if digits(v) => Some(v.to_owned()),
+        10 if b[4] == b'.' && b[7] == b'.' => {
+            let d: String = v.split('.').collect();
+            (d.len() == 8 && digits(&d)).then_some(d)
+        }
+        _ => None,
+    }
+}
+
+/// TM: `HH[MM[SS[.F{1,6}]]]`, or the ACR-NEMA form `HH:MM:SS[.F]`, without colons.
+pub fn normalise_tm(v: &str) -> Option<String> {
+    let (hms, frac) = match v.split_once('.') {
+        Some((h, f)) => (h, Some(f)),
+        None => (v, None),
+    };
+    let hms = if hms.contains(':') {
+        let parts: Vec<&str> = hms.split(':').collect();
+        if parts.len() > 3 || parts.iter().any(|p| p.len() != 2) {
+            return None;
+        }
+        parts.concat()
+    } else {
+        hms.to_owned()
+    };
+    let hms_ok = matches!(hms.len(), 2 | 4 | 6) && digits(&hms);
+    let frac_ok = frac.is_none_or(|f| hms.len() == 6 && (1..=6).contains(&f.len()) && digits(f));
+    (hms_ok && frac_ok).then(|| match frac {
+        Some(f) => format!("{hms}.{f}"),
+        None => hms,
     })
 }
 
@@ -145,4 +202,26 @@ fn other_ids(s: &Scanned<'_>, cs: &dicom_encoding::text::SpecificCharacterSet) -
     }
     out.retain(|o| !o.id.is_empty());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_times_are_normalised_or_dropped() {
+        assert_eq!(normalise_da("20240101").as_deref(), Some("20240101"));
+        assert_eq!(normalise_da("2024.01.01").as_deref(), Some("20240101"));
+        for bad in ["2024\u{e9}0101", "2024010\u{e9}", "2024-01-01", "202401", "2024.0101.", "20240101\\20240102", "2024.01.0\u{e9}"] {
+            assert_eq!(normalise_da(bad), None, "{bad:?}");
+        }
+        assert_eq!(normalise_tm("07").as_deref(), Some("07"));
+        assert_eq!(normalise_tm("0730").as_deref(), Some("0730"));
+        assert_eq!(normalise_tm("073015.123456").as_deref(), Some("073015.123456"));
+        assert_eq!(normalise_tm("07:30:15").as_deref(), Some("073015"));
+        assert_eq!(normalise_tm("07:30:15.5").as_deref(), Some("073015.5"));
+        for bad in ["7", "073", "0730.5", "073015.1234567", "07:3:15", "0730\u{e9}", "07:30:15:00", "12.", "\u{e9}\u{e9}"] {
+            assert_eq!(normalise_tm(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -13,6 +13,8 @@ const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
 const PHOTOMETRIC: Tag = Tag(0x0028, 0x0004);
 const PLANAR_CONFIGURATION: Tag = Tag(0x0028, 0x0006);
 const NATIVE: [&str; 2] = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"];
+/// Ceiling on the native Pixel Data of one re-encoded instance.
+pub const MAX_NATIVE_BYTES: u64 = 4 << 30;
 
 /// `part10` re-encoded in `ts` (explicit or implicit VR little endian).
 pub fn to_native(part10: &[u8], ts: &str) -> Result<Vec<u8>, String> {
@@ -22,16 +24,32 @@ pub fn to_native(part10: &[u8], ts: &str) -> Result<Vec<u8>, String> {
     let target = TransferSyntaxRegistry.get(ts).ok_or_else(|| format!("unknown transfer syntax {ts}"))?;
     let meta = read_meta(part10).map_err(|e| e.to_string())?;
     let inst = Instance::open(part10).map_err(|e| e.to_string())?;
-    let bytes_per_sample = match meta.bits_allocated {
+    let bytes_per_sample: u64 = match meta.bits_allocated {
         8 => 1,
         16 => 2,
         32 => 4,
         b => return Err(format!("cannot re-encode {b}-bit pixel data")),
     };
-    let mut pixels = Vec::with_capacity(inst.rows() as usize * inst.columns() as usize * inst.samples() as usize * inst.frames() as usize * bytes_per_sample);
+    // The header's sizes are checked against the pixel data at open, but a
+    // compressed image's frames may still decode to far more than its bytes:
+    // the product is checked, capped, and reserved fallibly (an infallible
+    // reservation aborts the process when it cannot be met).
+    let dims = [u64::from(inst.columns()), u64::from(inst.samples()), u64::from(inst.frames()), bytes_per_sample];
+    let total = dims.into_iter().try_fold(u64::from(inst.rows()), u64::checked_mul).filter(|&t| t <= MAX_NATIVE_BYTES).ok_or_else(|| {
+        format!(
+            "{} frames of {}×{}×{} samples of {bytes_per_sample} bytes exceed the {MAX_NATIVE_BYTES}-byte cap on a re-encoded instance",
+            inst.frames(),
+            inst.rows(),
+            inst.columns(),
+            inst.samples()
+        )
+    })?;
+    let mut pixels = Vec::new();
+    let total = usize::try_from(total).map_err(|_| format!("{total} bytes of native pixel data exceed the address space"))?;
+    pixels.try_reserve_exact(total).map_err(|e| format!("cannot hold {total} bytes of native pixel data: {e}"))?;
     for f in 0..inst.frames() {
         for v in inst.raw_frame(f).map_err(|e| e.to_string())? {
-            pixels.extend_from_slice(&v.to_le_bytes()[..bytes_per_sample]);
+            pixels.extend(v.to_le_bytes().into_iter().take(bytes_per_sample as usize));
         }
     }
     if pixels.len() % 2 == 1 {

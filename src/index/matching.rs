@@ -34,8 +34,7 @@ pub fn wildcard(pattern: &str, value: &str) -> bool {
 
 /// The literal text before the first wildcard: what an index range scan can use.
 pub fn literal_prefix(pattern: &str) -> &str {
-    let end = pattern.find(['*', '?']).unwrap_or(pattern.len());
-    &pattern[..end]
+    pattern.split(['*', '?']).next().unwrap_or_default()
 }
 
 pub fn has_wildcard(pattern: &str) -> bool {
@@ -123,12 +122,14 @@ impl DateRange {
     }
 
     /// PS3.4 C.2.2.2.5: an empty value never matches a range.
+    /// Only the first eight bytes count, and only when they are digits:
+    /// a value that is not a date (a stray non-ASCII byte, in records
+    /// indexed before DA values were checked) matches no range.
     pub fn contains(&self, date: &str) -> bool {
-        if date.len() < 8 {
+        let Some(d) = date.as_bytes().get(..8).filter(|d| d.iter().all(u8::is_ascii_digit)) else {
             return false;
-        }
-        let d = &date[..8];
-        self.from.as_deref().is_none_or(|f| d >= f) && self.to.as_deref().is_none_or(|t| d <= t)
+        };
+        self.from.as_deref().is_none_or(|f| d >= f.as_bytes()) && self.to.as_deref().is_none_or(|t| d <= t.as_bytes())
     }
 }
 
@@ -184,5 +185,16 @@ mod tests {
         assert!(DateRange::parse("2020.01.01-2020.01.02").unwrap().contains("20200102"));
         assert!(DateRange::parse("-").is_err());
         assert!(DateRange::parse("2020").is_err());
+    }
+
+    #[test]
+    fn date_ranges_never_slice_inside_a_character() {
+        let r = DateRange::parse("20240101-20241231").unwrap();
+        // U+FFFD (3 bytes) or é (2 bytes) across byte 8: `&date[..8]` panicked.
+        for v in ["2024010\u{FFFD}", "2024\u{FFFD}\u{FFFD}01", "2024010\u{e9}", "\u{e9}\u{e9}\u{e9}\u{e9}", "2024\u{FFFD}0101", "2024-06-01"] {
+            assert!(!r.contains(v), "{v:?}");
+        }
+        assert!(r.contains("20240601") && r.contains("20240601120000"));
+        assert!(DateRange::parse("2024\u{e9}0101").is_err() && DateRange::parse("\u{e9}\u{e9}\u{e9}\u{e9}-").is_err());
     }
 }

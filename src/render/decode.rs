@@ -113,7 +113,8 @@ pub fn frame(info: &ImageInfo, data: &[u8], src: &PixelSource, be: bool, f: u32)
     match src {
         PixelSource::Native { start, end, swap_pairs } => {
             let bits = native_frame_bits(info);
-            let from = bits * u64::from(f);
+            // Open checked frames × bits against the bytes, so this cannot overflow; checked all the same.
+            let from = bits.checked_mul(u64::from(f)).ok_or_else(|| RenderError::TooLarge(format!("frame {f} of {bits} bits")))?;
             let to = from + bits;
             let present = (end - start) as u64;
             if to.div_ceil(8) > present {
@@ -150,6 +151,8 @@ fn native(info: &ImageInfo, bytes: &[u8], from: u64, be: bool, swap_pairs: bool)
     let start = (from / 8) as usize;
     let (bs, sh) = (info.bits_stored, info.high_bit + 1 - info.bits_stored);
     let mut out: Vec<i32> = Vec::with_capacity(n);
+    let truncated = || RenderError::Invalid(format!("native frame at byte {start} runs past the pixel data"));
+    let take = |width: usize| bytes.get(start..start + width * n).ok_or_else(truncated);
     match info.bits_allocated {
         1 => {
             let bit0 = from % 8;
@@ -165,9 +168,9 @@ fn native(info: &ImageInfo, bytes: &[u8], from: u64, be: bool, swap_pairs: bool)
             return Ok(out);
         }
         8 if swap_pairs => out.extend((start..start + n).map(|i| i32::from(bytes.get(i ^ 1).copied().unwrap_or(0)))),
-        8 => out.extend(bytes[start..start + n].iter().map(|&b| i32::from(b))),
+        8 => out.extend(take(1)?.iter().map(|&b| i32::from(b))),
         16 => {
-            let s = &bytes[start..start + 2 * n];
+            let s = take(2)?;
             if be {
                 out.extend(s.chunks_exact(2).map(|c| i32::from(u16::from_be_bytes([c[0], c[1]]))));
             } else {
@@ -175,7 +178,7 @@ fn native(info: &ImageInfo, bytes: &[u8], from: u64, be: bool, swap_pairs: bool)
             }
         }
         _ => {
-            let s = &bytes[start..start + 4 * n];
+            let s = take(4)?;
             if be {
                 out.extend(s.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as i32));
             } else {
@@ -189,7 +192,7 @@ fn native(info: &ImageInfo, bytes: &[u8], from: u64, be: bool, swap_pairs: bool)
         mask(&mut out, bs, 0, true);
     }
     if info.planar && info.samples == 3 {
-        out = interleave(&out, info.rows as usize * info.cols as usize);
+        out = interleave(&out, info.rows as usize * info.cols as usize)?;
     }
     Ok(out)
 }
@@ -223,12 +226,12 @@ fn normalise(v: &mut [i32], info: &ImageInfo) {
     }
 }
 
-fn interleave(planes: &[i32], px: usize) -> Vec<i32> {
-    let mut out = Vec::with_capacity(planes.len());
-    for i in 0..px {
-        out.extend_from_slice(&[planes[i], planes[px + i], planes[2 * px + i]]);
-    }
-    out
+/// Three planes of `px` samples each to interleaved pixels.
+fn interleave(planes: &[i32], px: usize) -> Result<Vec<i32>, RenderError> {
+    let short = || RenderError::Invalid(format!("planar frame of {} samples, 3 planes of {px} needed", planes.len()));
+    let (r, rest) = (planes.get(..px).ok_or_else(short)?, planes.get(px..).ok_or_else(short)?);
+    let (g, b) = (rest.get(..px).ok_or_else(short)?, rest.get(px..2 * px).ok_or_else(short)?);
+    Ok(r.iter().zip(g).zip(b).flat_map(|((&r, &g), &b)| [r, g, b]).collect())
 }
 
 /// YBR_FULL_422 native data: Y1 Y2 Cb Cr for each pair of pixels of a row.

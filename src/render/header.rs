@@ -1,7 +1,7 @@
 //! The image attributes the pipeline needs, read from a scanned data set
 //! (dicom-scan has already checked every length against the bytes present).
 
-use crate::dicom::scan::Scanned;
+use crate::dicom::scan::{self, Scanned};
 
 use super::lut::{Lut, Palette};
 use super::{RenderError, VoiFunction, Window};
@@ -152,6 +152,14 @@ impl ImageInfo {
         if samples != want {
             return Err(RenderError::Invalid(format!("{samples} samples per pixel for {photometric:?}")));
         }
+        let planar = us_attr(s, tag::PLANAR_CONFIGURATION) == Some(1) && samples > 1;
+        let native = matches!(s.transfer_syntax.as_str(), scan::TS_IMPLICIT_LE | scan::TS_EXPLICIT_LE | scan::TS_EXPLICIT_BE | scan::TS_DEFLATED);
+        // PS3.3 C.7.6.3.1.3: YBR_FULL_422 is stored pixel-interleaved (two
+        // luminance samples, then the shared chrominance); a codec's output
+        // is unaffected, but native planes of it have no defined layout.
+        if planar && native && photometric == Photometric::YbrFull422 {
+            return Err(RenderError::Invalid("Planar Configuration 1 with native YBR_FULL_422 pixel data (PS3.3 C.7.6.3.1.3 requires 0)".into()));
+        }
         let per_frame = u64::from(rows) * u64::from(cols) * u64::from(samples);
         if per_frame > MAX_FRAME_SAMPLES {
             return Err(RenderError::TooLarge(format!("{rows}×{cols}×{samples} samples per frame exceeds the 1 GiB cap")));
@@ -189,7 +197,7 @@ impl ImageInfo {
             bits_stored,
             high_bit,
             signed,
-            planar: us_attr(s, tag::PLANAR_CONFIGURATION) == Some(1) && samples > 1,
+            planar,
             photometric,
             frames,
             slope,

@@ -119,69 +119,109 @@ impl Palette {
 /// Expands segmented palette data (PS3.3 C.7.9.2): discrete, linear and
 /// indirect segments, at most `n` entries.
 fn segmented(v: &[u8], be: bool, n: usize) -> Result<Vec<u16>, RenderError> {
+    segmented_within(v, be, n, WORK_BUDGET)
+}
+
+fn segmented_within(v: &[u8], be: bool, n: usize, budget: usize) -> Result<Vec<u16>, RenderError> {
     let w: Vec<u16> = words(v, be).collect();
-    let mut out = Vec::with_capacity(n);
-    expand(&w, 0, w.len(), &mut out, n, 0)?;
-    if out.is_empty() {
+    let mut x = Expansion { w: &w, out: Vec::with_capacity(n), n, work: 0, budget };
+    x.segments(0, w.len(), usize::MAX, 0)?;
+    if x.out.is_empty() {
         return Err(RenderError::Lut("segmented palette defines no entries".into()));
     }
-    Ok(out)
+    Ok(x.out)
 }
 
-fn expand(w: &[u16], mut pos: usize, end: usize, out: &mut Vec<u16>, n: usize, depth: u32) -> Result<(), RenderError> {
-    let bad = |what: &str| RenderError::Lut(format!("segmented palette: {what}"));
-    if depth > 2 {
-        return Err(bad("indirect segments nested too deeply"));
+/// Steps (segments visited plus entries produced) one expansion may take.
+/// A palette has at most 65536 entries, and the expansion stops when it is
+/// full, so an entry costs at most four steps (itself, its segment and two
+/// indirect segments leading to it): the budget is a backstop against
+/// segments that cost without producing, which three levels of 65535
+/// indirect segments would multiply to about 65535³.
+const WORK_BUDGET: usize = 4 * 65536 + 4096;
+
+struct Expansion<'a> {
+    w: &'a [u16],
+    out: Vec<u16>,
+    n: usize,
+    work: usize,
+    budget: usize,
+}
+
+fn bad(what: &str) -> RenderError {
+    RenderError::Lut(format!("segmented palette: {what}"))
+}
+
+impl Expansion<'_> {
+    fn full(&self) -> bool {
+        self.out.len() >= self.n
     }
-    let mut segments = 0usize;
-    while pos < end && out.len() < n {
-        let (op, len) = (w[pos], usize::from(*w.get(pos + 1).ok_or_else(|| bad("truncated segment header"))?));
-        pos += 2;
-        match op {
-            0 => {
-                let vals = w.get(pos..pos + len).ok_or_else(|| bad("discrete segment beyond data"))?;
-                out.extend_from_slice(vals);
-                pos += len;
-            }
-            1 => {
-                let y1 = f64::from(*w.get(pos).ok_or_else(|| bad("linear segment beyond data"))?);
-                let y0 = f64::from(*out.last().ok_or_else(|| bad("linear segment first"))?);
-                for i in 1..=len {
-                    out.push((y0 + (y1 - y0) * i as f64 / len as f64).round() as u16);
+
+    fn spend(&mut self, steps: usize) -> Result<(), RenderError> {
+        self.work += steps;
+        if self.work > self.budget {
+            return Err(bad(&format!("its expansion exceeds its work budget of {} steps", self.budget)));
+        }
+        Ok(())
+    }
+
+    /// Expands at most `count` segments of `w[pos..end]` (stopping at `end`
+    /// or when the output is full); returns where the last one ended.
+    fn segments(&mut self, mut pos: usize, end: usize, count: usize, depth: u32) -> Result<usize, RenderError> {
+        if depth > 2 {
+            return Err(bad("indirect segments nested too deeply"));
+        }
+        let mut done = 0;
+        while done < count && pos < end && !self.full() {
+            self.spend(1)?;
+            let op = self.w.get(pos).copied().ok_or_else(|| bad("segment beyond data"))?;
+            let len = usize::from(*self.w.get(pos + 1).ok_or_else(|| bad("truncated segment header"))?);
+            pos += 2;
+            let room = self.n - self.out.len();
+            match op {
+                0 => {
+                    if len == 0 {
+                        return Err(bad("discrete segment of no entries"));
+                    }
+                    let vals = self.w.get(pos..pos + len).filter(|_| pos + len <= end).ok_or_else(|| bad("discrete segment beyond data"))?;
+                    let take = &vals[..len.min(room)];
+                    self.spend(take.len())?;
+                    self.out.extend_from_slice(take);
+                    pos += len;
                 }
-                pos += 1;
+                1 => {
+                    if len == 0 {
+                        return Err(bad("linear segment of no entries"));
+                    }
+                    let y1 = f64::from(*self.w.get(pos).filter(|_| pos < end).ok_or_else(|| bad("linear segment beyond data"))?);
+                    let y0 = f64::from(*self.out.last().ok_or_else(|| bad("linear segment first"))?);
+                    self.spend(len.min(room))?;
+                    for i in 1..=len.min(room) {
+                        self.out.push((y0 + (y1 - y0) * i as f64 / len as f64).round() as u16);
+                    }
+                    pos += 1;
+                }
+                2 => {
+                    if len == 0 {
+                        return Err(bad("indirect segment copying no segments"));
+                    }
+                    let (Some(lo), Some(hi)) = (self.w.get(pos).copied(), self.w.get(pos + 1).copied()) else {
+                        return Err(bad("indirect segment beyond data"));
+                    };
+                    // A byte offset from the start of the data; the copied segments may run to its end.
+                    let offset = ((usize::from(hi) << 16) | usize::from(lo)) / 2;
+                    if offset >= self.w.len() {
+                        return Err(bad("indirect segment points beyond data"));
+                    }
+                    self.segments(offset, self.w.len(), len, depth + 1)?;
+                    pos += 2;
+                }
+                _ => return Err(bad("unknown segment type")),
             }
-            2 => {
-                let (lo, hi) = (w.get(pos).copied(), w.get(pos + 1).copied());
-                let (Some(lo), Some(hi)) = (lo, hi) else { return Err(bad("indirect segment beyond data")) };
-                let offset = ((usize::from(hi) << 16) | usize::from(lo)) / 2;
-                // Repeat `len` segments starting at the byte offset.
-                expand_count(w, offset.min(w.len()), len, out, n, depth + 1)?;
-                pos += 2;
-            }
-            _ => return Err(bad("unknown segment type")),
+            done += 1;
         }
-        segments += 1;
-        if segments > 65536 {
-            return Err(bad("too many segments"));
-        }
+        Ok(pos)
     }
-    out.truncate(n);
-    Ok(())
-}
-
-fn expand_count(w: &[u16], mut pos: usize, count: usize, out: &mut Vec<u16>, n: usize, depth: u32) -> Result<(), RenderError> {
-    for _ in 0..count {
-        let len = usize::from(*w.get(pos + 1).ok_or_else(|| RenderError::Lut("segmented palette: indirect target beyond data".into()))?);
-        let seg_end = match w[pos] {
-            0 => pos + 2 + len,
-            1 => pos + 3,
-            _ => pos + 4,
-        };
-        expand(w, pos, seg_end.min(w.len()), out, n, depth)?;
-        pos = seg_end;
-    }
-    Ok(())
 }
 
 impl Window {
@@ -251,6 +291,70 @@ mod tests {
         assert_eq!(out, vec![10, 20, 30, 40, 50, 60, 10, 20, 30, 40, 50, 60]);
         assert!(segmented(&[7, 0, 1, 0], false, 10).is_err());
         assert_eq!(segmented(&bytes, false, 3).unwrap(), vec![10, 20, 30]);
+    }
+
+    fn le(words: &[u16]) -> Vec<u8> {
+        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    /// Three levels of `n` segments: `n` indirect ones each copying the `n`
+    /// indirect ones of the second level, each copying the `n` segments `bottom`.
+    fn nested(n: u16, bottom: &[u16]) -> Vec<u8> {
+        let n32 = u32::from(n);
+        let (b_at, c_at) = (8 * n32, 16 * n32);
+        let mut words = Vec::new();
+        for target in [b_at, c_at] {
+            for _ in 0..n {
+                words.extend([2, n, target as u16, (target >> 16) as u16]);
+            }
+        }
+        for _ in 0..n {
+            words.extend_from_slice(bottom);
+        }
+        le(&words)
+    }
+
+    #[test]
+    fn nested_indirect_segments_of_empty_segments_are_refused_quickly() {
+        // Unchecked, 65535³ visits of segments that add nothing: it never ended.
+        let t = std::time::Instant::now();
+        match segmented(&nested(65535, &[0, 0]), false, 65536) {
+            Err(RenderError::Lut(m)) => assert!(m.contains("discrete segment of no entries"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(2), "took {:?}", t.elapsed());
+    }
+
+    #[test]
+    fn expansion_stops_when_the_palette_is_full() {
+        // Each bottom segment adds one entry; the output fills during the
+        // first top-level segment. Unchecked, the remaining 65535² copies
+        // were still visited, each a no-op: minutes.
+        let t = std::time::Instant::now();
+        let out = segmented(&nested(65535, &[0, 1, 7]), false, 65536).unwrap();
+        assert_eq!((out.len(), out.iter().all(|&v| v == 7)), (65536, true));
+        assert!(t.elapsed() < std::time::Duration::from_secs(2), "took {:?}", t.elapsed());
+    }
+
+    #[test]
+    fn expansion_past_its_work_budget_is_refused() {
+        // Four one-entry segments (8 steps), an indirect one (1) copying them (8): 17 steps.
+        let words = le(&[0, 1, 5, 0, 1, 6, 0, 1, 7, 0, 1, 8, 2, 4, 0, 0]);
+        assert_eq!(segmented_within(&words, false, 8, 100).unwrap(), vec![5, 6, 7, 8, 5, 6, 7, 8]);
+        match segmented_within(&words, false, 8, 12) {
+            Err(RenderError::Lut(m)) => assert_eq!(m, "segmented palette: its expansion exceeds its work budget of 12 steps"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_segments_are_refused() {
+        for words in [&[0u16, 0][..], &[0, 1, 5, 1, 0, 9], &[0, 1, 5, 2, 0, 0, 0]] {
+            match segmented(&le(words), false, 10) {
+                Err(RenderError::Lut(m)) => assert!(m.contains("no entries") || m.contains("no segments"), "{words:?}: {m}"),
+                other => panic!("{words:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

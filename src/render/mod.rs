@@ -9,6 +9,7 @@
 //!   for 12-bit lossy), JPEG-LS (CharLS), JPEG 2000 (OpenJPEG)
 //! - `lut`, `display`: Modality LUT → VOI LUT → Presentation LUT; colour
 //! - `encode`: resize to fit, PNG, JPEG, placeholder
+//! - `budget`: decoded bytes in flight across the process, shared by every codec
 //!
 //! Frame numbers are 0-based everywhere, in the API and in error messages.
 //! Nothing panics on corrupt pixel data: every length is checked, every
@@ -16,6 +17,7 @@
 //! and a decoded frame is bounded by rows × columns × samples (≤ 1 GiB as
 //! i32, checked at open).
 
+mod budget;
 mod codec;
 mod decode;
 mod display;
@@ -47,6 +49,8 @@ pub enum RenderError {
     UnsupportedTransferSyntax(String),
     #[error("image too large: {0}")]
     TooLarge(String),
+    #[error("busy: {0}")]
+    Busy(String),
     #[error("frame {frame} out of range: the image has {frames} frames")]
     FrameOutOfRange { frame: u32, frames: u32 },
     #[error("pixel data truncated: frame {frame} needs {needed} bytes, {present} present")]
@@ -128,6 +132,10 @@ impl Instance {
         let data = s.dataset.into_owned();
         let src = match (pixel.undefined, native) {
             (false, true) => {
+                // Every frame the header declares must be present, so that frame
+                // numbers and sizes taken from it (transcode, WADO-RS) are safe.
+                let present = (pixel.end - pixel.start) as u64;
+                scan::check_frames(u64::from(info.frames), decode::native_frame_bits(&info), present).map_err(|e| RenderError::Invalid(e.to_string()))?;
                 PixelSource::Native { start: pixel.start, end: pixel.end, swap_pairs: big_endian && &pixel.vr == b"OW" && info.bits_allocated <= 8 }
             }
             (true, false) if codec::supported(ts) => {

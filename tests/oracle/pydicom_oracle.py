@@ -19,6 +19,12 @@ def text(ds, kw):
     return "" if v is None else str(v).strip()
 
 
+def da(v):
+    """A DA as radhub indexes it: YYYYMMDD (YYYY.MM.DD normalised), else empty."""
+    d = v.replace(".", "") if len(v) == 10 and v[4] == v[7] == "." else v
+    return d if len(d) == 8 and d.isascii() and d.isdigit() else ""
+
+
 def read(path):
     try:
         ds = pydicom.dcmread(path)
@@ -40,7 +46,7 @@ def read(path):
         "series": str(ds.SeriesInstanceUID),
         "patient_id": text(ds, "PatientID"),
         "patient_name": text(ds, "PatientName"),
-        "study_date": text(ds, "StudyDate"),
+        "study_date": da(text(ds, "StudyDate")),
         "modality": text(ds, "Modality"),
         "rows": int(ds.get("Rows") or 0),
         "columns": int(ds.get("Columns") or 0),
