@@ -131,7 +131,7 @@ impl Hub {
         let mut meta = extract::read_meta(bytes)?;
         let filing = sites::file(site, &meta.issuer_of_patient_id);
         if let Some(why) = &filing.quarantined {
-            tracing::warn!(sop = %meta.sop_uid, patient_id = %meta.patient_id, issuer = %meta.issuer_of_patient_id, %why, "quarantined for an admin");
+            tracing::info!(sop = %meta.sop_uid, patient_id = %meta.patient_id, issuer = %meta.issuer_of_patient_id, %why, "quarantined for an admin");
         }
         meta.site = filing.site;
         meta.issuer = filing.issuer;
@@ -246,7 +246,10 @@ impl Hub {
 /// Staged objects are the redo log: one whose index entry committed (the
 /// same content hash under its SOP Instance UID, as `committed` says) is
 /// published; any other was never acknowledged and is discarded.
-fn recover(store: &dyn ObjectStore, committed: &dyn Fn(&str) -> Result<Option<[u8; 32]>, IndexError>) -> Result<Recovery, OpenError> {
+/// The content hash an index committed for a SOP Instance UID.
+type Committed<'a> = &'a dyn Fn(&str) -> Result<Option<[u8; 32]>, IndexError>;
+
+fn recover(store: &dyn ObjectStore, committed: Committed<'_>) -> Result<Recovery, OpenError> {
     let mut r = Recovery::default();
     for staged in store.staged()? {
         let bytes = store.read_staged(&staged)?;

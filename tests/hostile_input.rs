@@ -62,19 +62,42 @@ fn deep_nesting_is_refused() {
     assert!(matches!(read_meta(&part10("1.2.840.10008.1.2.1", &body)), Err(ScanError::Malformed { .. })));
 }
 
+/// The file with its SOP Instance UID replaced by `uid`.
+fn with_sop_uid(uid: &[u8]) -> Vec<u8> {
+    let mut f = part10("1.2.840.10008.1.2.1", &[]);
+    let needle = b"1.2.3.4";
+    let at = f.windows(needle.len()).position(|w| w == needle).unwrap();
+    let mut v = uid.to_vec();
+    if v.len() % 2 == 1 {
+        v.push(0);
+    }
+    f.splice(at - 2..at + needle.len() + 1, (v.len() as u16).to_le_bytes().into_iter().chain(v));
+    f
+}
+
 #[test]
-fn hostile_uids_are_refused() {
-    for uid in ["../../etc/passwd", "1.2.3.", "1..2", &"1".repeat(65)] {
-        let mut f = part10("1.2.840.10008.1.2.1", &[]);
-        // Append a second SOP Instance UID is not possible (order); build anew.
-        let needle = b"1.2.3.4";
-        let at = f.windows(needle.len()).position(|w| w == needle).unwrap();
-        let mut v = uid.as_bytes().to_vec();
-        if v.len() % 2 == 1 {
-            v.push(0);
-        }
-        f.splice(at - 2..at + needle.len() + 1, (v.len() as u16).to_le_bytes().into_iter().chain(v));
-        assert!(matches!(read_meta(&f), Err(ScanError::BadUid(_)) | Err(ScanError::LengthBeyondData { .. }) | Err(ScanError::Malformed { .. })), "{uid}");
+fn uids_real_archives_hold_are_accepted_and_flagged() {
+    // 64 lower-case hex digits (anonymisers), letters, a path-like value:
+    // kept (a UID never becomes a path), flagged as not PS3.5 9.1.
+    let hex = "a3f5".repeat(16);
+    for uid in [hex.as_str(), "1.2.3.", "1..2", "../../etc/passwd", "1.2.840.01"] {
+        let m = read_meta(&with_sop_uid(uid.as_bytes())).unwrap_or_else(|e| panic!("{uid}: {e}"));
+        assert_eq!(m.sop_uid, uid);
+        assert!(!radhub::dicom::scan::uid_is_conformant(uid), "{uid} flagged");
+    }
+    // A trailing space (odd-length padding with the wrong byte) is padding.
+    assert_eq!(read_meta(&with_sop_uid(b"1.2.3.44 ")).unwrap().sop_uid, "1.2.3.44");
+    assert!(radhub::dicom::scan::uid_is_conformant("1.2.840.10008.5.1.4.1.1.2"));
+}
+
+#[test]
+fn uids_no_archive_could_mean_are_refused() {
+    for uid in ["1".repeat(65).as_bytes(), b"1.2\\3.4", b"1.2.3\x01", b"1.2 3.4"] {
+        assert!(
+            matches!(read_meta(&with_sop_uid(uid)), Err(ScanError::BadUid(_)) | Err(ScanError::LengthBeyondData { .. }) | Err(ScanError::Malformed { .. })),
+            "{:?}",
+            String::from_utf8_lossy(uid)
+        );
     }
 }
 

@@ -4,7 +4,9 @@
 //! docs/RELIABILITY.md: case, answer, time, peak memory (VmHWM of this
 //! process, reset before the case; the cases of this file run one at a time).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+mod support;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use radhub::render::{Instance, RenderError};
@@ -102,39 +104,6 @@ fn image(ds: Ds, samples: u16, photometric: &str, frames: Option<&str>, rows: u1
     ds.us(0x0028_0010, rows).us(0x0028_0011, cols).us(0x0028_0100, bits).us(0x0028_0101, bits).us(0x0028_0102, bits - 1).us(0x0028_0103, 0)
 }
 
-// ---- one case at a time, its peak memory measured ----
-
-static ALONE: Mutex<()> = Mutex::new(());
-
-/// Holds the file's cases apart, so each one's peak memory is its own.
-fn alone() -> MutexGuard<'static, ()> {
-    ALONE.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn peak_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-/// Runs `run` with the peak memory reset (Linux clear_refs 5), and prints
-/// its RELIABILITY line. Returns its result and the peak, in MiB.
-fn case<T>(name: &str, run: impl FnOnce() -> T, answer: impl FnOnce(&T) -> String) -> (T, u64) {
-    std::fs::write("/proc/self/clear_refs", "5").expect("peak memory can be reset");
-    let t = Instant::now();
-    let out = run();
-    let took = t.elapsed();
-    let peak = peak_kib() / 1024;
-    println!("RELIABILITY\t{name}\t{}\t{took:.2?}\t{peak} MiB", answer(&out));
-    (out, peak)
-}
-
-fn refused<T>(r: &Result<T, impl std::fmt::Display>) -> String {
-    match r {
-        Ok(_) => "accepted".into(),
-        Err(e) => format!("refused: {e}"),
-    }
-}
-
 // ---- the cases ----
 
 /// Native YBR_FULL_422 (two samples a pixel) declared planar: interleave
@@ -152,9 +121,10 @@ fn ybr_422_planar(n: u32) -> Vec<u8> {
 
 #[test]
 fn native_ybr_full_422_with_planar_configuration_1_is_refused() {
-    let _g = alone();
+    let _g = support::alone();
     let file = ybr_422_planar(1);
-    let (r, _) = case("native YBR_FULL_422, Planar Configuration 1 (render)", || Instance::open(&file).and_then(|i| i.display(0, None)), refused);
+    let (r, _, _) =
+        support::case("native YBR_FULL_422, Planar Configuration 1 (render)", || Instance::open(&file).and_then(|i| i.display(0, None)), support::refused);
     match r {
         Err(RenderError::Invalid(m)) => assert!(m.contains("Planar Configuration 1") && m.contains("YBR_FULL_422"), "{m}"),
         other => panic!("{other:?}"),
@@ -170,14 +140,14 @@ fn native_ybr_full_422_with_planar_configuration_1_is_refused() {
 
 #[test]
 fn a_thumbnail_the_pool_cannot_render_becomes_a_placeholder_not_an_abort() {
-    let _g = alone();
+    let _g = support::alone();
     let dir = tempfile::tempdir().unwrap();
     let hub = Arc::new(radhub::ingest::Hub::open(dir.path(), Default::default()).unwrap());
     let thumbs = Arc::new(radhub::thumbs::Thumbs::open(dir.path()).unwrap());
     let file = ybr_422_planar(2);
     let (_, meta) = hub.ingest(&file, Some("RBD")).unwrap();
     let renderer = radhub::thumbs::Renderer::start(hub.clone(), thumbs.clone(), 1);
-    let (why, _) = case(
+    let (why, _, _) = support::case(
         "native YBR_FULL_422, Planar Configuration 1 (background thumbnail)",
         || {
             renderer.touch(&meta.study_uid, &meta.series_uid);
@@ -211,11 +181,12 @@ const FRAMES_BOMB: &str = "Number of Frames 4000000000 × 524288 bytes per frame
 fn number_of_frames_beyond_the_pixel_data_is_refused_at_open_and_transcode() {
     // On the original code: open accepted it, and to_native's
     // Vec::with_capacity(2^51 bytes) aborted the process.
-    let _g = alone();
+    let _g = support::alone();
     let file = frames_bomb(3);
-    let (r, _) = case("Number of Frames 4e9 over 1 KiB (render open)", || Instance::open(&file), refused);
+    let (r, _, _) = support::case("Number of Frames 4e9 over 1 KiB (render open)", || Instance::open(&file), support::refused);
     assert!(matches!(&r, Err(RenderError::Invalid(m)) if m == FRAMES_BOMB), "{r:?}");
-    let (r, peak) = case("Number of Frames 4e9 over 1 KiB (C-MOVE transcode)", || radhub::dimse::transcode::to_native(&file, EXPLICIT_LE), refused);
+    let (r, _, peak) =
+        support::case("Number of Frames 4e9 over 1 KiB (C-MOVE transcode)", || radhub::dimse::transcode::to_native(&file, EXPLICIT_LE), support::refused);
     assert_eq!(r.err().as_deref(), Some(FRAMES_BOMB));
     assert!(peak < 200, "peak {peak} MiB");
 }
@@ -224,13 +195,14 @@ fn number_of_frames_beyond_the_pixel_data_is_refused_at_open_and_transcode() {
 fn compressed_frames_decoding_past_the_cap_are_refused_by_transcode() {
     // 1000 frames of 16384×16384 16-bit RLE, each a 64-byte header: 512 GiB
     // decoded. On the original code Vec::with_capacity(512 GiB) aborted.
-    let _g = alone();
+    let _g = support::alone();
     let mut rle = vec![0u8; 64];
     rle[0] = 1;
     rle[4] = 64;
     let ds = image(instance(4), 1, "MONOCHROME2", Some("1000"), 16384, 16384, 16).encapsulated(&vec![rle; 1000]);
     let file = part10(RLE, 4, ds);
-    let (r, peak) = case("1000 RLE frames of 16384×16384 (C-MOVE transcode)", || radhub::dimse::transcode::to_native(&file, EXPLICIT_LE), refused);
+    let (r, _, peak) =
+        support::case("1000 RLE frames of 16384×16384 (C-MOVE transcode)", || radhub::dimse::transcode::to_native(&file, EXPLICIT_LE), support::refused);
     let e = r.unwrap_err();
     assert!(e.contains("exceed the 4294967296-byte cap"), "{e}");
     assert!(peak < 200, "peak {peak} MiB");
@@ -259,7 +231,7 @@ fn jp2_with_a_decoy_siz_is_refused_before_openjpeg() {
     // The 'xml ' box holds SOC/SIZ for 64×64, as the DICOM header says;
     // the real codestream ('jp2c') declares 60000×60000. The original code
     // found the decoy by searching and handed the file to OpenJPEG.
-    let _g = alone();
+    let _g = support::alone();
     let mut jp2 = vec![0, 0, 0, 12, b'j', b'P', b' ', b' ', 0x0D, 0x0A, 0x87, 0x0A];
     jp2.extend(jp2_box(b"ftyp", b"jp2 \0\0\0\0jp2 "));
     jp2.extend(jp2_box(b"xml ", &soc_siz(64, 64)));
@@ -267,7 +239,8 @@ fn jp2_with_a_decoy_siz_is_refused_before_openjpeg() {
     real.extend([0xFF, 0x52, 0, 12, 0, 0, 0, 1, 0, 5, 4, 4, 0, 0, 0xFF, 0x93, 0xFF, 0xD9]);
     jp2.extend(jp2_box(b"jp2c", &real));
     let file = part10(J2K_LOSSLESS, 5, image(instance(5), 1, "MONOCHROME2", None, 64, 64, 8).encapsulated(&[jp2]));
-    let (r, peak) = case("JP2 with a decoy SIZ, codestream 60000×60000", || Instance::open(&file).and_then(|i| i.display(0, None)), refused);
+    let (r, _, peak) =
+        support::case("JP2 with a decoy SIZ, codestream 60000×60000", || Instance::open(&file).and_then(|i| i.display(0, None)), support::refused);
     match r {
         Err(RenderError::Codec { reason, .. }) => assert!(reason.contains("is 60000×60000"), "{reason}"),
         other => panic!("{other:?}"),
@@ -294,7 +267,7 @@ fn nested_segments(n: u16) -> Vec<u8> {
 #[test]
 fn a_segmented_palette_of_nested_indirect_segments_is_refused_quickly() {
     // On the original code: ~65535³ segment visits (it never finished).
-    let _g = alone();
+    let _g = support::alone();
     let seg = nested_segments(65535);
     let desc: Vec<u8> = [0u16, 0, 16].iter().flat_map(|w| w.to_le_bytes()).collect();
     let ds = image(instance(6), 1, "PALETTE COLOR", None, 4, 4, 8)
@@ -307,7 +280,7 @@ fn a_segmented_palette_of_nested_indirect_segments_is_refused_quickly() {
         .el(0x7FE0_0010, b"OB", &[0; 16]);
     let file = part10(EXPLICIT_LE, 6, ds);
     let t = Instant::now();
-    let (r, _) = case("PALETTE COLOR, nested indirect segmented palette", || Instance::open(&file), refused);
+    let (r, _, _) = support::case("PALETTE COLOR, nested indirect segmented palette", || Instance::open(&file), support::refused);
     assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
     match r {
         Err(RenderError::Lut(m)) => assert!(m.contains("segment of no entries"), "{m}"),

@@ -142,7 +142,14 @@ fn sessions_reports_and_users() {
 
     // Reporting: clinicians read, radiologists write; a signed study leaves the worklist.
     let create = format!("/api/studies/{}/reports", hub.study);
-    let r = request(&base, "POST", &create, &[("Cookie", &cookie), ("Content-Type", "application/json")], br#"{"text":"No acute abnormality."}"#);
+    // State-changing requests with the cookie come from radhub's own pages (Origin).
+    let r = request(
+        &base,
+        "POST",
+        &create,
+        &[("Cookie", &cookie), ("Origin", &base), ("Content-Type", "application/json")],
+        br#"{"text":"No acute abnormality."}"#,
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["id"].as_u64().unwrap();
     assert_eq!(hub.call("POST", &create, Some(hub.token("clinician")), r#"{"text":"x"}"#).status, 403);
@@ -150,10 +157,16 @@ fn sessions_reports_and_users() {
         h.call("GET", "/api/worklist?limit=1000", Some(h.token("radiologist")), "").json().as_array().unwrap().iter().any(|s| s["uid"] == h.study.as_str())
     };
     assert!(on_list(&hub));
-    let signed = request(&base, "POST", &format!("/api/reports/{id}/sign"), &[("Cookie", &cookie)], b"");
+    let signed = request(&base, "POST", &format!("/api/reports/{id}/sign"), &[("Cookie", &cookie), ("Origin", &base)], b"");
     assert_eq!(signed.json()["status"], "final", "{}", signed.text());
     assert!(!on_list(&hub), "a signed study stays on the worklist");
-    let edit = request(&base, "PUT", &format!("/api/reports/{id}"), &[("Cookie", &cookie), ("Content-Type", "application/json")], br#"{"text":"changed"}"#);
+    let edit = request(
+        &base,
+        "PUT",
+        &format!("/api/reports/{id}"),
+        &[("Cookie", &cookie), ("Origin", &base), ("Content-Type", "application/json")],
+        br#"{"text":"changed"}"#,
+    );
     assert_eq!(edit.status, 409, "a signed report changed: {}", edit.text());
     let read = hub.call("GET", &format!("/api/studies/{}", hub.study), Some(hub.token("clinician")), "").json();
     assert_eq!(read["reports"][0]["text"], "No acute abnormality.");
@@ -179,7 +192,7 @@ fn sessions_reports_and_users() {
     assert!(!linked["records"].as_array().unwrap().is_empty() && !linked["studies"].as_array().unwrap().is_empty(), "{linked}");
 
     // Sign-out ends the session.
-    assert_eq!(request(&base, "DELETE", "/api/session", &[("Cookie", &cookie)], b"").status, 204);
+    assert_eq!(request(&base, "DELETE", "/api/session", &[("Cookie", &cookie), ("Origin", &base)], b"").status, 204);
     assert_eq!(request(&base, "GET", "/api/session", &[("Cookie", &cookie)], b"").status, 401);
 
     // Admins manage users; disabling one ends their tokens at once.

@@ -47,7 +47,8 @@ pub(crate) async fn run(mut assoc: Assoc, config: Arc<Config>, handler: Arc<dyn 
             _ => None,
         })
         .collect();
-    let ctx = Ctx { calling_ae: assoc.peer_ae_title().trim().to_owned(), contexts: assoc.presentation_contexts().to_vec(), config, handler, scp_roles, resolved };
+    let ctx =
+        Ctx { calling_ae: assoc.peer_ae_title().trim().to_owned(), contexts: assoc.presentation_contexts().to_vec(), config, handler, scp_roles, resolved };
     tracing::debug!(contexts = ctx.contexts.len(), "association established");
     let mut asm = Assembler::new(ctx.config.max_data_set_bytes);
     loop {
@@ -56,7 +57,7 @@ pub(crate) async fn run(mut assoc: Assoc, config: Arc<Config>, handler: Arc<dyn 
             r = assoc.receive() => r,
             _ = stop.changed(), if asm.is_idle() => {
                 tracing::info!("aborting association: shutting down");
-                let _ = assoc.abort().await;
+                abort(assoc, ctx.config.write_timeout).await;
                 return;
             }
         };
@@ -68,13 +69,13 @@ pub(crate) async fn run(mut assoc: Assoc, config: Arc<Config>, handler: Arc<dyn 
                         Ok(Some(msg)) => {
                             if let Err(e) = dispatch(&mut assoc, &ctx, msg).await {
                                 tracing::warn!(error = %e, "aborting association");
-                                let _ = assoc.abort().await;
+                                abort(assoc, ctx.config.write_timeout).await;
                                 return;
                             }
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "protocol violation: aborting association");
-                            let _ = assoc.abort().await;
+                            abort(assoc, ctx.config.write_timeout).await;
                             return;
                         }
                     }
@@ -91,7 +92,7 @@ pub(crate) async fn run(mut assoc: Assoc, config: Arc<Config>, handler: Arc<dyn 
             }
             Ok(other) => {
                 tracing::warn!(pdu = %other.short_description(), "unexpected PDU: aborting association");
-                let _ = assoc.abort().await;
+                abort(assoc, ctx.config.write_timeout).await;
                 return;
             }
             Err(dicom_ul::association::Error::ConnectionClosed { .. }) => {
@@ -101,11 +102,17 @@ pub(crate) async fn run(mut assoc: Assoc, config: Arc<Config>, handler: Arc<dyn 
             Err(e) => {
                 // Idle timeout, oversized or malformed PDU.
                 tracing::warn!(error = %e, "receive failed: aborting association");
-                let _ = assoc.abort().await;
+                abort(assoc, ctx.config.write_timeout).await;
                 return;
             }
         }
     }
+}
+
+/// Sends A-ABORT and closes, giving up after `timeout`: a peer that stopped
+/// reading would otherwise hold the association in the abort itself.
+async fn abort(assoc: Assoc, timeout: std::time::Duration) {
+    let _ = tokio::time::timeout(timeout, assoc.abort()).await;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -136,7 +136,8 @@ where
     message::send(assoc, pc.id, &rq, Some(&data), config.write_timeout).await?;
     let mut asm = Assembler::new(64 << 10);
     loop {
-        match AsyncAssociation::receive(assoc).await? {
+        let answer = tokio::time::timeout(config.dimse_timeout, AsyncAssociation::receive(assoc)).await;
+        match answer.map_err(|_| SendError::Unanswered(config.dimse_timeout.as_secs()))?? {
             Pdu::PData { data } => {
                 for pdv in data {
                     let Some(m) = asm.push(pdv).map_err(|_| SendError::Unexpected("a malformed message while awaiting C-STORE-RSP"))? else { continue };

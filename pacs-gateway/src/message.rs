@@ -120,27 +120,33 @@ pub enum SendError {
     Unexpected(&'static str),
     #[error("the peer took nothing written for {0} s")]
     Stalled(u64),
+    #[error("the peer gave no answer for {0} s")]
+    Unanswered(u64),
 }
 
-/// Sends a command, and its data set if any, on presentation context `pc`;
-/// a peer that takes none of it within `timeout` is given up on (the
-/// caller aborts the association), so it cannot hold its slot for ever.
+/// Sends a command, and its data set if any, on presentation context `pc`.
+/// A peer that takes nothing for `timeout` (each step of the write must
+/// progress within it, however large the data set) is given up on: the
+/// caller aborts the association, so it cannot hold its slot for ever.
 pub async fn send<A>(assoc: &mut A, pc: u8, command: &Command, data: Option<&[u8]>, timeout: std::time::Duration) -> Result<(), SendError>
 where
     A: AsyncAssociation<TcpStream> + Send,
 {
+    let stalled = || SendError::Stalled(timeout.as_secs());
     let pdu = Pdu::PData { data: vec![PDataValue { presentation_context_id: pc, value_type: PDataValueType::Command, is_last: true, data: command.encode() }] };
-    let sent = tokio::time::timeout(timeout, async {
-        AsyncAssociation::send(assoc, &pdu).await?;
-        if let Some(data) = data {
-            let mut w = assoc.send_pdata(pc);
-            w.write_all(data).await?;
-            w.finish().await?;
+    tokio::time::timeout(timeout, AsyncAssociation::send(assoc, &pdu)).await.map_err(|_| stalled())??;
+    if let Some(data) = data {
+        let mut w = assoc.send_pdata(pc);
+        for chunk in data.chunks(WRITE_STEP) {
+            tokio::time::timeout(timeout, w.write_all(chunk)).await.map_err(|_| stalled())??;
         }
-        Ok::<_, SendError>(())
-    });
-    sent.await.map_err(|_| SendError::Stalled(timeout.as_secs()))?
+        tokio::time::timeout(timeout, w.finish()).await.map_err(|_| stalled())??;
+    }
+    Ok(())
 }
+
+/// The step a write must make within the write timeout.
+const WRITE_STEP: usize = 64 << 10;
 
 #[cfg(test)]
 mod tests {
@@ -200,7 +206,14 @@ mod tests {
 }
 
 /// Sends the final response to `rq` carrying `a`'s status and comment.
-pub(crate) async fn answer<A>(assoc: &mut A, pc: u8, rq: &Command, rsp_field: u16, a: &crate::handler::Answer, timeout: std::time::Duration) -> Result<(), SendError>
+pub(crate) async fn answer<A>(
+    assoc: &mut A,
+    pc: u8,
+    rq: &Command,
+    rsp_field: u16,
+    a: &crate::handler::Answer,
+    timeout: std::time::Duration,
+) -> Result<(), SendError>
 where
     A: AsyncAssociation<TcpStream> + Send,
 {

@@ -97,7 +97,8 @@ pub(crate) async fn serve_move(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationCo
     };
     let dest_title = rq.str(tag::MOVE_DESTINATION).unwrap_or_default();
     let Some(dest) = ctx.config.known(&dest_title).cloned() else {
-        return refuse(assoc, ctx, pc.id, rq, rsp_field, Answer::failure(Status::MOVE_DESTINATION_UNKNOWN, format!("unknown destination {dest_title:?}"))).await;
+        return refuse(assoc, ctx, pc.id, rq, rsp_field, Answer::failure(Status::MOVE_DESTINATION_UNKNOWN, format!("unknown destination {dest_title:?}")))
+            .await;
     };
     let instances = match select(ctx, model, msg, &pc.transfer_syntax).await {
         Ok(i) => i,
@@ -172,7 +173,7 @@ pub(crate) async fn serve_get(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationCon
     let contexts: Vec<PresentationContextNegotiated> = ctx
         .contexts
         .iter()
-        .filter(|c| c.reason == PresentationContextResultReason::Acceptance && ctx.scp_roles.iter().any(|r| *r == c.abstract_syntax))
+        .filter(|c| c.reason == PresentationContextResultReason::Acceptance && ctx.scp_roles.contains(&c.abstract_syntax))
         .cloned()
         .collect();
     let mut counts = Counts { remaining: instances.len(), ..Default::default() };

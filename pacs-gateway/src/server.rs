@@ -70,6 +70,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// A write the peer does not take within this long aborts the association.
     pub write_timeout: Duration,
+    /// Time a peer has to answer a request radhub sent it (a C-STORE
+    /// sub-operation, DCMTK's "DIMSE timeout"); past it the peer is lost.
+    pub dimse_timeout: Duration,
     /// Time allowed to connect to a move destination.
     pub connect_timeout: Duration,
     /// The longest one C-FIND, C-MOVE or C-GET may run.
@@ -99,6 +102,7 @@ impl Default for Config {
             artim_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
             write_timeout: Duration::from_secs(60),
+            dimse_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             operation_timeout: Duration::from_secs(3600),
             max_find_matches: 10_000,

@@ -39,6 +39,9 @@ pub struct Args {
     /// Seconds a peer may take nothing radhub writes before its association is aborted.
     #[arg(long, default_value_t = 60)]
     write_timeout: u64,
+    /// Seconds a peer has to answer a request radhub sent it (a C-STORE sub-operation).
+    #[arg(long, default_value_t = 60)]
+    dimse_timeout: u64,
     /// Most C-FIND matches sent for one request (then A700: narrow the query).
     #[arg(long, default_value_t = 10_000)]
     max_find_matches: usize,
@@ -119,6 +122,7 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         idle_timeout: std::time::Duration::from_secs(a.idle_timeout),
         handshake_timeout: std::time::Duration::from_secs(a.handshake_timeout),
         write_timeout: std::time::Duration::from_secs(a.write_timeout),
+        dimse_timeout: std::time::Duration::from_secs(a.dimse_timeout),
         max_find_matches: a.max_find_matches,
         ..Config::default()
     };

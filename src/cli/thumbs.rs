@@ -47,7 +47,9 @@ pub fn make_all(hub: &Hub, data: &Path, rebuild: bool, jobs: usize) -> anyhow::R
     let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
     pool.install(|| {
         work.par_iter().for_each(|(study, series)| {
-            match thumbs.make_series(hub, study, series) {
+            // A series that trips a bug is reported, and the others still made.
+            let made_one = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| thumbs.make_series(hub, study, series)));
+            match made_one.unwrap_or_else(|_| Ok(Made::Placeholder("internal error".into()))) {
                 Ok(Made::Rendered) => {
                     made.fetch_add(1, Relaxed);
                 }

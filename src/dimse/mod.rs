@@ -164,10 +164,7 @@ impl Handler for HubHandler {
             }
         }
         crate::index::model::sort_instances(&mut found);
-        Ok(found
-            .into_iter()
-            .map(|i| InstanceRef { sop_class_uid: i.sop_class_uid, sop_instance_uid: i.sop_uid, transfer_syntax: i.transfer_syntax })
-            .collect())
+        Ok(found.into_iter().map(|i| InstanceRef { sop_class_uid: i.sop_class_uid, sop_instance_uid: i.sop_uid, transfer_syntax: i.transfer_syntax }).collect())
     }
 
     fn transcode(&self, part10: &[u8], transfer_syntax: &str) -> Result<Vec<u8>, String> {

@@ -78,8 +78,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Where the viewer's files are; `None` serves a short page saying so.
     pub viewer_dir: Option<PathBuf>,
-    /// Site recorded for instances stored over STOW-RS when the data does
-    /// not say (see `sites::resolve`).
+    /// Site holding instances stored over STOW-RS; `None` quarantines them
+    /// (`sites::file`).
     pub stow_site: Option<String>,
     /// The URL clients reach radhub at ("http://host:port"), for the
     /// absolute URLs DICOMweb answers carry. Configured, never taken from
@@ -210,7 +210,12 @@ pub fn router(state: S) -> Router {
 /// `header_timeout`, and at most `max_connections` are served at once
 /// (the rest wait in the kernel's backlog), so a few hundred half-sent
 /// requests cannot hold every descriptor.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, limits: &Limits, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: &Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

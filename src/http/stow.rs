@@ -20,7 +20,13 @@ pub async fn store(State(state): State<S>, Extension(who): Extension<Principal>,
     stow(state, who, headers, body, None).await
 }
 
-pub async fn store_in_study(State(state): State<S>, Extension(who): Extension<Principal>, p: Params, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+pub async fn store_in_study(
+    State(state): State<S>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
     stow(state, who, headers, body, Some(p.get("study").to_owned())).await
 }
 
@@ -157,7 +163,10 @@ fn answer(outcomes: &[Outcome], base: &str) -> Response {
     let mut body = Map::new();
     let studies: std::collections::BTreeSet<&str> = outcomes.iter().filter(|o| o.failure.is_none()).map(|o| o.study.as_str()).collect();
     if studies.len() == 1 {
-        body.insert("00081190".into(), json!({"vr": "UR", "Value": [format!("{base}/studies/{}", uid_path(studies.iter().next().copied().unwrap_or_default()))]}));
+        body.insert(
+            "00081190".into(),
+            json!({"vr": "UR", "Value": [format!("{base}/studies/{}", uid_path(studies.iter().next().copied().unwrap_or_default()))]}),
+        );
     }
     if !stored.is_empty() {
         body.insert("00081199".into(), json!({"vr": "SQ", "Value": stored}));

@@ -132,9 +132,11 @@ async fn retrieve(State(state): State<S>, Extension(who): Extension<Principal>, 
             async move { matches!(tokio::time::timeout(limit, tx.send(item)).await, Ok(Ok(()))) }
         };
         for rec in list {
-            let (st, ts, sop) = (state.clone(), syntax.clone(), rec.sop_uid.clone());
-            let read = tokio::task::spawn_blocking(move || part10_in(&st.hub, &rec, ts.as_deref())).await;
-            let part = match read {
+            let sop = rec.sop_uid.clone();
+            let (st, ts) = (state.clone(), syntax.clone());
+            // As stored: streamed from its file in steps. Transcoded: whole.
+            let opened = tokio::task::spawn_blocking(move || part_source(&st.hub, &rec, ts.as_deref())).await;
+            let (source, ts) = match opened {
                 Ok(Ok(p)) => p,
                 Ok(Err((asked, e))) => {
                     tracing::warn!(%sop, error = %e, "instance left out of a WADO-RS answer");
@@ -150,10 +152,32 @@ async fn retrieve(State(state): State<S>, Extension(who): Extension<Principal>, 
                     return;
                 }
             };
-            let head = multipart::part_head(&boundary, &format!("application/dicom; transfer-syntax={}", part.1), &[]);
-            if !send(Ok(Bytes::from(head))).await || !send(Ok(Bytes::from(part.0))).await {
-                tracing::info!(%sop, "WADO-RS client stopped reading: answer cut");
+            let head = multipart::part_head(&boundary, &format!("application/dicom; transfer-syntax={ts}"), &[]);
+            if !send(Ok(Bytes::from(head))).await {
                 return;
+            }
+            let mut source = Some(source);
+            while let Some(mut src) = source.take() {
+                let step = tokio::task::spawn_blocking(move || src.next_step().map(|b| (b, src))).await;
+                let chunk = match step {
+                    Ok(Ok((Some(b), src))) => {
+                        source = Some(src);
+                        b
+                    }
+                    Ok(Ok((None, _))) => break,
+                    Ok(Err(e)) => {
+                        send(Err(e)).await;
+                        return;
+                    }
+                    Err(e) => {
+                        send(Err(std::io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                };
+                if !send(Ok(chunk)).await {
+                    tracing::info!(%sop, "WADO-RS client stopped reading: answer cut");
+                    return;
+                }
             }
         }
         send(Ok(Bytes::from(multipart::closing(&boundary)))).await;
@@ -162,17 +186,44 @@ async fn retrieve(State(state): State<S>, Extension(who): Extension<Principal>, 
     Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(stream)).into_response())
 }
 
-/// The instance's bytes in `syntax` (as stored if `None` or the same).
-/// Errors carry the syntax asked for: None means the stored file failed.
+/// The step a streamed answer reads and sends at a time: memory per
+/// retrieve stays at a few steps, and the send timeout asks for progress.
+const SEND_STEP: usize = 64 << 10;
+
+/// One part of a retrieve: a stored file read in steps, or transcoded bytes.
+enum PartSource {
+    File(Box<dyn std::io::Read + Send>),
+    Bytes(Option<Vec<u8>>),
+}
+
+impl PartSource {
+    fn next_step(&mut self) -> std::io::Result<Option<Bytes>> {
+        match self {
+            PartSource::Bytes(b) => Ok(b.take().map(Bytes::from)),
+            PartSource::File(r) => {
+                let mut buf = Vec::with_capacity(SEND_STEP);
+                std::io::Read::read_to_end(&mut std::io::Read::take(&mut **r, SEND_STEP as u64), &mut buf)?;
+                Ok((!buf.is_empty()).then(|| Bytes::from(buf)))
+            }
+        }
+    }
+}
+
+/// Where an instance's part comes from, in `syntax` (as stored if `None`
+/// or the same), and the syntax it is in. Errors carry the syntax asked
+/// for: `None` means the stored file failed.
 #[allow(clippy::type_complexity)]
-fn part10_in(hub: &Hub, rec: &InstanceRecord, syntax: Option<&str>) -> Result<(Vec<u8>, String), (Option<String>, String)> {
-    let bytes = read(hub, &rec.sop_uid).map_err(|p| (None, p.to_string()))?;
+fn part_source(hub: &Hub, rec: &InstanceRecord, syntax: Option<&str>) -> Result<(PartSource, String), (Option<String>, String)> {
     match syntax {
         Some(ts) if ts != rec.transfer_syntax => {
+            let bytes = read(hub, &rec.sop_uid).map_err(|p| (None, p.to_string()))?;
             let out = crate::dimse::transcode::to_native(&bytes, ts).map_err(|e| (Some(ts.to_owned()), e))?;
-            Ok((out, ts.to_owned()))
+            Ok((PartSource::Bytes(Some(out)), ts.to_owned()))
         }
-        _ => Ok((bytes, rec.transfer_syntax.clone())),
+        _ => {
+            let r = hub.store.reader(&ObjectKey::for_uid(&rec.sop_uid)).map_err(|e| (None, e.to_string()))?.ok_or((None, "file missing".to_owned()))?;
+            Ok((PartSource::File(r), rec.transfer_syntax.clone()))
+        }
     }
 }
 
@@ -425,6 +476,7 @@ fn render_problem(e: crate::render::RenderError) -> Problem {
         R::NoPixelData => Problem::not_found("the instance has no pixel data"),
         R::FrameOutOfRange { frame, frames } => Problem::not_found(format!("frame {} of {frames}", frame + 1)),
         R::Unsupported(_) | R::UnsupportedTransferSyntax(_) => Problem::new(StatusCode::NOT_ACCEPTABLE, e.to_string()),
+        R::Busy(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         e => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, format!("cannot render: {e}")),
     }
 }

@@ -86,17 +86,23 @@ pub enum Step {
     Nothing,
     Link(String),
     /// The linked record now disagrees with others linked by its number.
-    Suspend { nhs: String, with: PatientKey, detail: String },
-    Conflict { nhs: String, kind: ConflictKind },
+    Suspend {
+        nhs: String,
+        with: PatientKey,
+        detail: String,
+    },
+    Conflict {
+        nhs: String,
+        kind: ConflictKind,
+    },
 }
 
 /// Decides the link of `patient` (demographics already updated from the
 /// arriving data, `nhs_in_data` set) given the other records linked by
 /// the numbers involved (`others_of(n)`), and whether a conflict is open.
 pub fn decide(patient: &PatientRecord, open_conflict: bool, others_of: &dyn Fn(&str) -> Vec<PatientRecord>) -> Step {
-    let first_disagreeing = |nhs: &str| {
-        others_of(nhs).into_iter().filter(|o| o.key != patient.key).find_map(|o| disagreement(patient, &o).map(|d| (o.key.clone(), d)))
-    };
+    let first_disagreeing =
+        |nhs: &str| others_of(nhs).into_iter().filter(|o| o.key != patient.key).find_map(|o| disagreement(patient, &o).map(|d| (o.key.clone(), d)));
     match (&patient.nhs_number, &patient.nhs_in_data) {
         (Some(linked), proposed) => {
             if let Some((with, detail)) = first_disagreeing(linked) {

@@ -140,6 +140,15 @@ impl ObjectStore for FsStore {
         }
     }
 
+    fn reader(&self, key: &ObjectKey) -> Result<Option<Box<dyn std::io::Read + Send>>, StoreError> {
+        let p = self.path_of(key);
+        match fs::File::open(&p) {
+            Ok(f) => Ok(Some(Box::new(f))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("open", &p)(e)),
+        }
+    }
+
     fn get_prefix(&self, key: &ObjectKey, max: usize) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
         use std::io::Read;
         let p = self.path_of(key);

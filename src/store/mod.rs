@@ -76,6 +76,10 @@ pub trait ObjectStore: Send + Sync {
     fn read_staged(&self, staged: &Staged) -> Result<Vec<u8>, StoreError>;
 
     fn get(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The object as a stream, for answers that need not hold it whole.
+    fn reader(&self, key: &ObjectKey) -> Result<Option<Box<dyn std::io::Read + Send>>, StoreError> {
+        Ok(self.get(key)?.map(|b| Box::new(std::io::Cursor::new(b)) as Box<dyn std::io::Read + Send>))
+    }
     /// The first `max` bytes of an object (all of it if shorter), and its
     /// whole size: metadata is read without the pixel data after it.
     fn get_prefix(&self, key: &ObjectKey, max: usize) -> Result<Option<(Vec<u8>, u64)>, StoreError>;

@@ -262,3 +262,79 @@ pub fn stow(base: &str, token: &str, parts: &[&[u8]]) -> Reply {
 pub fn get(base: &str, target: &str, token: &str) -> Reply {
     request(base, "GET", target, &[("Authorization", &format!("Bearer {token}"))], b"")
 }
+
+/// A process's peak resident memory (VmHWM), in KiB.
+pub fn peak_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// One line for docs/RELIABILITY.md: the case, what the hub answered, the
+/// time to answer, and the server's peak memory so far.
+pub fn reliability(case: &str, answer: &str, took: std::time::Duration, pid: u32) {
+    println!("RELIABILITY\t{case}\t{answer}\t{took:.2?}\t{} MiB", peak_kib(pid) / 1024);
+}
+
+/// A TCP connection to `port` on 127.0.0.1 from the loopback address
+/// `from` (another host, as far as the server can tell), with a small
+/// receive buffer so that a client that stops reading is soon felt.
+pub fn connect_from(from: &str, port: u16) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.bind(&format!("{from}:0").parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    s.connect(&format!("127.0.0.1:{port}").parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    s.into()
+}
+
+/// Whether the peer has closed `sock` (a read returns 0 or an error) within `wait`.
+pub fn closed_within(sock: &mut std::net::TcpStream, wait: std::time::Duration) -> bool {
+    use std::io::Read;
+    sock.set_read_timeout(Some(wait)).unwrap();
+    let mut b = [0u8; 64];
+    match sock.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+/// `radhub testdata` into `out`, then imported into `data` each site's
+/// folder for its site.
+pub fn import_testdata(data: &Path, out: &Path, args: &[&str]) {
+    let mut a = vec!["testdata", "--out", out.to_str().unwrap()];
+    a.extend_from_slice(args);
+    run(data, &a);
+    run(data, &["import", "--site-folders", out.to_str().unwrap()]);
+}
+
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds a test file's in-process cases apart, so that each one's peak
+/// memory is its own.
+pub fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs one in-process case with this process's peak memory reset (Linux
+/// clear_refs 5), and prints its RELIABILITY line. Returns its result,
+/// time and peak (MiB).
+pub fn case<T>(name: &str, run: impl FnOnce() -> T, answer: impl FnOnce(&T) -> String) -> (T, std::time::Duration, u64) {
+    std::fs::write("/proc/self/clear_refs", "5").expect("peak memory can be reset");
+    let t = std::time::Instant::now();
+    let out = run();
+    let took = t.elapsed();
+    let peak = peak_kib(std::process::id()) / 1024;
+    println!("RELIABILITY\t{name}\t{}\t{took:.2?}\t{peak} MiB", answer(&out));
+    (out, took, peak)
+}
+
+/// A case's answer: accepted, or refused with the reason.
+pub fn refused<T>(r: &Result<T, impl std::fmt::Display>) -> String {
+    match r {
+        Ok(_) => "accepted".into(),
+        Err(e) => format!("refused: {e}"),
+    }
+}

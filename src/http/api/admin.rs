@@ -159,7 +159,12 @@ pub struct FileTo {
 }
 
 /// Files a quarantined study under the site that issued its Patient IDs.
-pub async fn file_study(State(state): State<S>, Extension(who): Extension<Principal>, p: Params, JsonBody(body): JsonBody<FileTo>) -> Result<Json<Value>, Problem> {
+pub async fn file_study(
+    State(state): State<S>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+    JsonBody(body): JsonBody<FileTo>,
+) -> Result<Json<Value>, Problem> {
     let uid = p.get("study").to_owned();
     let site = crate::sites::known(&body.site).map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     blocking(move || {

@@ -1,0 +1,232 @@
+//! Patient identity across the trusts, end to end: a Patient ID is unique
+//! only within its issuer, the site of data is configuration, never the
+//! data (data from elsewhere waits in quarantine for an admin), and NHS
+//! numbers link records only when checked.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use support::{dcmtk, get, output, request, user_token, Server};
+
+/// A person's instance: CT_small with its patient, UIDs and NHS number set.
+struct Person<'a> {
+    pid: &'a str,
+    issuer: Option<&'a str>,
+    name: &'a str,
+    birth: &'a str,
+    sex: &'a str,
+    nhs: Option<&'a str>,
+    /// Distinguishes the UIDs of each file made.
+    n: u32,
+}
+
+fn make(dir: &Path, p: &Person<'_>) -> (PathBuf, String, String) {
+    let mut obj = dicom_object::open_file(support::pydicom_data().join("test_files/CT_small.dcm")).unwrap();
+    let study = format!("1.2.826.0.1.3680043.8.498.7.{}", p.n);
+    let sop = format!("{study}.1.1");
+    let put = |obj: &mut dicom_object::DefaultDicomObject, t: Tag, vr: VR, v: &str| obj.put(DataElement::new(t, vr, PrimitiveValue::from(v)));
+    put(&mut obj, Tag(0x0010, 0x0020), VR::LO, p.pid);
+    put(&mut obj, Tag(0x0010, 0x0010), VR::PN, p.name);
+    put(&mut obj, Tag(0x0010, 0x0030), VR::DA, p.birth);
+    put(&mut obj, Tag(0x0010, 0x0040), VR::CS, p.sex);
+    put(&mut obj, Tag(0x0020, 0x000D), VR::UI, &study);
+    put(&mut obj, Tag(0x0020, 0x000E), VR::UI, &format!("{study}.1"));
+    put(&mut obj, Tag(0x0008, 0x0018), VR::UI, &sop);
+    put(&mut obj, Tag(0x0008, 0x0020), VR::DA, &format!("2026{:02}{:02}", 1 + p.n % 12, 1 + p.n % 28));
+    match p.issuer {
+        Some(i) => {
+            put(&mut obj, Tag(0x0010, 0x0021), VR::LO, i);
+        }
+        None => {
+            obj.remove_element(Tag(0x0010, 0x0021));
+        }
+    }
+    if let Some(nhs) = p.nhs {
+        let mut item = dicom_object::InMemDicomObject::new_empty();
+        item.put(DataElement::new(Tag(0x0010, 0x0020), VR::LO, PrimitiveValue::from(nhs)));
+        item.put(DataElement::new(Tag(0x0010, 0x0021), VR::LO, PrimitiveValue::from("NHS")));
+        obj.put(DataElement::new(Tag(0x0010, 0x1002), VR::SQ, dicom_core::value::DataSetSequence::from(vec![item])));
+    }
+    obj.update_meta(|m| m.media_storage_sop_instance_uid = sop.clone());
+    let path = dir.join(format!("{}.dcm", p.n));
+    obj.write_to_file(&path).unwrap();
+    (path, study, sop)
+}
+
+fn storescu(server: &Server, ae: &str, files: &[&Path]) {
+    let (ok, out) = output(dcmtk("storescu").args(["-aet", ae, "-aec", "RADHUB", "127.0.0.1", &server.port.to_string()]).args(files));
+    assert!(ok, "storescu as {ae}: {out}");
+}
+
+/// findscu's answers: the (Patient ID, Issuer of Patient ID, Patient Name) of each.
+fn findscu(server: &Server, ae: &str, level: &str, keys: &[&str]) -> Vec<(String, String, String)> {
+    let mut c = dcmtk("findscu");
+    c.args(["-v", "-aet", ae, "-aec", "RADHUB", "-P", "-k", &format!("QueryRetrieveLevel={level}"), "-k", "PatientName", "-k", "PatientID"]);
+    for k in keys {
+        c.args(["-k", k]);
+    }
+    let (ok, out) = output(c.args(["127.0.0.1", &server.port.to_string()]));
+    assert!(ok, "findscu: {out}");
+    let value = |block: &str, tag: &str| {
+        block.lines().find(|l| l.contains(tag)).and_then(|l| Some(l.split('[').nth(1)?.split(']').next()?.trim().to_owned())).unwrap_or_default()
+    };
+    out.split("Find Response:")
+        .skip(1)
+        .filter(|b| b.contains("Pending"))
+        .map(|b| (value(b, "(0010,0020)"), value(b, "(0010,0021)"), value(b, "(0010,0010)")))
+        .collect()
+}
+
+/// getscu at PATIENT level (Patient Root): the files received, and the tool's output.
+fn getscu(server: &Server, ae: &str, keys: &[&str]) -> (Vec<PathBuf>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = dcmtk("getscu");
+    c.args(["-v", "-aet", ae, "-aec", "RADHUB", "-P", "-k", "QueryRetrieveLevel=PATIENT", "-od"]).arg(dir.path());
+    for k in keys {
+        c.args(["-k", k]);
+    }
+    let (_, out) = output(c.args(["127.0.0.1", &server.port.to_string()]));
+    let files = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    std::mem::forget(dir);
+    (files, out)
+}
+
+fn sop_of(path: &Path) -> String {
+    dicom_object::open_file(path).unwrap().element(Tag(0x0008, 0x0018)).unwrap().to_str().unwrap().trim_end_matches('\0').to_owned()
+}
+
+#[test]
+fn one_patient_id_at_two_trusts_stays_two_patients() {
+    let files = tempfile::tempdir().unwrap();
+    let (a, _, sop_a) = make(files.path(), &Person { pid: "123456", issuer: None, name: "ALPHA^ANNE", birth: "19500101", sex: "F", nhs: None, n: 1 });
+    let (b, _, sop_b) = make(files.path(), &Person { pid: "123456", issuer: None, name: "BRAVO^BILL", birth: "19800101", sex: "M", nhs: None, n: 2 });
+    let server = Server::start(&["--peer", "DCH_PACS@127.0.0.1:0=RBD", "--peer", "POOLE_PACS@127.0.0.1:0=RD3", "--peer", "READER@127.0.0.1:0"]);
+    storescu(&server, "DCH_PACS", &[&a]);
+    storescu(&server, "POOLE_PACS", &[&b]);
+
+    // A bare Patient ID from a site's AE means that site's patient; the
+    // answer says which issuer.
+    let dch = findscu(&server, "DCH_PACS", "PATIENT", &["PatientID=123456"]);
+    assert_eq!(dch, vec![("123456".into(), "RBD".into(), "ALPHA^ANNE".into())], "Dorset County asked for its 123456");
+    let poole = findscu(&server, "POOLE_PACS", "STUDY", &["PatientID=123456"]);
+    assert_eq!(poole.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(), vec!["BRAVO^BILL"]);
+    // A reader with no site sees both, each with its issuer.
+    let mut both = findscu(&server, "READER", "PATIENT", &["PatientID=123456"]);
+    both.sort();
+    assert_eq!(both, vec![("123456".into(), "RBD".into(), "ALPHA^ANNE".into()), ("123456".into(), "RD3".into(), "BRAVO^BILL".into())]);
+
+    // A PATIENT-level retrieve takes one trust's patient, never both.
+    let (got, out) = getscu(&server, "DCH_PACS", &["PatientID=123456"]);
+    assert_eq!(got.iter().map(|p| sop_of(p)).collect::<Vec<_>>(), vec![sop_a.clone()], "{out}");
+    let (got, out) = getscu(&server, "READER", &["PatientID=123456", "IssuerOfPatientID=RD3"]);
+    assert_eq!(got.iter().map(|p| sop_of(p)).collect::<Vec<_>>(), vec![sop_b], "{out}");
+    // Without an issuer, from a reader with no site, the ID names no one in particular.
+    let (got, out) = getscu(&server, "READER", &["PatientID=123456"]);
+    assert!(got.is_empty(), "an ambiguous Patient ID retrieved {} files", got.len());
+    // DCMTK names A900 as it would for C-STORE.
+    assert!(out.contains("DataSetDoesNotMatchSOPClass"), "{out}");
+}
+
+#[test]
+fn data_from_a_sender_with_no_site_is_quarantined_until_an_admin_files_it() {
+    let data = tempfile::tempdir().unwrap();
+    let admin = user_token(data.path(), "admin1", "admin");
+    let reader = user_token(data.path(), "radiologist1", "radiologist");
+    let files = tempfile::tempdir().unwrap();
+    // The data names Dorset County as its issuer, but the sender is nobody's.
+    let (stranger, study_s, _) =
+        make(files.path(), &Person { pid: "D0001", issuer: Some("RBD"), name: "CHARLIE^C", birth: "19600101", sex: "F", nhs: None, n: 3 });
+    // Dorset County's PACS sending a Poole Patient ID.
+    let (foreign, study_f, _) =
+        make(files.path(), &Person { pid: "P0001", issuer: Some("RD3"), name: "DELTA^D", birth: "19700101", sex: "M", nhs: None, n: 4 });
+    let (stowed, study_w, _) = make(files.path(), &Person { pid: "D0002", issuer: Some("RBD"), name: "ECHO^E", birth: "19650101", sex: "M", nhs: None, n: 5 });
+    let server = Server::start_in(data, &["--accept-any", "--peer", "DCH_PACS@127.0.0.1:0=RBD"]);
+    storescu(&server, "STRANGER", &[&stranger]);
+    storescu(&server, "DCH_PACS", &[&foreign]);
+    assert_eq!(support::stow(&server.http(), &admin, &[&std::fs::read(&stowed).unwrap()]).status, 200);
+    let base = server.http();
+    for (what, study, claimed) in
+        [("an unknown AE", &study_s, "RBD"), ("another site's issuer", &study_f, "RD3"), ("STOW-RS without --stow-site", &study_w, "RBD")]
+    {
+        let s = get(&base, &format!("/api/studies/{study}"), &reader).json();
+        assert_eq!(s["site"], "QUARANTINE", "{what}: {s}");
+        assert_eq!(s["patient"]["issuer"], format!("QUARANTINE/{claimed}"), "{what}: kept apart from the trust's patients");
+    }
+    let listed = get(&base, "/api/admin/quarantine", &admin).json();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+    let worklist = get(&base, "/api/worklist?limit=1000", &reader).json();
+    assert!(worklist.as_array().unwrap().is_empty(), "quarantined studies on the worklist: {worklist}");
+
+    // An admin files one under the site that issued its IDs...
+    let auth = format!("Bearer {admin}");
+    let file = |study: &str, site: &str| {
+        request(
+            &base,
+            "POST",
+            &format!("/api/admin/quarantine/{study}"),
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            format!(r#"{{"site":"{site}"}}"#).as_bytes(),
+        )
+    };
+    let r = file(&study_s, "RBD");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = get(&base, &format!("/api/studies/{study_s}"), &reader).json();
+    assert_eq!((s["site"].as_str(), s["patient"]["issuer"].as_str()), (Some("RBD"), Some("RBD")), "{s}");
+    assert_eq!(get(&base, "/api/worklist?limit=1000", &reader).json().as_array().unwrap().len(), 1);
+    // ...and cannot file Poole's Patient ID under Dorset County.
+    let r = file(&study_f, "RBD");
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(file(&study_f, "RD3").status, 200);
+    let r = file(&study_f, "RD3");
+    assert_eq!(r.status, 409, "filed twice: {}", r.text());
+}
+
+#[test]
+fn nhs_numbers_link_the_trusts_records_only_when_checked() {
+    let data = tempfile::tempdir().unwrap();
+    let admin = user_token(data.path(), "admin1", "admin");
+    let files = tempfile::tempdir().unwrap();
+    let dir = |s: &str| {
+        let d = files.path().join(s);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let (rbd, rd3, r0d) = (dir("RBD"), dir("RD3"), dir("R0D"));
+    // One person at Dorset County and Poole; a different person at Bournemouth under the same NHS number.
+    make(&rbd, &Person { pid: "D1", issuer: Some("RBD"), name: "FOXTROT^FAY", birth: "19500101", sex: "F", nhs: Some("9434765919"), n: 11 });
+    make(&rd3, &Person { pid: "P1", issuer: Some("RD3"), name: "FOXTROT^FAYE", birth: "19500101", sex: "F", nhs: Some("9434765919"), n: 12 });
+    make(&r0d, &Person { pid: "RBH1", issuer: Some("R0D"), name: "GOLF^GARY", birth: "19720505", sex: "M", nhs: Some("9434765919"), n: 13 });
+    // Two strangers under a placeholder that passes Modulus 11.
+    make(&rbd, &Person { pid: "D2", issuer: Some("RBD"), name: "HOTEL^H", birth: "19400101", sex: "M", nhs: Some("1111111111"), n: 14 });
+    make(&rd3, &Person { pid: "P2", issuer: Some("RD3"), name: "INDIA^I", birth: "19900101", sex: "F", nhs: Some("1111111111"), n: 15 });
+    support::run(data.path(), &["import", "--site-folders", files.path().to_str().unwrap()]);
+    let server = Server::start_in(data, &[]);
+    let base = server.http();
+
+    let linked = get(&base, "/api/patients/9434765919", &admin).json();
+    let ids: Vec<&str> = linked["records"].as_array().unwrap().iter().map(|r| r["patient_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["D1", "P1"], "a man born in 1972 shown as the woman born in 1950: {linked}");
+    assert_eq!(get(&base, "/api/patients/1111111111", &admin).status, 400, "a placeholder NHS number links strangers");
+    let conflicts = get(&base, "/api/admin/links", &admin).json();
+    assert_eq!(conflicts.as_array().unwrap().len(), 1, "{conflicts}");
+    assert_eq!(conflicts[0]["patient"]["patient_id"], "RBH1");
+    // The admin dismisses it; the log says who did what.
+    let auth = format!("Bearer {admin}");
+    let r = request(
+        &base,
+        "POST",
+        "/api/admin/links",
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        br#"{"issuer":"R0D","patient_id":"RBH1","decision":"dismiss"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(get(&base, "/api/admin/links", &admin).json().as_array().unwrap().is_empty());
+    let log = get(&base, "/api/admin/links/log", &admin).json();
+    let actions: Vec<(&str, &str)> =
+        log.as_array().unwrap().iter().map(|e| (e["patient"]["patient_id"].as_str().unwrap(), e["action"].as_str().unwrap())).collect();
+    assert!(actions.contains(&("D1", "linked")) && actions.contains(&("P1", "linked")), "{log}");
+    assert!(actions.contains(&("RBH1", "conflict")) && actions.contains(&("RBH1", "dismissed")), "{log}");
+    assert!(log.as_array().unwrap().iter().any(|e| e["by"] == "admin1"));
+}
