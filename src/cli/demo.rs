@@ -79,7 +79,12 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     println!("  findscu -aec RADHUB -S -k QueryRetrieveLevel=STUDY -k PatientName='*' -k StudyDescription 127.0.0.1 {port}");
     println!("  curl -H 'Authorization: Bearer {token}' 'http://{http}/dicom-web/studies?PatientName=*&limit=5'");
     println!("  curl -H 'Authorization: Bearer {token}' 'http://{http}/api/studies?limit=5'");
+    // The simulated trusts' modalities send for their sites; anyone else's data is quarantined.
+    let sites = crate::testdata::modality_sites();
+    let mut titles: Vec<&str> = sites.keys().map(String::as_str).collect();
+    titles.sort();
+    println!("  modalities {} store for their sites; other calling AEs are accepted into quarantine", titles.join(", "));
     let config = pacs_gateway::Config { ae_title: "RADHUB".into(), bind: a.dicom_bind, accept_any: true, ..Default::default() };
-    super::serve::listen(data, std::sync::Arc::new(hub), config, Default::default(), &a.http)?;
+    super::serve::listen(data, std::sync::Arc::new(hub), config, sites, &a.http)?;
     Ok(ExitCode::SUCCESS)
 }

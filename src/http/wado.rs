@@ -605,3 +605,58 @@ async fn study_thumbnail(State(state): State<S>, p: Params) -> Result<Response, 
     })
     .await?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deflated Part 10 file of the four UIDs an index needs.
+    fn deflated() -> Vec<u8> {
+        use std::io::Write;
+        fn el(out: &mut Vec<u8>, g: u16, e: u16, v: &str) {
+            let mut v = v.as_bytes().to_vec();
+            if v.len() % 2 == 1 {
+                v.push(0);
+            }
+            out.extend(g.to_le_bytes());
+            out.extend(e.to_le_bytes());
+            out.extend(b"UI");
+            out.extend((v.len() as u16).to_le_bytes());
+            out.extend(v);
+        }
+        let mut ds = Vec::new();
+        el(&mut ds, 8, 0x16, "1.2.840.10008.5.1.4.1.1.7");
+        el(&mut ds, 8, 0x18, "1.2.3.4");
+        el(&mut ds, 0x20, 0x0D, "1.2.3");
+        el(&mut ds, 0x20, 0x0E, "1.2.3.1");
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&ds).unwrap();
+        let mut f = vec![0u8; 128];
+        f.extend(b"DICM");
+        el(&mut f, 2, 0x10, scan::TS_DEFLATED);
+        f.extend(z.finish().unwrap());
+        f
+    }
+
+    #[test]
+    fn a_deflated_instance_is_inflated_once_for_its_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::open(dir.path(), Default::default()).unwrap();
+        let file = deflated();
+        let (_, meta) = hub.ingest(&file, Some("RBD")).unwrap();
+        let rec = hub.index.instance(&meta.sop_uid).unwrap().unwrap();
+        let cache = MetaCache::new(1 << 20);
+        let first = instance_metadata(&hub, &cache, &rec, "http://hub/dicom-web").unwrap().unwrap();
+        assert!(first.contains("1.2.3.4"), "{first}");
+        // The deflated bytes spoiled in place (same size): a second answer
+        // that inflated the file again would fail.
+        let path = hub.store.local_path(&ObjectKey::for_uid(&meta.sop_uid)).unwrap();
+        let mut spoiled = std::fs::read(&path).unwrap();
+        let n = spoiled.len();
+        spoiled[n - 8..].fill(0xFF);
+        std::fs::write(&path, spoiled).unwrap();
+        assert_eq!(instance_metadata(&hub, &cache, &rec, "http://hub/dicom-web").unwrap().unwrap(), first);
+        // Without the cache, the spoiled file is read afresh: it would have been re-inflated.
+        assert!(instance_metadata(&hub, &MetaCache::new(1 << 20), &rec, "http://hub/dicom-web").is_err());
+    }
+}
