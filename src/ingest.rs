@@ -68,7 +68,7 @@ pub enum IngestError {
 impl From<IndexError> for IngestError {
     fn from(e: IndexError) -> Self {
         match e {
-            IndexError::PatientMismatch { .. } => IngestError::Identity(e.to_string()),
+            IndexError::PatientMismatch { .. } | IndexError::SeriesMismatch { .. } => IngestError::Identity(e.to_string()),
             e => IngestError::Index(e),
         }
     }
@@ -107,9 +107,15 @@ impl Hub {
         if let Some(old) = legacy {
             // Writes the old index committed are finished before it goes.
             recover(&store, &|sop| old.content_hash(sop))?;
-            migrate(&store, &index, &old)?;
+            let left_out = migrate(&store, &index, &old)?;
             index.complete_migration()?;
-            old.finish()?;
+            // Kept while any instance could not be rebuilt: it is the only
+            // record of where those were filed.
+            if left_out == 0 {
+                old.finish()?;
+            } else {
+                tracing::warn!(left_out, "the old index is kept beside the new one: `radhub verify` lists the files left out");
+            }
         }
         let hub = Self::with(Box::new(store), Box::new(index), policy);
         recover(hub.store.as_ref(), &|sop| Ok(hub.index.instance(sop)?.map(|i| i.content_hash)))?;
@@ -273,8 +279,8 @@ fn recover(store: &dyn ObjectStore, committed: Committed<'_>) -> Result<Recovery
 }
 
 /// Rebuilds the index of an older schema from the instance files, each
-/// keeping the site the old index gave it.
-fn migrate(store: &dyn ObjectStore, index: &SledIndex, old: &Legacy) -> Result<(), OpenError> {
+/// keeping the site the old index gave it. Returns how many were left out.
+fn migrate(store: &dyn ObjectStore, index: &SledIndex, old: &Legacy) -> Result<u64, OpenError> {
     let list = old.instances()?;
     tracing::warn!(instances = list.len(), to = SCHEMA_VERSION, "rebuilding the index for a new schema from the instance files");
     let (mut done, mut left_out) = (0u64, 0u64);
@@ -290,7 +296,7 @@ fn migrate(store: &dyn ObjectStore, index: &SledIndex, old: &Legacy) -> Result<(
         };
         match index.upsert(&meta) {
             Ok(_) => done += 1,
-            Err(e @ IndexError::PatientMismatch { .. }) => {
+            Err(e @ (IndexError::PatientMismatch { .. } | IndexError::SeriesMismatch { .. })) => {
                 tracing::warn!(%sop, error = %e, "left out of the rebuilt index; `radhub verify` lists its file");
                 left_out += 1;
             }
@@ -299,7 +305,7 @@ fn migrate(store: &dyn ObjectStore, index: &SledIndex, old: &Legacy) -> Result<(
     }
     index.sync()?;
     tracing::warn!(done, left_out, "index rebuilt");
-    Ok(())
+    Ok(left_out)
 }
 
 /// What `recover` did at open.

@@ -53,7 +53,11 @@ pub fn file(site: Option<&str>, data_issuer: &str) -> Filing {
     let quarantine = |why: String| Filing {
         site: QUARANTINE.to_owned(),
         // Apart from every trust's domain, and from each other by the issuer claimed.
-        issuer: if data_issuer.is_empty() { QUARANTINE.to_owned() } else { format!("{QUARANTINE}/{data_issuer}") },
+        issuer: if data_issuer.is_empty() {
+            QUARANTINE.to_owned()
+        } else {
+            format!("{QUARANTINE}/{}", data_issuer.chars().take(CLAIMED_MAX).collect::<String>())
+        },
         quarantined: Some(why),
     };
     let Some(code) = site else { return quarantine("no site is configured for its sender".into()) };
@@ -62,6 +66,15 @@ pub fn file(site: Option<&str>, data_issuer: &str) -> Filing {
         return quarantine(format!("site {} sent a Patient ID issued by {data_issuer}", s.code));
     }
     Filing { site: s.code.to_owned(), issuer: s.issuer.to_owned(), quarantined: None }
+}
+
+/// The most of the data's issuer kept in a quarantine issuer, which must
+/// fit Issuer of Patient ID (LO, 64 characters) with its prefix.
+const CLAIMED_MAX: usize = 64 - QUARANTINE.len() - 1;
+
+/// Whether an issuer is quarantine's own (data from no configured site).
+pub fn is_quarantine_issuer(issuer: &str) -> bool {
+    issuer == QUARANTINE || issuer.starts_with("QUARANTINE/")
 }
 
 /// The issuer a query's bare Patient ID means, for a caller at `site`.
@@ -87,5 +100,8 @@ mod tests {
         assert_eq!(file(Some("RBD"), "RD3").site, QUARANTINE);
         assert_eq!(file(Some("XYZ"), "").site, QUARANTINE);
         assert!(known("XYZ").unwrap_err().contains("RBD"));
+        // A long claimed issuer still fits LO with its prefix.
+        assert!(file(None, &"X".repeat(64)).issuer.chars().count() <= 64);
+        assert!(is_quarantine_issuer(&file(None, "RBD").issuer) && !is_quarantine_issuer("RBD"));
     }
 }

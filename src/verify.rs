@@ -1,7 +1,7 @@
 //! Store against index: every index entry has its file, every file its
 //! entry, sizes (and with `deep`, content hashes) agree. `repair` mends what
-//! it finds: orphan files are indexed (or deleted when unreadable: no one
-//! was ever told they were stored),
+//! it finds: orphan files are indexed (or, when unreadable, moved out of
+//! the store into `set-aside/` for an admin: never deleted),
 //! entries without a file are dropped, mismatched entries are re-read.
 
 use std::collections::HashMap;
@@ -122,10 +122,12 @@ fn reindex(hub: &Hub, key: &ObjectKey, site: Option<&str>, r: &mut Report) -> Re
             Ok(false)
         }
         Err(e) => {
-            tracing::warn!(key = %key.hex(), reason = %e, "deleting an unreadable stored file");
             r.unreadable.push((key.hex(), e.to_string()));
             if site.is_none() {
-                hub.store.delete(key).map_err(from_store)?;
+                // Set aside, never deleted: a file an older version accepted
+                // (and acknowledged) may fail today's stricter reading.
+                tracing::warn!(key = %key.hex(), reason = %e, "setting an unreadable stored file aside");
+                hub.store.set_aside(key).map_err(from_store)?;
                 return Ok(true);
             }
             Ok(false)

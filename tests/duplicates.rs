@@ -55,8 +55,8 @@ fn replace_policy_replaces_file_and_entry_once() {
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::open(dir.path(), DuplicatePolicy::Replace).unwrap();
     let (original, altered) = ct_small();
-    let (_, meta) = hub.ingest(&original, None).unwrap();
-    assert_eq!(hub.ingest(&altered, None).unwrap().0, Outcome::Replaced);
+    let (_, meta) = hub.ingest(&original, Some("RBD")).unwrap();
+    assert_eq!(hub.ingest(&altered, Some("RBD")).unwrap().0, Outcome::Replaced);
     let key = ObjectKey::for_uid(&meta.sop_uid);
     assert_eq!(hub.store.get(&key).unwrap().unwrap(), altered);
     let rec = hub.index.instance(&meta.sop_uid).unwrap().unwrap();

@@ -461,3 +461,44 @@ fn a_known_ae_named_by_host_name_is_resolved_off_the_association_path() {
     assert!(!ok, "an unknown AE was admitted");
     support::reliability("known AE by host name (localhost)", "admitted from the address resolved at start", t.elapsed(), s.pid());
 }
+
+#[test]
+fn a_request_too_large_to_look_at_takes_no_slot_before_negotiation() {
+    let s = Server::start(&["--accept-any", "--max-associations", "1", "--handshake-timeout", "30"]);
+    // A-ASSOCIATE-RQ headers declaring 64 KiB and more, and nothing after.
+    let stalled: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut c = support::connect_from("127.0.0.8", s.port);
+            c.write_all(&[0x01, 0x00, 0x00, 0x01, 0x00, 0x00]).unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    assert!(echo_ok(&s), "a request not yet read took the only association slot");
+    support::reliability("4 A-ASSOCIATE-RQ of 64 KiB declared, never sent (1 slot)", "the slot stays free; others served", t.elapsed(), s.pid());
+    drop(stalled);
+}
+
+#[test]
+fn a_retrieve_naming_one_uid_many_times_sends_it_once() {
+    let (s, study, _) = hub_with_studies(&["--accept-any"], &["--patients", "1", "--max-slices", "3", "--ct-size", "32"]);
+    let (mut a, pcs) = assoc(&s, &[(STUDY_ROOT_FIND, EXPLICIT_LE)], &[]);
+    let ui = dicom_core::VR::UI;
+    let id = identifier("IMAGE", &[(dicom_core::Tag(0x0020, 0x000D), ui, &study), (dicom_core::Tag(0x0008, 0x0018), ui, "")]);
+    send(&mut a, pc(&pcs, STUDY_ROOT_FIND), &Command::request(field::C_FIND_RQ, 1, STUDY_ROOT_FIND, true), Some(&id));
+    let (n, _) = until_final(&mut a);
+    a.release().unwrap();
+    assert!(n >= 3, "{n} instances in the study");
+    let dir = tempfile::tempdir().unwrap();
+    let many = vec![study.as_str(); 500].join("\\");
+    let (_, out) = output(
+        dcmtk("getscu")
+            .args(["-v", "-aec", "RADHUB", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", &format!("StudyInstanceUID={many}"), "-od"])
+            .arg(dir.path())
+            .args(["127.0.0.1", &s.port.to_string()]),
+    );
+    let completed: usize =
+        out.lines().find(|l| l.contains("Number of Completed Suboperations")).and_then(|l| l.rsplit(':').next()?.trim().parse().ok()).unwrap_or(0);
+    assert_eq!(completed, n, "{out}");
+}

@@ -111,7 +111,7 @@ fn hub(gen: &[&str]) -> (tempfile::TempDir, Vec<String>) {
 
 #[test]
 fn half_sent_requests_are_dropped_after_the_header_timeout() {
-    let server = Server::start(&["--http-header-timeout", "2"]);
+    let server = Server::start(&["--http-header-timeout", "2", "--max-connections-per-address", "400"]);
     // Three hundred clients that send part of a request and wait.
     let mut slow: Vec<std::net::TcpStream> = (0..300)
         .map(|_| {
@@ -164,7 +164,7 @@ fn retrieves_left_unread_pin_no_thread_and_ingest_goes_on() {
     let (data, tokens) = hub(&["--patients", "1", "--max-slices", "8", "--ct-size", "1024"]);
     let studies = support::json(&support::run(data.path(), &["ls", "studies", "--json"]));
     let study = studies.as_array().unwrap().iter().max_by_key(|s| s["bytes"].as_u64().unwrap()).unwrap()["uid"].as_str().unwrap().to_owned();
-    let server = Server::start_in(data, &["--retrieves-per-user", "1000"]);
+    let server = Server::start_in(data, &["--retrieves-per-user", "1000", "--max-connections-per-address", "1000"]);
     // More unread retrieves than tokio's blocking pool has threads (512).
     let stalled: Vec<std::net::TcpStream> = (0..520)
         .map(|_| {
@@ -335,4 +335,64 @@ fn connections_beyond_the_cap_wait_their_turn_and_descriptors_are_raised() {
     let files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
     let v: Vec<&str> = files.split_whitespace().collect();
     assert_eq!(v[3], v[4], "soft and hard open-file limits: {files}");
+}
+
+/// Open descriptors of a process.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn clients_that_stop_reading_lose_their_connections() {
+    let (data, tokens) = hub(&["--patients", "1", "--max-slices", "2", "--ct-size", "1024"]);
+    let inst = support::json(&support::run(data.path(), &["ls", "instances", "--json"]));
+    // The largest image (a 10 MiB radiograph): more than socket buffers hold.
+    let ct = inst.as_array().unwrap().iter().max_by_key(|i| i["file_size"].as_u64().unwrap()).unwrap();
+    let frame = format!(
+        "/dicom-web/studies/{}/series/{}/instances/{}/frames/1",
+        ct["study_uid"].as_str().unwrap(),
+        ct["series_uid"].as_str().unwrap(),
+        ct["sop_uid"].as_str().unwrap()
+    );
+    // The idle timeout is long: only the send timeout can free them.
+    let server = Server::start_in(data, &["--http-send-timeout", "2", "--http-header-timeout", "60"]);
+    let before = open_fds(server.pid());
+    // Ten clients ask for its frame (one answer body, not streamed) with a
+    // 4 KiB receive window, and read none of it.
+    let unread: Vec<std::net::TcpStream> = (0..10)
+        .map(|_| {
+            let mut s = support::connect_from("127.0.0.6", server.http_port);
+            s.write_all(format!("GET {frame} HTTP/1.1\r\nHost: radhub\r\nAuthorization: Bearer {}\r\n\r\n", tokens[0]).as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(open_fds(server.pid()) >= before + 10, "the connections were not open");
+    let t = Instant::now();
+    while open_fds(server.pid()) > before + 2 {
+        assert!(t.elapsed() < Duration::from_secs(20), "{} descriptors still held by unread answers", open_fds(server.pid()) - before);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let freed = t.elapsed();
+    assert_eq!(request(&server.http(), "GET", "/api/health", &[], b"").status, 200);
+    support::reliability("10 HTTP clients that read none of a 10 MiB answer (send timeout 2 s)", "connections closed, descriptors freed", freed, server.pid());
+    drop(unread);
+}
+
+#[test]
+fn one_address_holds_only_its_share_of_connections() {
+    let server = Server::start(&["--max-connections-per-address", "8", "--http-header-timeout", "30"]);
+    let mut held: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = support::connect_from("127.0.0.7", server.http_port);
+            s.write_all(b"GET /api/health HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let closed = held.iter_mut().map(|s| support::closed_within(s, Duration::from_millis(50))).filter(|&c| c).count();
+    assert_eq!(closed, 12, "connections over the per-address cap");
+    let t = Instant::now();
+    assert_eq!(request(&server.http(), "GET", "/api/health", &[], b"").status, 200, "another address is served");
+    support::reliability("20 half-sent HTTP connections from one address (cap 8)", "12 closed at once; other addresses served", t.elapsed(), server.pid());
 }

@@ -16,7 +16,7 @@ use support::{pydicom_sets, run, user_token, Server};
 fn dicomweb_client_over_pydicom_test_files() {
     let data = tempfile::tempdir().unwrap();
     let token = user_token(data.path(), "pacsadmin", "admin");
-    let server = Server::start_in(data, &[]);
+    let server = Server::start_in(data, &["--stow-site", "RBD"]);
     let manifest = env!("CARGO_MANIFEST_DIR");
     let out = Command::new("python3")
         .arg(format!("{manifest}/tests/interop/dicomweb_check.py"))
@@ -64,7 +64,7 @@ fn series_metadata_follows_new_arrivals() {
     let token = user_token(data.path(), "pacsadmin", "admin");
     let gen = tempfile::tempdir().unwrap();
     run(data.path(), &["testdata", "--out", gen.path().to_str().unwrap(), "--patients", "1", "--max-slices", "6", "--ct-size", "64"]);
-    let server = Server::start_in(data, &[]);
+    let server = Server::start_in(data, &["--stow-site", "RBD"]);
     let base = server.http();
     // The generator writes site/study/series/instance.dcm: take a series of four or more.
     let series_dir = walk_dirs(gen.path()).into_iter().find(|d| files_in(d).len() >= 4).expect("a series of four instances");

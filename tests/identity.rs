@@ -150,10 +150,16 @@ fn data_from_a_sender_with_no_site_is_quarantined_until_an_admin_files_it() {
     for (what, study, claimed) in
         [("an unknown AE", &study_s, "RBD"), ("another site's issuer", &study_f, "RD3"), ("STOW-RS without --stow-site", &study_w, "RBD")]
     {
-        let s = get(&base, &format!("/api/studies/{study}"), &reader).json();
+        let s = get(&base, &format!("/api/studies/{study}"), &admin).json();
         assert_eq!(s["site"], "QUARANTINE", "{what}: {s}");
         assert_eq!(s["patient"]["issuer"], format!("QUARANTINE/{claimed}"), "{what}: kept apart from the trust's patients");
+        // Everyone else does not see it until an admin files it.
+        assert_eq!(get(&base, &format!("/api/studies/{study}"), &reader).status, 404, "{what}");
+        assert_eq!(get(&base, &format!("/dicom-web/studies/{study}/metadata"), &reader).status, 404, "{what}");
+        let q = get(&base, &format!("/dicom-web/studies?StudyInstanceUID={study}"), &reader).json();
+        assert!(q.as_array().unwrap().is_empty(), "{what}: found by QIDO: {q}");
     }
+    assert!(findscu(&server, "STRANGER", "STUDY", &["PatientID=D0001"]).is_empty(), "a quarantined study answered C-FIND");
     let listed = get(&base, "/api/admin/quarantine", &admin).json();
     assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
     let worklist = get(&base, "/api/worklist?limit=1000", &reader).json();
@@ -174,6 +180,7 @@ fn data_from_a_sender_with_no_site_is_quarantined_until_an_admin_files_it() {
     assert_eq!(r.status, 200, "{}", r.text());
     let s = get(&base, &format!("/api/studies/{study_s}"), &reader).json();
     assert_eq!((s["site"].as_str(), s["patient"]["issuer"].as_str()), (Some("RBD"), Some("RBD")), "{s}");
+    assert_eq!(findscu(&server, "DCH_PACS", "STUDY", &["PatientID=D0001"]).len(), 1, "filed, it answers C-FIND");
     assert_eq!(get(&base, "/api/worklist?limit=1000", &reader).json().as_array().unwrap().len(), 1);
     // ...and cannot file Poole's Patient ID under Dorset County.
     let r = file(&study_f, "RBD");

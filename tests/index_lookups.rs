@@ -140,6 +140,7 @@ fn nhs_number_links_each_sites_patient() {
         m.study_uid = format!("1.2.3.{}", pid.len());
         m.series_uid = format!("1.2.3.{}.1", pid.len());
         m.nhs_number = Some("9434765919".into());
+        m.patient_birth_date = "19500101".into();
         ix.upsert(&m).unwrap();
     }
     let mut linked = ix.patients_by_nhs("9434765919").unwrap();
@@ -337,4 +338,48 @@ fn an_index_of_the_old_schema_is_rebuilt_from_the_files() {
     // Reopened: nothing left to migrate.
     let hub = Hub::open(data.path(), DuplicatePolicy::Keep).unwrap();
     assert_eq!(hub.index.counts().unwrap().instances, 1);
+}
+
+#[test]
+fn an_arrival_without_demographics_erases_none_and_links_no_stranger() {
+    let (_d, ix) = open();
+    ix.upsert(&one("RBD", "D1", "19500101", "F", "9434765919", 1)).unwrap();
+    // A later instance of D1 with no birth date and no sex (a secondary capture, say).
+    let mut blank = one("RBD", "D1", "", "", "9434765919", 1);
+    blank.sop_uid.push_str(".1");
+    ix.upsert(&blank).unwrap();
+    let key = PatientKey { issuer: "RBD".into(), patient_id: "D1".into() };
+    assert_eq!(ix.patient(&key).unwrap().unwrap().birth_date, "19500101", "a missing birth date erased the known one");
+    // A stranger under the same NHS number (a typo) is compared with the kept date.
+    ix.upsert(&one("RD3", "P9", "19610101", "M", "9434765919", 2)).unwrap();
+    assert_eq!(ix.patients_by_nhs("9434765919").unwrap(), vec![key]);
+    // And a record without any birth date is never linked to another by the number alone.
+    ix.upsert(&one("R0D", "RBH1", "", "F", "9434765919", 3)).unwrap();
+    assert_eq!(ix.patients_by_nhs("9434765919").unwrap().len(), 1);
+    assert_eq!(ix.link_conflicts().unwrap().len(), 2);
+}
+
+#[test]
+fn a_series_uid_held_in_another_study_is_refused() {
+    let (_d, ix) = open();
+    ix.upsert(&meta("RBD", "D1", "DOE^JANE", 1, 0, 0)).unwrap();
+    let mut other = meta("RD3", "P2", "ROE^RICHARD", 2, 0, 0);
+    other.series_uid = "1.2.826.0.1.1.0".into();
+    assert!(matches!(ix.upsert(&other), Err(IndexError::SeriesMismatch { .. })), "one series UID in two patients' studies");
+    assert_eq!(ix.series("1.2.826.0.1.1.0").unwrap().unwrap().study_uid, "1.2.826.0.1.1");
+}
+
+#[test]
+fn re_sending_a_patients_only_instance_keeps_the_admins_link_decisions() {
+    let (_d, ix) = open();
+    ix.upsert(&one("RBD", "D1", "19500101", "F", "9434765919", 1)).unwrap();
+    let key = PatientKey { issuer: "RBD".into(), patient_id: "D1".into() };
+    ix.decide_link(&key, Decision::Unlink, None, "dr.admin").unwrap();
+    // The same SOP Instance UID again (replaced under --policy replace).
+    let mut again = one("RBD", "D1", "19500101", "F", "9434765919", 1);
+    again.file_size = 2000;
+    assert_eq!(ix.upsert(&again).unwrap(), Upsert::Replaced);
+    assert!(ix.patients_by_nhs("9434765919").unwrap().is_empty(), "the admin's unlink was undone by a re-send");
+    assert_eq!(ix.patient(&key).unwrap().unwrap().nhs_refused, vec!["9434765919".to_string()]);
+    assert_eq!(ix.counts().unwrap().patients, 1);
 }

@@ -146,6 +146,7 @@ fn four_associations_at_once() {
     let all = generated(files.path(), "6");
     let s = Server::start(&["--accept-any"]);
     let port = s.port.to_string();
+    // (Unconfigured senders: everything is quarantined, and all of it kept.)
     let children: Vec<_> = all
         .chunks(all.len().div_ceil(4))
         .map(|chunk| {
@@ -191,10 +192,12 @@ fn findscu_every_level_and_model_matches_as_ps3_4_says() {
         let p = support::pydicom_data().join("test_files").join(name);
         all.push((p.clone(), read_meta(&std::fs::read(&p).unwrap()).unwrap()));
     }
-    let s = Server::start(&["--peer", "STORESCU@127.0.0.1:0", "--peer", "FINDSCU@127.0.0.1:0"]);
+    let mut peers = support::site_peers();
+    peers.extend(["--peer".to_owned(), "FINDSCU@127.0.0.1:0".to_owned()]);
+    let s = Server::start(&peers.iter().map(String::as_str).collect::<Vec<_>>());
     let port = s.port.to_string();
-    let (ok, out) = output(dcmtk("storescu").args(["-aet", "STORESCU", "-aec", "RADHUB", "127.0.0.1", &port]).args(all.iter().map(|(p, _)| p)));
-    assert!(ok, "{out}");
+    // Each trust's data from its own PACS.
+    support::storescu_by_site(s.port, &all.iter().map(|(p, m)| (p.clone(), m.issuer_of_patient_id.clone())).collect::<Vec<_>>());
 
     let set = |f: &dyn Fn(&InstanceMeta) -> Option<String>| -> BTreeSet<String> { all.iter().filter_map(|(_, m)| f(m)).collect() };
     let study = |pred: &dyn Fn(&InstanceMeta) -> bool| set(&|m: &InstanceMeta| pred(m).then(|| m.study_uid.clone()));
@@ -268,10 +271,11 @@ fn movescu_to_storescp_and_getscu() {
     let files = tempfile::tempdir().unwrap();
     let all = generated(files.path(), "2");
     let dest_port = support::free_port();
-    let s = Server::start(&["--peer", &format!("STORESCP@127.0.0.1:{dest_port}"), "--peer", "MOVESCU@127.0.0.1:0", "--accept-any"]);
+    let mut peers = support::site_peers();
+    peers.extend(["--peer".to_owned(), format!("STORESCP@127.0.0.1:{dest_port}"), "--accept-any".to_owned()]);
+    let s = Server::start(&peers.iter().map(String::as_str).collect::<Vec<_>>());
     let port = s.port.to_string();
-    let (ok, out) = output(dcmtk("storescu").args(["-aec", "RADHUB", "127.0.0.1", &port]).args(all.iter().map(|(p, _)| p)));
-    assert!(ok, "{out}");
+    support::storescu_by_site(s.port, &all.iter().map(|(p, m)| (p.clone(), m.issuer_of_patient_id.clone())).collect::<Vec<_>>());
 
     let target = &all[0].1;
     let expected: BTreeSet<String> = all.iter().filter(|(_, m)| m.study_uid == target.study_uid).map(|(_, m)| m.sop_uid.clone()).collect();

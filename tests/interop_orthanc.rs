@@ -110,7 +110,8 @@ impl Drop for Orthanc {
 /// Orthanc. Returns their Orthanc IDs too.
 fn setup() -> (Server, Orthanc, Vec<String>) {
     let orthanc_dicom = support::free_port();
-    let server = Server::start(&["--peer", &format!("ORTHANC@127.0.0.1:{orthanc_dicom}")]);
+    // Orthanc stands in for Dorset County's PACS.
+    let server = Server::start(&["--peer", &format!("ORTHANC@127.0.0.1:{orthanc_dicom}=RBD")]);
     let orthanc = Orthanc::start(orthanc_dicom, server.port);
     let dir = support::pydicom_data().join("test_files");
     // Three patients, three transfer syntaxes (explicit LE, J2K, RLE).

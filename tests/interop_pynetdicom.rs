@@ -71,6 +71,22 @@ fn store_all(server: &Server, paths: &[&Path]) -> Value {
     scu(server, &args)
 }
 
+/// `--peer` arguments for pynetdicom as each trust's PACS: PYSCU stores for
+/// RBD, PY_RD3 for RD3, PY_R0D for R0D.
+const SITE_PEERS: [&str; 6] = ["--peer", "PYSCU@127.0.0.1:0=RBD", "--peer", "PY_RD3@127.0.0.1:0=RD3", "--peer", "PY_R0D@127.0.0.1:0=R0D"];
+
+/// C-STOREs `radhub testdata`'s folder of each site from that site's AE.
+fn store_sites(server: &Server, data: &Path) {
+    for (site, ae) in [("RBD", "PYSCU"), ("RD3", "PY_RD3"), ("R0D", "PY_R0D")] {
+        let dir = data.join(site);
+        if dir.is_dir() {
+            let port = server.port.to_string();
+            let v = py(&["--port", &port, "--ae", ae, "store", &dir.display().to_string()]);
+            assert!(v["results"].as_array().unwrap().iter().all(|r| r["status"] == SUCCESS), "C-STORE as {ae}: {v}");
+        }
+    }
+}
+
 /// Like `store_all`, every store being a success.
 fn store(server: &Server, paths: &[&Path]) -> Value {
     let v = store_all(server, paths);
@@ -91,7 +107,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[test]
 fn c_echo_succeeds_for_a_known_ae_and_an_unknown_one_is_rejected() {
-    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0"]);
+    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0=RBD"]);
     let v = scu(&server, &["echo"]);
     assert_eq!(v["status"], SUCCESS, "{v}");
 
@@ -108,7 +124,7 @@ fn c_store_of_pydicom_test_files_over_one_association() {
     let dir = support::pydicom_data().join("test_files");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "dcm")).collect();
     files.sort();
-    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0"]);
+    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0=RBD"]);
     let v = store_all(&server, &files.iter().map(PathBuf::as_path).collect::<Vec<_>>());
     let results = v["results"].as_array().unwrap();
     assert!(results.len() > 60, "pydicom ships ~75 storage instances, {} sent; skipped: {}", results.len(), v["skipped"]);
@@ -153,7 +169,7 @@ fn c_store_of_pydicom_test_files_over_one_association() {
 #[test]
 fn c_find_study_level_answers_what_pydicom_reads() {
     let (ct, mr) = (test_file("CT_small.dcm"), test_file("MR_small.dcm"));
-    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0"]);
+    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0=RBD"]);
     store(&server, &[&ct, &mr]);
 
     let v = scu(&server, &["find", "--level", "STUDY", "--key", "PatientName=CompressedSamples*", "--key", "PatientID=", "--key", "StudyInstanceUID="]);
@@ -181,7 +197,7 @@ fn c_find_study_level_answers_what_pydicom_reads() {
 #[test]
 fn c_get_returns_the_instance_on_the_same_association() {
     let mr = test_file("MR_small.dcm");
-    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0"]);
+    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0=RBD"]);
     store(&server, &[&mr]);
     let want = &describe(&[&mr])[0];
 
@@ -212,8 +228,10 @@ fn c_move_to_a_pynetdicom_storage_scp() {
     assert!(want.len() >= 3, "a study of several instances is needed, largest has {}", want.len());
     let scp_port = support::free_port();
     let dest = format!("PYSCP@127.0.0.1:{scp_port}");
-    let server = Server::start(&["--peer", &dest, "--peer", "PYSCU@127.0.0.1:0"]);
-    store(&server, &[data.path()]);
+    let mut peers = SITE_PEERS.to_vec();
+    peers.extend(["--peer", &dest]);
+    let server = Server::start(&peers);
+    store_sites(&server, data.path());
 
     let key = format!("StudyInstanceUID={study}");
     let v = scu(&server, &["move", "--scp-port", &scp_port.to_string(), "--dest", "PYSCP", "--level", "STUDY", "--key", &key]);
@@ -254,8 +272,8 @@ fn c_cancel_stops_a_c_find_with_many_matches() {
     let data = testdata(&["--patients", "3", "--max-slices", "20", "--ct-size", "64"]);
     let (study, sops) = largest_study(&describe(&[data.path()]));
     assert!(sops.len() >= 40, "a study of many instances is needed, largest has {}", sops.len());
-    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0"]);
-    store(&server, &[data.path()]);
+    let server = Server::start(&SITE_PEERS);
+    store_sites(&server, data.path());
 
     // C-CANCEL goes out as soon as the first pending response arrives.
     let key = format!("StudyInstanceUID={study}");
@@ -269,7 +287,7 @@ fn c_cancel_stops_a_c_find_with_many_matches() {
 #[test]
 fn storage_commitment_reports_held_missing_and_divergent_instances() {
     let mr = test_file("MR_small.dcm");
-    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0"]);
+    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0=RBD"]);
     store(&server, &[&mr]);
     let held = &describe(&[&mr])[0];
     let (class, sop) = (held["sop_class"].as_str().unwrap(), held["sop"].as_str().unwrap());
@@ -316,7 +334,7 @@ fn storage_commitment_reports_held_missing_and_divergent_instances() {
 fn c_get_of_a_compressed_instance_to_a_peer_accepting_only_uncompressed_is_transcoded() {
     // JPEG-LS held; the requestor offers only explicit and implicit VR little endian.
     let jls = test_file("MR_small_jpeg_ls_lossless.dcm");
-    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0"]);
+    let server = Server::start(&["--peer", "PYSCU@127.0.0.1:0=RBD"]);
     store(&server, &[&jls]);
     let want = &describe(&[&jls])[0];
     let study = format!("StudyInstanceUID={}", want["study"].as_str().unwrap());

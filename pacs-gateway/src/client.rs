@@ -91,7 +91,11 @@ async fn data_set(handler: &Arc<dyn Handler>, file: &[u8], to: &str) -> Result<V
         return Ok(file[start..].to_vec());
     }
     if NATIVE.contains(&from.as_str()) {
-        return identifier::encode(&identifier::parse(&file[start..], &from)?, to);
+        // A whole data set re-encoded: CPU work, off the async workers.
+        let (d, from, to) = (file[start..].to_vec(), from.clone(), to.to_owned());
+        return tokio::task::spawn_blocking(move || identifier::encode(&identifier::parse(&d, &from)?, &to))
+            .await
+            .map_err(|_| "re-encoding task failed".to_owned())?;
     }
     let (h, f, t) = (handler.clone(), file.to_vec(), to.to_owned());
     let out = tokio::task::spawn_blocking(move || h.transcode(&f, &t)).await.map_err(|_| "transcoding task failed".to_owned())??;

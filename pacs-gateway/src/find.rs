@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::association::{Assoc, Ctx};
 use crate::command::{field, Command};
-use crate::handler::{Answer, Model};
+use crate::handler::{Answer, Matches, Model};
 use crate::identifier;
 use crate::message::{self, Interrupt, Message, SendError};
 use crate::sop_classes;
@@ -31,15 +31,21 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
     };
     tracing::debug!(level = query.level.as_str(), ?model, "C-FIND");
     let deadline = tokio::time::Instant::now() + ctx.config.operation_timeout;
+    let late = || Answer::failure(Status::OUT_OF_RESOURCES, format!("the query ran past {} s", ctx.config.operation_timeout.as_secs()));
     let (tx, mut rx) = mpsc::channel(AHEAD);
     let handler = ctx.handler.clone();
-    let search = tokio::task::spawn_blocking(move || handler.find(&query, &mut |m| tx.blocking_send(m).is_ok()));
+    let search = tokio::task::spawn_blocking(move || handler.find(&query, &Matches { tx }));
     let mut sent = 0usize;
     let end = loop {
+        // Checked apart from the receive: with matches waiting, the receive
+        // is always ready and its timeout would never fire.
+        if tokio::time::Instant::now() >= deadline {
+            break Some(late());
+        }
         let m = match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(m)) => m,
             Ok(None) => break None,
-            Err(_) => break Some(Answer::failure(Status::OUT_OF_RESOURCES, format!("the query ran past {} s", ctx.config.operation_timeout.as_secs()))),
+            Err(_) => break Some(late()),
         };
         if sent == ctx.config.max_find_matches {
             break Some(Answer::failure(Status::OUT_OF_RESOURCES, format!("more than {sent} matches: narrow the query")));
@@ -53,7 +59,11 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
             Err(e) => break Some(Answer::failure(Status::OUT_OF_RESOURCES, e)),
         };
         let rsp = Command::response_to(rq, field::C_FIND_RSP, Status::PENDING, true);
-        message::send(assoc, pc.id, &rsp, Some(&bytes), ctx.config.write_timeout).await?;
+        // A peer reading slowly enough to pass every write timeout still meets the deadline.
+        match tokio::time::timeout_at(deadline, message::send(assoc, pc.id, &rsp, Some(&bytes), ctx.config.write_timeout)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(SendError::Stalled(ctx.config.operation_timeout.as_secs())),
+        }
         sent += 1;
     };
     // Dropping the receiver stops an unfinished search at its next match;

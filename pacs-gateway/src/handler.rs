@@ -95,16 +95,36 @@ pub struct InstanceRef {
     pub transfer_syntax: String,
 }
 
+/// Where a C-FIND's matches go: to the gateway, which sends them on as the
+/// peer takes them.
+pub struct Matches {
+    pub(crate) tx: tokio::sync::mpsc::Sender<InMemDicomObject>,
+}
+
+impl Matches {
+    /// Hands one match over, waiting while the gateway is a few ahead;
+    /// false once it wants no more.
+    pub fn send(&self, m: InMemDicomObject) -> bool {
+        self.tx.blocking_send(m).is_ok()
+    }
+
+    /// Whether the gateway still wants matches. A search asks as it goes,
+    /// so that an abandoned query stops even while nothing matches.
+    pub fn wanted(&self) -> bool {
+        !self.tx.is_closed()
+    }
+}
+
 pub trait Handler: Send + Sync + 'static {
     /// Stores one instance; returns only once it is durable.
     fn store(&self, req: StoreRequest) -> Answer;
 
-    /// Hands each match of a C-FIND to `send` as it is found, each an
+    /// Hands each match of a C-FIND to `matches` as it is found, each an
     /// identifier holding the requested keys (and Query/Retrieve Level), in
-    /// the order to send them; stops when `send` returns false (the peer
-    /// cancelled, went away, or the gateway's match limit was reached).
-    /// Runs on the blocking pool while the gateway sends what it is given.
-    fn find(&self, query: &Query, send: &mut dyn FnMut(InMemDicomObject) -> bool) -> Result<(), Answer>;
+    /// the order to send them; stops when the gateway wants no more (the
+    /// peer cancelled or went away, the match limit or deadline was
+    /// reached). Runs on the blocking pool while the gateway sends.
+    fn find(&self, query: &Query, matches: &Matches) -> Result<(), Answer>;
 
     /// The instances a C-MOVE or C-GET identifier selects. The gateway has
     /// checked its unique keys (PS3.4 C.4.2.2.1): present, no wildcards,

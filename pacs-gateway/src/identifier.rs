@@ -87,12 +87,16 @@ pub fn check_unique_keys(q: &Query) -> Result<(), Answer> {
         if v.is_empty() {
             return refuse(format!("{name} is required to retrieve at {} level", q.level.as_str()));
         }
-        if v.contains(['*', '?']) {
-            return refuse(format!("{name} is a unique key: no wildcards"));
-        }
         let values: Vec<&str> = v.split('\\').map(str::trim).collect();
         if values.iter().any(|x| x.is_empty()) {
             return refuse(format!("{name} has an empty value"));
+        }
+        // Patient ID (LO) matches * and ? as wildcards; in a UID they are
+        // no wildcard (PS3.4 C.2.2.2.4), so only a UID of nothing else is
+        // taken as one (a UID an archive holds may contain them).
+        let wild = |x: &&str| if tag == PATIENT_ID { x.contains(['*', '?']) } else { x.chars().all(|c| c == '*' || c == '?') };
+        if values.iter().any(wild) {
+            return refuse(format!("{name} is a unique key: no wildcards"));
         }
         if !list && values.len() > 1 {
             return refuse(format!("{name} takes one value above the retrieve level"));

@@ -28,5 +28,5 @@ pub mod sop_classes;
 pub mod status;
 pub mod store;
 
-pub use handler::{Answer, Handler, InstanceRef, Level, Model, Query, StoreRequest};
+pub use handler::{Answer, Handler, InstanceRef, Level, Matches, Model, Query, StoreRequest};
 pub use server::{Config, Gateway, KnownAe};

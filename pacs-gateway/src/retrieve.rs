@@ -194,7 +194,14 @@ pub(crate) async fn serve_get(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationCon
             SubResult::Failed(format!("the requestor did not take the SCP role for {}", inst.sop_class_uid))
         } else {
             match open(ctx, inst).await {
-                Ok(file) => client::store(assoc, &ctx.handler, &ctx.config, &contexts, 0x8000 | wire(n + 1), inst, &file, None, &mut cancelled).await?,
+                Ok(file) => {
+                    let sub = client::store(assoc, &ctx.handler, &ctx.config, &contexts, 0x8000 | wire(n + 1), inst, &file, None, &mut cancelled);
+                    // A sub-operation cut off mid-way leaves the association unusable: it is aborted.
+                    match tokio::time::timeout_at(deadline, sub).await {
+                        Ok(r) => r?,
+                        Err(_) => return Err(SendError::Stalled(ctx.config.operation_timeout.as_secs())),
+                    }
+                }
                 Err(e) => SubResult::Failed(e),
             }
         };

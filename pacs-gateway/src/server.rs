@@ -131,25 +131,30 @@ impl Resolved {
     /// The addresses of `host` (an address literal, or a name as last resolved).
     pub fn addrs(&self, host: &str) -> Vec<IpAddr> {
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return vec![ip];
+            return vec![ip.to_canonical()];
         }
         self.0.read().unwrap_or_else(|e| e.into_inner()).get(host).cloned().unwrap_or_default()
     }
 
+    /// Resolves every known AE's host name at once, 5 s each at most.
     async fn refresh(&self, config: &Config) {
-        for ae in &config.known_aes {
-            if ae.host.parse::<IpAddr>().is_ok() {
-                continue;
-            }
-            let found = tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((ae.host.as_str(), 0))).await;
+        let hosts: std::collections::BTreeSet<String> = config.known_aes.iter().map(|a| a.host.clone()).filter(|h| h.parse::<IpAddr>().is_err()).collect();
+        let mut lookups = JoinSet::new();
+        for host in hosts {
+            lookups.spawn(async move {
+                let found = tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((host.as_str(), 0))).await;
+                let found = found.map(|r| r.map(|addrs| addrs.map(|a| a.ip().to_canonical()).collect::<Vec<IpAddr>>()));
+                (host, found)
+            });
+        }
+        while let Some(Ok((host, found))) = lookups.join_next().await {
             match found {
-                Ok(Ok(addrs)) => {
-                    let ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
-                    self.0.write().unwrap_or_else(|e| e.into_inner()).insert(ae.host.clone(), ips);
+                Ok(Ok(ips)) => {
+                    self.0.write().unwrap_or_else(|e| e.into_inner()).insert(host, ips);
                 }
                 // Keep what was known: a DNS outage must not lock peers out.
-                Ok(Err(e)) => tracing::warn!(ae = %ae.title, host = %ae.host, error = %e, "cannot resolve a known AE's host"),
-                Err(_) => tracing::warn!(ae = %ae.title, host = %ae.host, "resolving a known AE's host timed out"),
+                Ok(Err(e)) => tracing::warn!(%host, error = %e, "cannot resolve a known AE's host"),
+                Err(_) => tracing::warn!(%host, "resolving a known AE's host timed out"),
             }
         }
     }
@@ -284,6 +289,8 @@ impl Gateway {
                         }
                     };
                     backoff = Duration::from_millis(10);
+                    // An IPv4 peer of a dual-stack listener is the IPv4 address it is.
+                    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                     let Ok(overall) = pending.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, limit = self.config.max_pending, "connection closed: too many association requests pending");
                         continue;
@@ -385,6 +392,7 @@ async fn connection(
     stop: watch::Receiver<bool>,
 ) {
     let _ = sock.set_nodelay(true);
+    let started = std::time::Instant::now();
     let request = match tokio::time::timeout(config.handshake_timeout, peek_request(&sock, config.max_pdu_length)).await {
         Ok(Ok(rq)) => rq,
         Ok(Err(e)) => {
@@ -397,20 +405,24 @@ async fn connection(
         }
     };
     let access = Access { config: config.clone(), resolved: resolved.clone(), peer: peer.ip() };
-    // A slot is taken only by a request that passes access control: the
-    // others are rejected by the negotiation below without one.
+    // A slot is taken only by a request that passes access control; the
+    // others are rejected by the negotiation below without one. A request
+    // that could not be looked at first (over 64 KiB, or not one at all)
+    // takes none until negotiation has checked it.
     let slot = match &request {
-        Some((calling, called)) if access.check(&config.ae_title, calling, called).is_err() => None,
-        _ => match slots.try_acquire_owned() {
+        Some((calling, called)) if access.check(&config.ae_title, calling, called).is_ok() => match slots.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
                 reject_busy(sock, &config).await;
                 return;
             }
         },
+        _ => None,
     };
     let opts = options(config.clone(), resolved.clone(), peer.ip());
-    let established = tokio::time::timeout(config.artim_timeout, opts.establish_async(sock)).await;
+    // Within what is left of the handshake deadline (and never past ARTIM).
+    let left = config.handshake_timeout.saturating_sub(started.elapsed()).min(config.artim_timeout);
+    let established = tokio::time::timeout(left, opts.establish_async(sock)).await;
     drop(handshake);
     let assoc = match established {
         Ok(Ok(a)) => a,
@@ -419,14 +431,17 @@ async fn connection(
             return;
         }
         Err(_) => {
-            tracing::info!(%peer, "association request timed out (ARTIM)");
+            tracing::info!(%peer, "association request timed out");
             return;
         }
     };
-    // Negotiation checks access again; it cannot pass where the early check failed.
-    let Some(slot) = slot else {
-        tracing::warn!(%peer, "association established after failing the early access check: closed");
-        return;
+    let slot = match slot.map_or_else(|| slots.try_acquire_owned().ok(), Some) {
+        Some(s) => s,
+        None => {
+            tracing::warn!(%peer, limit = config.max_associations, "association aborted: limit reached");
+            let _ = tokio::time::timeout(config.write_timeout, assoc.abort()).await;
+            return;
+        }
     };
     let span = tracing::info_span!("association", %peer, calling_ae = %assoc.peer_ae_title());
     association::run(assoc, config, handler, resolved, stop).instrument(span).await;

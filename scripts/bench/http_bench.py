@@ -203,7 +203,7 @@ class RadhubWeb:
         self.data = os.path.join(work, "radhub-data")
         self.log_path = os.path.join(work, "radhub.log")
         t0 = time.monotonic()
-        self._run(["import"] + folders)
+        self._run(["import", "--site", "RBD"] + folders)
         secs = time.monotonic() - t0
         stats = json.loads(self._run(["stats", "--json"]))
         held = int(stats["total"]["instances"])

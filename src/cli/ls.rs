@@ -59,7 +59,7 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let ix = &hub.index;
     let limit = a.limit.unwrap_or(usize::MAX);
     if let Level::Patients = a.level {
-        let f = PatientFilter { patient_id: a.patient_id, issuer: a.issuer, patient_name: a.name, nhs_number: a.nhs, site: a.site };
+        let f = PatientFilter { patient_id: a.patient_id, issuer: a.issuer, patient_name: a.name, nhs_number: a.nhs, site: a.site, quarantine: true };
         let ps = ix.find_patients(&f).take(limit).collect::<Result<Vec<_>, _>>()?;
         if a.json {
             super::print_json(&ps)?;
@@ -91,6 +91,7 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         modality: if matches!(a.level, Level::Studies) { a.modality.clone() } else { None },
         site: a.site,
         description: None,
+        quarantine: true,
     };
     let studies = ix.find_studies(&f);
     match a.level {

@@ -79,6 +79,10 @@ pub struct HttpArgs {
     /// Most HTTP connections served at once (more wait).
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
+    /// Most HTTP connections from one address (more are closed); behind a
+    /// reverse proxy, raise it to the proxy's own limit.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_address: usize,
     /// Seconds a client has to send a request's headers; also how long an
     /// idle keep-alive connection is kept.
     #[arg(long, default_value_t = 20)]
@@ -86,6 +90,10 @@ pub struct HttpArgs {
     /// WADO-RS retrieves one user may have streaming at once.
     #[arg(long, default_value_t = 8)]
     pub retrieves_per_user: usize,
+    /// Seconds an HTTP client may take nothing radhub sends before its
+    /// connection is cut.
+    #[arg(long, default_value_t = 60)]
+    pub http_send_timeout: u64,
     /// The URL clients reach the HTTP API at, for the absolute URLs in
     /// DICOMweb answers (default: http:// and the bound address).
     #[arg(long)]
@@ -148,8 +156,10 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         limits: Limits {
             max_body: http.max_body,
             max_connections: http.max_connections,
+            max_connections_per_address: http.max_connections_per_address.max(1),
             header_timeout: std::time::Duration::from_secs(http.http_header_timeout.max(1)),
             retrieves_per_user: http.retrieves_per_user.max(1),
+            send_timeout: std::time::Duration::from_secs(http.http_send_timeout.max(1)),
             ..Limits::default()
         },
         viewer_dir: Some(http.viewer_dir.clone()).filter(|d| d.is_dir()),

@@ -35,7 +35,7 @@ pub fn print(hub: &Hub, json: bool) -> anyhow::Result<()> {
     let total = hub.index.counts()?;
     let sites = hub.index.counts_by_site()?;
     let mut by_nhs = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
-    for p in hub.index.find_patients(&Default::default()) {
+    for p in hub.index.find_patients(&crate::index::PatientFilter { quarantine: true, ..Default::default() }) {
         let p = p?;
         if let Some(n) = p.nhs_number {
             by_nhs.entry(n).or_default().extend(p.sites.into_keys());

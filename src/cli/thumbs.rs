@@ -34,7 +34,7 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
 pub fn make_all(hub: &Hub, data: &Path, rebuild: bool, jobs: usize) -> anyhow::Result<(u64, u64)> {
     let thumbs = Thumbs::open(data)?;
     let mut work = Vec::new();
-    for st in hub.index.find_studies(&StudyFilter::default()) {
+    for st in hub.index.find_studies(&StudyFilter { quarantine: true, ..Default::default() }) {
         let st = st?;
         for se in hub.index.series_of(&st.uid)? {
             if rebuild || !thumbs.series_path(&se.uid).exists() {

@@ -17,7 +17,7 @@ use dicom_core::Tag;
 use dicom_core::VR;
 use dicom_object::InMemDicomObject;
 use pacs_gateway::status::Status;
-use pacs_gateway::{Answer, Handler, InstanceRef, Level, Model, Query, StoreRequest};
+use pacs_gateway::{Answer, Handler, InstanceRef, Level, Matches, Model, Query, StoreRequest};
 
 use crate::index::model::{InstanceRecord, PatientKey};
 use crate::index::{Index, IndexError, PatientFilter};
@@ -71,9 +71,16 @@ fn text(o: &InMemDicomObject, t: Tag) -> Option<String> {
     o.get(t).and_then(|e| e.to_str().ok()).map(|s| s.trim_matches([' ', '\0']).to_owned()).filter(|s| !s.is_empty())
 }
 
+/// The UIDs a key lists, each once (a list repeating one UID must not
+/// send it again and again).
 fn uids(o: &InMemDicomObject, t: Tag) -> Vec<String> {
-    text(o, t).map(|v| v.split('\\').map(|u| u.trim_matches([' ', '\0']).to_owned()).filter(|u| !u.is_empty()).collect()).unwrap_or_default()
+    let set: std::collections::BTreeSet<String> =
+        text(o, t).map(|v| v.split('\\').map(|u| u.trim_matches([' ', '\0']).to_owned()).filter(|u| !u.is_empty()).collect()).unwrap_or_default();
+    set.into_iter().collect()
 }
+
+/// Most instances one C-MOVE or C-GET selects.
+const MAX_RETRIEVE: usize = 250_000;
 
 impl Handler for HubHandler {
     fn store(&self, req: StoreRequest) -> Answer {
@@ -104,7 +111,7 @@ impl Handler for HubHandler {
         }
     }
 
-    fn find(&self, q: &Query, send: &mut dyn FnMut(InMemDicomObject) -> bool) -> Result<(), Answer> {
+    fn find(&self, q: &Query, matches: &Matches) -> Result<(), Answer> {
         let mut keys = keys(&q.identifier);
         self.scope(&q.calling_ae, &mut keys);
         debug_assert!(q.level != Level::Patient || q.model == Model::PatientRoot);
@@ -114,7 +121,8 @@ impl Handler for HubHandler {
             Level::Series => matching::Level::Series,
             Level::Image => matching::Level::Image,
         };
-        matching::each(self.index(), level, &keys, &mut |row| send(query::response(&keys, &row, q.level.as_str(), &self.ae_title))).map_err(failure)
+        let mut send = |row| matches.send(query::response(&keys, &row, q.level.as_str(), &self.ae_title));
+        matching::each(self.index(), level, &keys, &mut send, &|| matches.wanted()).map_err(failure)
     }
 
     fn select(&self, q: &Query) -> Result<Vec<InstanceRef>, Answer> {
@@ -125,40 +133,49 @@ impl Handler for HubHandler {
             (Model::PatientRoot, Some(pid)) => Some(self.patient_named(&pid, text(id, tags::ISSUER_OF_PATIENT_ID), &q.calling_ae)?),
             _ => None,
         };
-        let of_patient = |st: &str| -> Result<bool, Answer> {
-            Ok(match &patient {
-                None => true,
-                Some(p) => self.index().study(st).map_err(failure)?.is_some_and(|s| s.patient == *p),
-            })
+        // A study is retrieved only if held for a site (quarantine is for
+        // admins) and, in Patient Root, held for the patient named.
+        let retrievable = |st: &str| -> Result<bool, Answer> {
+            let Some(s) = self.index().study(st).map_err(failure)? else { return Ok(false) };
+            Ok(s.site != crate::sites::QUARANTINE && patient.as_ref().is_none_or(|p| s.patient == *p))
         };
         let mut found: Vec<InstanceRecord> = Vec::new();
+        let mut add = |more: Vec<InstanceRecord>| -> Result<(), Answer> {
+            found.extend(more);
+            if found.len() > MAX_RETRIEVE {
+                return Err(Answer::failure(Status::OUT_OF_RESOURCES_MATCHES, format!("more than {MAX_RETRIEVE} instances: retrieve fewer at a time")));
+            }
+            Ok(())
+        };
         match q.level {
             Level::Patient => {
-                let p = patient.ok_or_else(|| refuse("Patient ID is required".into()))?;
+                let p = patient.clone().ok_or_else(|| refuse("Patient ID is required".into()))?;
                 for st in self.index().studies_of_patient(&p).map_err(failure)? {
-                    found.extend(self.index().instances_of(&st, None).map_err(failure)?);
+                    if retrievable(&st)? {
+                        add(self.index().instances_of(&st, None).map_err(failure)?)?;
+                    }
                 }
             }
             Level::Study => {
                 for st in uids(id, tags::STUDY_INSTANCE_UID) {
-                    if of_patient(&st)? {
-                        found.extend(self.index().instances_of(&st, None).map_err(failure)?);
+                    if retrievable(&st)? {
+                        add(self.index().instances_of(&st, None).map_err(failure)?)?;
                     }
                 }
             }
             Level::Series => {
                 let st = text(id, tags::STUDY_INSTANCE_UID).unwrap_or_default();
-                if of_patient(&st)? {
+                if retrievable(&st)? {
                     for se in uids(id, tags::SERIES_INSTANCE_UID) {
-                        found.extend(self.index().instances_of(&st, Some(&se)).map_err(failure)?);
+                        add(self.index().instances_of(&st, Some(&se)).map_err(failure)?)?;
                     }
                 }
             }
             Level::Image => {
                 let (st, se) = (text(id, tags::STUDY_INSTANCE_UID).unwrap_or_default(), text(id, tags::SERIES_INSTANCE_UID).unwrap_or_default());
-                if of_patient(&st)? {
+                if retrievable(&st)? {
                     for sop in uids(id, tags::SOP_INSTANCE_UID) {
-                        found.extend(self.index().instance(&sop).map_err(failure)?.filter(|i| i.study_uid == st && i.series_uid == se));
+                        add(self.index().instance(&sop).map_err(failure)?.filter(|i| i.study_uid == st && i.series_uid == se).into_iter().collect())?;
                     }
                 }
             }

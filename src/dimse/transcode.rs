@@ -14,7 +14,7 @@ const PHOTOMETRIC: Tag = Tag(0x0028, 0x0004);
 const PLANAR_CONFIGURATION: Tag = Tag(0x0028, 0x0006);
 const NATIVE: [&str; 2] = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"];
 /// Ceiling on the native Pixel Data of one re-encoded instance.
-pub const MAX_NATIVE_BYTES: u64 = 4 << 30;
+pub const MAX_NATIVE_BYTES: u64 = 2 << 30;
 
 /// `part10` re-encoded in `ts` (explicit or implicit VR little endian).
 pub fn to_native(part10: &[u8], ts: &str) -> Result<Vec<u8>, String> {
@@ -44,6 +44,8 @@ pub fn to_native(part10: &[u8], ts: &str) -> Result<Vec<u8>, String> {
             inst.samples()
         )
     })?;
+    // Re-encodings running at once share one budget of native bytes.
+    let _share = crate::render::REENCODES.acquire(total).map_err(|e| e.to_string())?;
     let mut pixels = Vec::new();
     let total = usize::try_from(total).map_err(|_| format!("{total} bytes of native pixel data exceed the address space"))?;
     pixels.try_reserve_exact(total).map_err(|e| format!("cannot hold {total} bytes of native pixel data: {e}"))?;

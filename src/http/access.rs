@@ -68,7 +68,8 @@ pub async fn check(State((state, access)): State<(S, Access)>, mut req: Request,
     next.run(req).await
 }
 
-/// Counts of something each user holds at once (streaming retrieves).
+/// Counts of something each user (or address) holds at once: streaming
+/// retrieves, connections.
 #[derive(Clone, Default)]
 pub struct PerUser(Arc<Mutex<HashMap<String, usize>>>);
 

@@ -15,6 +15,7 @@ mod params;
 mod problem;
 mod qido;
 mod stow;
+mod timed_io;
 mod viewer;
 mod wado;
 
@@ -46,12 +47,15 @@ pub struct Limits {
     pub max_results: usize,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections from one address at once; more are closed at once.
+    pub max_connections_per_address: usize,
     /// Time a client has to send a request's headers, and that an idle
     /// keep-alive connection is kept.
     pub header_timeout: Duration,
     /// WADO-RS retrieves one user may have streaming at once.
     pub retrieves_per_user: usize,
-    /// Time a client may leave a streamed answer unread before it is cut.
+    /// Time a client may take nothing sent (a streamed answer, or a write
+    /// to its connection) before it is cut.
     pub send_timeout: Duration,
 }
 
@@ -62,6 +66,7 @@ impl Default for Limits {
             max_uri: 8 << 10,
             max_results: 1000,
             max_connections: 1024,
+            max_connections_per_address: 256,
             header_timeout: Duration::from_secs(20),
             retrieves_per_user: 8,
             send_timeout: Duration::from_secs(60),
@@ -164,7 +169,7 @@ pub fn router(state: S) -> Router {
         .route("/api/studies/{study}/reports", get(api::reports::study_reports))
         .route("/api/reports/{id}", get(api::reports::report))
         .merge(qido::routes())
-        .merge(wado::routes());
+        .merge(wado::routes(&state));
 
     let report = Router::new()
         .route("/api/worklist", get(api::studies::worklist))
@@ -207,9 +212,11 @@ pub fn router(state: S) -> Router {
 ///
 /// hyper with a timer, rather than `axum::serve`: a client that sends its
 /// headers slowly, or leaves a keep-alive connection idle, is dropped after
-/// `header_timeout`, and at most `max_connections` are served at once
-/// (the rest wait in the kernel's backlog), so a few hundred half-sent
-/// requests cannot hold every descriptor.
+/// `header_timeout`, one that takes nothing written after `send_timeout`
+/// (`TimedIo`); at most `max_connections` are served at once (the rest
+/// wait in the kernel's backlog) and `max_connections_per_address` from
+/// one address, so a few hundred half-sent or unread requests cannot hold
+/// every descriptor.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -218,6 +225,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let by_address = access::PerUser::default();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(limits.max_uri.max(16 << 10) * 4);
@@ -241,7 +249,12 @@ pub async fn serve(
                 }
             },
         };
+        let Some(per_address) = by_address.take(&peer.ip().to_canonical().to_string(), limits.max_connections_per_address) else {
+            tracing::warn!(%peer, limit = limits.max_connections_per_address, "HTTP connection closed: too many from this address");
+            continue;
+        };
         let _ = sock.set_nodelay(true);
+        let sock = timed_io::TimedIo::new(sock, limits.send_timeout);
         let app = router.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
@@ -252,7 +265,7 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended");
             }
-            drop(slot);
+            drop((slot, per_address));
         });
     }
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {

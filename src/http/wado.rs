@@ -25,9 +25,9 @@ use crate::ingest::Hub;
 use crate::render::{Format, Window};
 use crate::store::ObjectKey;
 
-pub fn routes() -> Router<S> {
+pub fn routes(state: &S) -> Router<S> {
     const I: &str = "/dicom-web/studies/{study}/series/{series}/instances/{instance}";
-    Router::new()
+    let routes = Router::new()
         .route("/dicom-web/studies/{study}", get(retrieve))
         .route("/dicom-web/studies/{study}/metadata", get(metadata))
         .route("/dicom-web/studies/{study}/thumbnail", get(study_thumbnail))
@@ -41,7 +41,28 @@ pub fn routes() -> Router<S> {
         .route(&format!("{I}/frames/{{frames}}/rendered"), get(rendered))
         .route(&format!("{I}/frames/{{frames}}/thumbnail"), get(rendered_thumbnail))
         .route(&format!("{I}/rendered"), get(rendered))
-        .route(&format!("{I}/thumbnail"), get(rendered_thumbnail))
+        .route(&format!("{I}/thumbnail"), get(rendered_thumbnail));
+    routes.route_layer(axum::middleware::from_fn_with_state(state.clone(), quarantine_guard))
+}
+
+/// A quarantined study (data from no configured site) is for admins to
+/// review: to anyone else it does not exist.
+async fn quarantine_guard(
+    State(state): State<S>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let study = p.get("study").to_owned();
+    let st = state.clone();
+    let held = tokio::task::spawn_blocking(move || st.hub.index.study(&study)).await;
+    match held {
+        Ok(Ok(Some(s))) if !super::api::studies::visible(&who, &s) => Problem::not_found("no such study").into_response(),
+        Ok(Err(e)) => Problem::from(e).into_response(),
+        Err(e) => Problem::from(e).into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 const TRANSCODE_TO: [&str; 2] = [scan::TS_EXPLICIT_LE, scan::TS_IMPLICIT_LE];

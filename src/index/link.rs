@@ -66,12 +66,18 @@ pub enum Decision {
     Dismiss,
 }
 
-/// Whether two records can be one person: birth date and sex, where both
-/// are known, are the same. Names vary in spelling between trusts and are
-/// not compared.
+/// Whether two records can be shown as one person: both name a birth date,
+/// the same one (without it an NHS number alone is not enough), and their
+/// sexes, where both are known, agree. Names vary in spelling between
+/// trusts and are not compared.
 pub fn disagreement(a: &PatientRecord, b: &PatientRecord) -> Option<String> {
     let known = |v: &str| !v.trim().is_empty();
-    if known(&a.birth_date) && known(&b.birth_date) && a.birth_date.trim() != b.birth_date.trim() {
+    for r in [a, b] {
+        if !known(&r.birth_date) {
+            return Some(format!("no birth date at {}: the same person cannot be confirmed", r.key));
+        }
+    }
+    if a.birth_date.trim() != b.birth_date.trim() {
         return Some(format!("birth date {} at {} but {} at {}", a.birth_date, a.key, b.birth_date, b.key));
     }
     if known(&a.sex) && known(&b.sex) && !a.sex.trim().eq_ignore_ascii_case(b.sex.trim()) {
@@ -150,9 +156,11 @@ mod tests {
         let other = rec("RD3", "P1", "19500101", "F", Some(n), Some(n));
         let same = rec("RBD", "D1", "19500101", "F", None, Some(n));
         assert_eq!(decide(&same, false, &|_| vec![other.clone()]), Step::Link(n.into()));
-        // Unknown sex on one side is no disagreement.
+        // Unknown sex on one side is no disagreement; an unknown birth date is.
         let unknown_sex = rec("RBD", "D1", "19500101", "", None, Some(n));
         assert_eq!(decide(&unknown_sex, false, &|_| vec![other.clone()]), Step::Link(n.into()));
+        let unknown_birth = rec("RBD", "D1", "", "F", None, Some(n));
+        assert!(matches!(decide(&unknown_birth, false, &|_| vec![other.clone()]), Step::Conflict { .. }));
         let older = rec("RBD", "D1", "19490101", "F", None, Some(n));
         assert!(matches!(decide(&older, false, &|_| vec![other.clone()]), Step::Conflict { kind: ConflictKind::Demographics { .. }, .. }));
         let male = rec("RBD", "D1", "19500101", "M", None, Some(n));

@@ -37,6 +37,9 @@ pub enum IndexError {
     /// filed under either.
     #[error("study {study} is held for patient {held}; this instance names {sent}")]
     PatientMismatch { study: String, held: PatientKey, sent: PatientKey },
+    /// An instance names a series held under another study: refused.
+    #[error("series {series} is held in study {held}; this instance puts it in study {sent}")]
+    SeriesMismatch { series: String, held: String, sent: String },
     #[error("no patient {0}")]
     NoSuchPatient(PatientKey),
     #[error("{0}")]
@@ -64,6 +67,9 @@ pub struct StudyFilter {
     pub modality: Option<String>,
     pub site: Option<String>,
     pub description: Option<String>,
+    /// Include quarantined studies (admin views); they are left out of
+    /// every other search unless `site` names the quarantine.
+    pub quarantine: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -74,6 +80,8 @@ pub struct PatientFilter {
     pub nhs_number: Option<String>,
     /// Patients with a study held at this site.
     pub site: Option<String>,
+    /// Include quarantined patients (admin views).
+    pub quarantine: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]

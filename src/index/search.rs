@@ -135,7 +135,9 @@ fn opt_match(pattern: &Option<String>, value: &str) -> bool {
 }
 
 fn study_matches(f: &StudyFilter, s: &StudyRecord) -> bool {
-    opt_match(&f.patient_id, &s.patient.patient_id)
+    let quarantine = crate::sites::QUARANTINE;
+    (f.quarantine || s.site != quarantine || f.site.as_deref() == Some(quarantine))
+        && opt_match(&f.patient_id, &s.patient.patient_id)
         && opt_match(&f.issuer, &s.patient.issuer)
         && opt_match(&f.accession, &s.accession_number)
         && opt_match(&f.site, &s.site)
@@ -147,7 +149,9 @@ fn study_matches(f: &StudyFilter, s: &StudyRecord) -> bool {
 }
 
 fn patient_matches(f: &PatientFilter, p: &PatientRecord) -> bool {
-    opt_match(&f.patient_id, &p.key.patient_id)
+    let quarantined = crate::sites::is_quarantine_issuer(&p.key.issuer);
+    (f.quarantine || !quarantined || f.site.as_deref() == Some(crate::sites::QUARANTINE))
+        && opt_match(&f.patient_id, &p.key.patient_id)
         && opt_match(&f.issuer, &p.key.issuer)
         && f.site.as_deref().is_none_or(|s| p.sites.keys().any(|have| matching::wildcard(s, have)))
         && f.patient_name.as_deref().is_none_or(|n| matching::name_matches(n, &p.name))

@@ -159,7 +159,7 @@ pub(super) fn patient_key_of(k: &[u8], at: usize) -> PatientKey {
 impl Index for SledIndex {
     fn upsert(&self, meta: &InstanceMeta) -> Result<Upsert> {
         self.apply(|t| {
-            let replaced = self.remove(t, &meta.sop_uid)?.is_some();
+            let replaced = self.remove(t, &meta.sop_uid, Some(&meta.patient_key()))?.is_some();
             self.add(t, meta)?;
             Ok(if replaced { Upsert::Replaced } else { Upsert::Inserted })
         })
@@ -168,14 +168,14 @@ impl Index for SledIndex {
     fn refile(&self, metas: &[InstanceMeta]) -> Result<()> {
         self.apply(|t| {
             for m in metas {
-                self.remove(t, &m.sop_uid)?;
+                self.remove(t, &m.sop_uid, None)?;
             }
             metas.iter().try_for_each(|m| self.add(t, m))
         })
     }
 
     fn remove_instance(&self, sop_uid: &str) -> Result<Option<InstanceRecord>> {
-        self.apply(|t| self.remove(t, sop_uid))
+        self.apply(|t| self.remove(t, sop_uid, None))
     }
 
     fn sync(&self) -> Result<()> {

@@ -68,7 +68,15 @@ impl SledIndex {
         study.first_received_ms = study.first_received_ms.min(m.received_ms);
         study.last_received_ms = study.last_received_ms.max(m.received_ms);
 
-        // Series.
+        // Series: one series belongs to one study. A Series Instance UID held
+        // under another study is refused, as a study naming another patient is.
+        if let Some(held) = t.get_raw(&key(keys::SERIES_TO_STUDY, &[&m.series_uid]))?.filter(|h| h.as_slice() != m.study_uid.as_bytes()) {
+            return Err(IndexError::SeriesMismatch {
+                series: m.series_uid.clone(),
+                held: String::from_utf8_lossy(&held).into_owned(),
+                sent: m.study_uid.clone(),
+            });
+        }
         let rkey = key(keys::SERIES, &[&m.study_uid, &m.series_uid]);
         let old_series: Option<SeriesRecord> = t.get(&rkey)?;
         let new_series = old_series.is_none();
@@ -110,10 +118,19 @@ impl SledIndex {
             series: 0,
             instances: 0,
         });
-        patient.name = m.patient_name.clone();
-        patient.birth_date = m.patient_birth_date.clone();
-        patient.sex = m.patient_sex.clone();
-        patient.other_ids = m.other_patient_ids.clone();
+        // An arrival that leaves a value out does not erase it: an unknown
+        // birth date must never pass for one that agrees.
+        let known = |new: &str, old: &mut String| {
+            if !new.trim().is_empty() {
+                *old = new.to_owned();
+            }
+        };
+        known(&m.patient_name, &mut patient.name);
+        known(&m.patient_birth_date, &mut patient.birth_date);
+        known(&m.patient_sex, &mut patient.sex);
+        if !m.other_patient_ids.is_empty() {
+            patient.other_ids = m.other_patient_ids.clone();
+        }
         if m.nhs_number.is_some() {
             patient.nhs_in_data = m.nhs_number.clone();
         }
@@ -148,7 +165,10 @@ impl SledIndex {
         Ok(())
     }
 
-    pub(super) fn remove(&self, t: &mut Txn<'_>, sop_uid: &str) -> Result<Option<InstanceRecord>> {
+    /// Removes one instance. `keep` names a patient about to get the
+    /// instance back (an upsert): its record, link and admin decisions stay
+    /// even if this was its last instance.
+    pub(super) fn remove(&self, t: &mut Txn<'_>, sop_uid: &str, keep: Option<&PatientKey>) -> Result<Option<InstanceRecord>> {
         let Some(loc) = t.get_raw(&key(keys::INSTANCE_LOCATOR, &[sop_uid]))? else { return Ok(None) };
         let loc = String::from_utf8_lossy(&loc).into_owned();
         let (study_uid, series_uid) = loc.split_once('\0').unwrap_or((&loc, ""));
@@ -167,7 +187,10 @@ impl SledIndex {
             if s.instances == 0 {
                 series_gone = true;
                 t.del(rkey);
-                t.del(key(keys::SERIES_TO_STUDY, &[series_uid]));
+                // Only this study's claim on the series UID.
+                if t.get_raw(&key(keys::SERIES_TO_STUDY, &[series_uid]))?.is_some_and(|h| h.as_slice() == study_uid.as_bytes()) {
+                    t.del(key(keys::SERIES_TO_STUDY, &[series_uid]));
+                }
             } else {
                 t.put(rkey, &s);
             }
@@ -209,7 +232,7 @@ impl SledIndex {
                         }
                     }
                 }
-                if p.studies == 0 {
+                if p.studies == 0 && keep != Some(&pkey) {
                     if let Some(nhs) = &p.nhs_number {
                         t.del(key(keys::BY_NHS, &[nhs, &pkey.issuer, &pkey.patient_id]));
                     }
@@ -231,6 +254,9 @@ impl SledIndex {
 
     /// An admin's decision on a record's NHS-number link.
     pub(super) fn decide(&self, t: &mut Txn<'_>, key_: &PatientKey, decision: Decision, nhs: Option<&str>, by: &str) -> Result<PatientRecord> {
+        if crate::sites::is_quarantine_issuer(&key_.issuer) {
+            return Err(IndexError::Link(format!("{key_} is in quarantine: it links to no one until its study is filed under a site")));
+        }
         let pk = keys::patient(key_);
         let mut p: PatientRecord = t.get(&pk)?.ok_or_else(|| IndexError::NoSuchPatient(key_.clone()))?;
         let ckey = key(keys::LINK_CONFLICT, &[&key_.issuer, &key_.patient_id]);

@@ -99,21 +99,23 @@ pub fn search(ix: &dyn Index, level: Level, keys: &[Key], skip: usize, max: Opti
         return Ok(out);
     }
     let mut skip = skip;
-    each(ix, level, keys, &mut |row| {
+    let mut take = |row| {
         if skip > 0 {
             skip -= 1;
             return true;
         }
         out.push(row);
         out.len() < max
-    })?;
+    };
+    each(ix, level, keys, &mut take, &|| true)?;
     Ok(out)
 }
 
 /// Hands each matching row at `level` to `take`, newest study first, as
-/// the index yields them, until `take` returns false: nothing is collected
-/// here, so a universal query costs what its consumer keeps.
-pub fn each(ix: &dyn Index, level: Level, keys: &[Key], take: &mut dyn FnMut(Row) -> bool) -> Result<(), IndexError> {
+/// the index yields them, until `take` returns false or `wanted` (asked at
+/// every candidate, matching or not) says the consumer is gone: nothing is
+/// collected here, so a universal query costs what its consumer keeps.
+pub fn each(ix: &dyn Index, level: Level, keys: &[Key], take: &mut dyn FnMut(Row) -> bool, wanted: &dyn Fn() -> bool) -> Result<(), IndexError> {
     match level {
         Level::Patient => {
             let f = PatientFilter {
@@ -123,6 +125,9 @@ pub fn each(ix: &dyn Index, level: Level, keys: &[Key], take: &mut dyn FnMut(Row
                 ..Default::default()
             };
             for p in ix.find_patients(&f) {
+                if !wanted() {
+                    break;
+                }
                 let mut row = Row::new();
                 rows::patient(&p?, &mut row);
                 if row_matches(keys, &row) && !take(row) {
@@ -133,6 +138,9 @@ pub fn each(ix: &dyn Index, level: Level, keys: &[Key], take: &mut dyn FnMut(Row
         Level::Study => {
             let f = study_filter(keys);
             for s in ix.find_studies(&f) {
+                if !wanted() {
+                    break;
+                }
                 let mut row = Row::new();
                 rows::study(&s?, &mut row);
                 if row_matches(keys, &row) && !take(row) {
@@ -148,6 +156,9 @@ pub fn each(ix: &dyn Index, level: Level, keys: &[Key], take: &mut dyn FnMut(Row
             let study_keys = parent_keys(keys, Level::Study);
             let series_keys = parent_keys(keys, Level::Series);
             'studies: for s in ix.find_studies(&f) {
+                if !wanted() {
+                    break;
+                }
                 let s = s?;
                 let mut study_row = Row::new();
                 rows::study(&s, &mut study_row);
@@ -205,7 +216,7 @@ fn by_uid(ix: &dyn Index, level: Level, keys: &[Key], uids: &[String], take: &mu
         } else {
             (ix.series(uid)?, None)
         };
-        let Some(se) = series else { continue };
+        let Some(se) = series.filter(|se| instance.as_ref().is_none_or(|i| i.study_uid == se.study_uid)) else { continue };
         let Some(st) = ix.study(&se.study_uid)? else { continue };
         let mut row = Row::new();
         rows::study(&st, &mut row);

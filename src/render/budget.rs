@@ -23,6 +23,11 @@ pub struct Budget {
 
 pub static DECODES: Budget = Budget::new(DECODE_BYTES, WAIT);
 
+/// Native pixel data of instances being re-encoded for peers (C-MOVE,
+/// C-GET, WADO-RS) across the process: apart from `DECODES`, whose shares
+/// each frame of a re-encoding takes as it decodes.
+pub static REENCODES: Budget = Budget::new(2 << 30, Duration::from_secs(30));
+
 /// A share of the budget, given back on drop.
 pub struct Permit<'a> {
     budget: &'a Budget,

@@ -18,6 +18,7 @@
 //! i32, checked at open).
 
 mod budget;
+pub use budget::REENCODES;
 mod codec;
 mod decode;
 mod display;

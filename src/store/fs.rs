@@ -15,6 +15,8 @@ use crate::group_commit::GroupCommit;
 
 pub struct FsStore {
     objects: PathBuf,
+    /// Files moved out of the store for an admin (unreadable orphans).
+    set_aside: PathBuf,
     tmp: PathBuf,
     seq: AtomicU64,
     /// fsyncs of each staging shard, shared among concurrent stages. Shards
@@ -60,7 +62,7 @@ impl FsStore {
         }
         // Names differ from any a crashed run left (the clock has moved on).
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        Ok(FsStore { objects, tmp, seq: AtomicU64::new(seed), tmp_sync: (0..16).map(|_| GroupCommit::default()).collect() })
+        Ok(FsStore { objects, tmp, set_aside: root.join("set-aside"), seq: AtomicU64::new(seed), tmp_sync: (0..16).map(|_| GroupCommit::default()).collect() })
     }
 
     pub fn path_of(&self, key: &ObjectKey) -> PathBuf {
@@ -184,6 +186,17 @@ impl ObjectStore for FsStore {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(io("remove", &p)(e)),
         }
+    }
+
+    fn set_aside(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        fs::create_dir_all(&self.set_aside).map_err(io("create", &self.set_aside))?;
+        let (from, to) = (self.path_of(key), self.set_aside.join(format!("{}.dcm", key.hex())));
+        fs::rename(&from, &to).map_err(io("rename", &from))?;
+        sync_dir(&self.set_aside)?;
+        if let Some(dir) = from.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(())
     }
 
     fn keys(&self) -> Box<dyn Iterator<Item = Result<ObjectKey, StoreError>> + '_> {

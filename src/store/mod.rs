@@ -86,6 +86,8 @@ pub trait ObjectStore: Send + Sync {
     fn size(&self, key: &ObjectKey) -> Result<Option<u64>, StoreError>;
     /// Removes the object; `false` if there was none.
     fn delete(&self, key: &ObjectKey) -> Result<bool, StoreError>;
+    /// Moves the object out of the store, kept for an admin to look at.
+    fn set_aside(&self, key: &ObjectKey) -> Result<(), StoreError>;
     /// Every key present, in no particular order.
     fn keys(&self) -> Box<dyn Iterator<Item = Result<ObjectKey, StoreError>> + '_>;
     /// A local file path, where the backend has one (for zero-copy serving).

@@ -21,11 +21,7 @@ pub use plan::Plan;
 
 /// Each simulated modality's AE title and the site it stores for.
 pub fn modality_sites() -> std::collections::HashMap<String, String> {
-    sites::PROFILES
-        .iter()
-        .zip(SITES)
-        .flat_map(|(p, s)| [p.ct.ae, p.mr.ae, p.xr.ae, p.us.ae].map(|ae| (ae.to_owned(), s.code.to_owned())))
-        .collect()
+    sites::PROFILES.iter().zip(SITES).flat_map(|(p, s)| [p.ct.ae, p.mr.ae, p.xr.ae, p.us.ae].map(|ae| (ae.to_owned(), s.code.to_owned()))).collect()
 }
 pub use sites::{Site, SITES};
 

@@ -338,3 +338,30 @@ pub fn refused<T>(r: &Result<T, impl std::fmt::Display>) -> String {
         Err(e) => format!("refused: {e}"),
     }
 }
+
+/// `--peer` arguments for one storing AE per site, as each trust's PACS:
+/// STORE_RBD stores for RBD, STORE_RD3 for RD3, STORE_R0D for R0D.
+pub fn site_peers() -> Vec<String> {
+    ["RBD", "RD3", "R0D"].iter().flat_map(|s| ["--peer".to_owned(), format!("STORE_{s}@127.0.0.1:0={s}")]).collect()
+}
+
+/// The storing AE for data whose Issuer of Patient ID is `issuer`: its own
+/// site's (data naming no site's issuer: Dorset County's).
+pub fn store_ae(issuer: &str) -> String {
+    match issuer {
+        "RD3" | "R0D" => format!("STORE_{issuer}"),
+        _ => "STORE_RBD".to_owned(),
+    }
+}
+
+/// storescu of each file from its site's AE (`store_ae`), one association per site.
+pub fn storescu_by_site(port: u16, files: &[(PathBuf, String)]) {
+    let mut by: std::collections::BTreeMap<String, Vec<&PathBuf>> = std::collections::BTreeMap::new();
+    for (p, issuer) in files {
+        by.entry(store_ae(issuer)).or_default().push(p);
+    }
+    for (ae, paths) in by {
+        let (ok, out) = output(dcmtk("storescu").args(["-aet", &ae, "-aec", "RADHUB", "127.0.0.1", &port.to_string()]).args(paths));
+        assert!(ok, "storescu as {ae}: {out}");
+    }
+}

@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::studies::{newest_first, study_json};
 use super::{blocking, limit, text};
+use crate::auth::{Principal, Role};
 use crate::http::params::{Params, QueryPairs};
 use crate::http::{Problem, S};
 use crate::index::link::LinkConflict;
@@ -51,13 +52,15 @@ pub fn site_record(p: &PatientRecord, conflicts: &[LinkConflict]) -> SiteRecord 
 
 /// Patients, each site's records joined by NHS number (one entry per NHS
 /// number; records without a link stand alone).
-pub async fn patients(State(state): State<S>, q: QueryPairs) -> Result<Json<Vec<Value>>, Problem> {
+pub async fn patients(State(state): State<S>, Extension(who): Extension<Principal>, q: QueryPairs) -> Result<Json<Vec<Value>>, Problem> {
     let f = PatientFilter {
         patient_id: text(&q, "patient_id"),
         issuer: text(&q, "issuer"),
         patient_name: text(&q, "name"),
         nhs_number: text(&q, "nhs_number"),
         site: text(&q, "site"),
+        // Quarantined records are for admins to review.
+        quarantine: who.role == Role::Admin,
     };
     let n = limit(&q, 100)?;
     blocking(move || {
@@ -92,10 +95,9 @@ pub async fn patients(State(state): State<S>, q: QueryPairs) -> Result<Json<Vec<
 /// One person's record across every site, by NHS number: each linked
 /// record and every study, newest first, with the site that holds it.
 pub async fn linked_patient(State(state): State<S>, p: Params) -> Result<Json<Value>, Problem> {
-    let nhs = p.get("nhs").to_owned();
-    if !crate::nhs::is_valid(&nhs) {
-        return Err(Problem::bad_request(format!("{nhs:?} is not a valid NHS number (or is a placeholder)")));
-    }
+    let asked = p.get("nhs");
+    // "943 476 5919" is looked up as the index holds it: "9434765919".
+    let nhs = crate::nhs::normalise(asked).ok_or_else(|| Problem::bad_request(format!("{asked:?} is not a valid NHS number (or is a placeholder)")))?;
     blocking(move || {
         let ix = &state.hub.index;
         let keys = ix.patients_by_nhs(&nhs)?;

@@ -21,7 +21,7 @@ pub struct ReportText {
 pub async fn study_reports(State(state): State<S>, Extension(who): Extension<Principal>, p: Params) -> Result<Json<Value>, Problem> {
     let uid = p.get("study").to_owned();
     blocking(move || {
-        state.hub.index.study(&uid)?.ok_or_else(|| Problem::not_found("no such study"))?;
+        state.hub.index.study(&uid)?.filter(|s| super::studies::visible(&who, s)).ok_or_else(|| Problem::not_found("no such study"))?;
         let all = state.reports.of_study(&uid).map_err(report_problem)?;
         Ok(json!(all.into_iter().filter(|r| r.readable_by(&who.user, who.role == Role::Admin)).collect::<Vec<_>>()))
     })
@@ -37,7 +37,7 @@ pub async fn create_report(
 ) -> Result<Response, Problem> {
     let uid = p.get("study").to_owned();
     let r = blocking(move || {
-        let s = state.hub.index.study(&uid)?.ok_or_else(|| Problem::not_found("no such study"))?;
+        let s = state.hub.index.study(&uid)?.filter(|s| super::studies::visible(&who, s)).ok_or_else(|| Problem::not_found("no such study"))?;
         state.reports.create(&uid, &s.site, &who.user, &body.text).map_err(report_problem)
     })
     .await?;

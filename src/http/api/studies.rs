@@ -40,8 +40,14 @@ fn patient_json(s: &StudyRecord) -> Value {
     json!({"issuer": key.issuer, "patient_id": key.patient_id, "name": s.patient_name, "birth_date": s.patient_birth_date, "sex": s.patient_sex})
 }
 
-fn study_filter(q: &QueryPairs) -> Result<StudyFilter, Problem> {
+/// Whether `who` may see a study: quarantined ones are for admins.
+pub fn visible(who: &Principal, s: &StudyRecord) -> bool {
+    s.site != crate::sites::QUARANTINE || who.role == Role::Admin
+}
+
+fn study_filter(q: &QueryPairs, who: &Principal) -> Result<StudyFilter, Problem> {
     Ok(StudyFilter {
+        quarantine: who.role == Role::Admin,
         patient_id: text(q, "patient_id"),
         issuer: text(q, "issuer"),
         patient_name: text(q, "name"),
@@ -59,8 +65,8 @@ pub fn newest_first(mut v: Vec<StudyRecord>) -> Vec<StudyRecord> {
     v
 }
 
-pub async fn studies(State(state): State<S>, q: QueryPairs) -> Result<Json<Vec<Value>>, Problem> {
-    let f = study_filter(&q)?;
+pub async fn studies(State(state): State<S>, Extension(who): Extension<Principal>, q: QueryPairs) -> Result<Json<Vec<Value>>, Problem> {
+    let f = study_filter(&q, &who)?;
     let n = limit(&q, 100)?;
     blocking(move || {
         let found = state.hub.index.find_studies(&f).take(n).collect::<Result<Vec<_>, _>>()?;
@@ -73,7 +79,7 @@ pub async fn studies(State(state): State<S>, q: QueryPairs) -> Result<Json<Vec<V
 pub async fn study(State(state): State<S>, Extension(who): Extension<Principal>, p: Params) -> Result<Json<Value>, Problem> {
     let uid = p.get("study").to_owned();
     blocking(move || {
-        let s = state.hub.index.study(&uid)?.ok_or_else(|| Problem::not_found("no such study"))?;
+        let s = state.hub.index.study(&uid)?.filter(|s| visible(&who, s)).ok_or_else(|| Problem::not_found("no such study"))?;
         let mut v = study_json(&state, &s)?;
         let mut series = state.hub.index.series_of(&uid)?;
         sort_series(&mut series);
@@ -97,8 +103,9 @@ pub async fn study(State(state): State<S>, Extension(who): Extension<Principal>,
 }
 
 /// Studies awaiting a signed report, newest first.
-pub async fn worklist(State(state): State<S>, q: QueryPairs) -> Result<Json<Vec<Value>>, Problem> {
-    let f = study_filter(&q)?;
+pub async fn worklist(State(state): State<S>, Extension(who): Extension<Principal>, q: QueryPairs) -> Result<Json<Vec<Value>>, Problem> {
+    let mut f = study_filter(&q, &who)?;
+    f.quarantine = false;
     let n = limit(&q, 100)?;
     blocking(move || {
         let mut out = Vec::new();
