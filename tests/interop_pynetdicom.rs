@@ -34,6 +34,25 @@ fn scu(server: &Server, args: &[&str]) -> Value {
     v
 }
 
+/// A storage commitment by pynetdicom. Its requestor sometimes loses the
+/// N-ACTION-RSP that radhub sends just before the N-EVENT-REPORT (a race
+/// in pynetdicom 3.0.4's reactor under load: the status comes back empty
+/// after its DIMSE timeout); such a run is tried again, up to three times.
+fn commit(server: &Server, refs: &[&str]) -> Value {
+    let mut args = vec!["commit"];
+    for r in refs {
+        args.extend(["--ref", r]);
+    }
+    for _ in 0..2 {
+        let v = scu(server, &args);
+        if !v["status"].is_null() {
+            return v;
+        }
+        eprintln!("pynetdicom lost the N-ACTION-RSP; trying again: {v}");
+    }
+    scu(server, &args)
+}
+
 /// pydicom's reading of files (or of the .dcm files under folders).
 fn describe(paths: &[&Path]) -> Vec<Value> {
     let mut args = vec!["describe".to_owned()];
@@ -111,8 +130,11 @@ fn c_echo_succeeds_for_a_known_ae_and_an_unknown_one_is_rejected() {
     let v = scu(&server, &["echo"]);
     assert_eq!(v["status"], SUCCESS, "{v}");
 
-    // Without --accept-any an unknown calling AE gets A-ASSOCIATE-RJ.
-    let v = py(&["--port", &server.port.to_string(), "--ae", "STRANGER", "echo"]);
+    // Without --accept-any an unknown calling AE gets A-ASSOCIATE-RJ. (Under
+    // load pynetdicom's DUL may see the connection close before it reads the
+    // RJ and call it an abort: tried again, up to three times.)
+    let stranger = || py(&["--port", &server.port.to_string(), "--ae", "STRANGER", "echo"]);
+    let v = (0..3).map(|_| stranger()).find(|v| v["aborted"] != true).unwrap_or_else(stranger);
     assert_eq!((v["established"].as_bool(), v["rejected"].as_bool()), (Some(false), Some(true)), "{v}");
 }
 
@@ -293,7 +315,7 @@ fn storage_commitment_reports_held_missing_and_divergent_instances() {
     let (class, sop) = (held["sop_class"].as_str().unwrap(), held["sop"].as_str().unwrap());
     let held_ref = format!("{class}={sop}");
     let missing_ref = format!("{class}=1.2.826.0.1.3680043.8.498.1");
-    let v = scu(&server, &["commit", "--ref", &held_ref, "--ref", &missing_ref]);
+    let v = commit(&server, &[&held_ref, &missing_ref]);
     assert_eq!(v["status"], SUCCESS, "{v}");
     let reports = v["reports"].as_array().unwrap();
     assert_eq!(reports.len(), 1, "one N-EVENT-REPORT on the association: {v}");
@@ -305,7 +327,7 @@ fn storage_commitment_reports_held_missing_and_divergent_instances() {
     assert_eq!(r["failed"], serde_json::json!([["1.2.826.0.1.3680043.8.498.1", 0x0112]]));
 
     // All held: event 1.
-    let v = scu(&server, &["commit", "--ref", &held_ref]);
+    let v = commit(&server, &[&held_ref]);
     assert_eq!(v["reports"][0]["event_type"], 1, "{v}");
 
     // A corrected copy under the same UID is not taken (--policy keep): the
@@ -321,12 +343,12 @@ fn storage_commitment_reports_held_missing_and_divergent_instances() {
     let r = &v["results"][0];
     assert_eq!(r["status"], 0xB000, "other bytes under a held UID answered as a plain success: {r}");
     assert!(r["comment"].as_str().is_some_and(|c| c.contains("not stored")), "{r}");
-    let v = scu(&server, &["commit", "--ref", &held_ref]);
+    let v = commit(&server, &[&held_ref]);
     assert_eq!(v["reports"][0]["event_type"], 2, "commitment vouched for a copy radhub never kept: {v}");
     assert_eq!(v["reports"][0]["failed"], serde_json::json!([[sop, 0x0110]]));
     // Sending the held bytes again makes the sender's copy the held one.
     store(&server, &[&mr]);
-    let v = scu(&server, &["commit", "--ref", &held_ref]);
+    let v = commit(&server, &[&held_ref]);
     assert_eq!(v["reports"][0]["event_type"], 1, "{v}");
 }
 

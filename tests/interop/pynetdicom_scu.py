@@ -95,11 +95,16 @@ def _quiesced(send):
     reactor by clearing its checkpoint and waiting for `_is_paused`, which the
     reactor sets just before it waits, so a stale True lets the reactor run
     one more loop. A fast peer's response then arrives inside that loop and is
-    dropped as "unexpected". Pausing first, and giving the reactor time to
-    reach its wait, closes the window; send_*() sets the checkpoint after."""
+    dropped as "unexpected". Pausing first, and waiting until the reactor is
+    blocked at its checkpoint, closes the window; send_*() sets it after."""
     def wrapper(self, *a, **kw):
         self._reactor_checkpoint.clear()
-        time.sleep(0.005)
+        # Wait until the reactor is blocked on the checkpoint (a waiter on
+        # the Event's condition), not for a guessed time: under load a fixed
+        # sleep lets it run its loop after the send.
+        deadline = time.monotonic() + 2
+        while not self._reactor_checkpoint._cond._waiters and time.monotonic() < deadline and self.is_alive():
+            time.sleep(0.0005)
         return send(self, *a, **kw)
     return wrapper
 
