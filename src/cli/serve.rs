@@ -36,6 +36,12 @@ pub struct Args {
     /// Seconds a new connection has to send its association request.
     #[arg(long, default_value_t = 10)]
     handshake_timeout: u64,
+    /// Connections still sending their association request, overall and
+    /// from one address (a site behind NAT may need more); more are closed.
+    #[arg(long, default_value_t = 128)]
+    max_pending: usize,
+    #[arg(long, default_value_t = 16)]
+    max_pending_per_address: usize,
     /// Seconds a peer may take nothing radhub writes before its association is aborted.
     #[arg(long, default_value_t = 60)]
     write_timeout: u64,
@@ -129,6 +135,8 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         artim_timeout: std::time::Duration::from_secs(a.artim_timeout),
         idle_timeout: std::time::Duration::from_secs(a.idle_timeout),
         handshake_timeout: std::time::Duration::from_secs(a.handshake_timeout),
+        max_pending: a.max_pending.max(1),
+        max_pending_per_address: a.max_pending_per_address.max(1),
         write_timeout: std::time::Duration::from_secs(a.write_timeout),
         dimse_timeout: std::time::Duration::from_secs(a.dimse_timeout),
         max_find_matches: a.max_find_matches,
