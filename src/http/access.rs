@@ -23,12 +23,23 @@ fn cross_site() -> Response {
     Problem::new(StatusCode::FORBIDDEN, "a cross-site request: state-changing requests with the session cookie come from radhub's own pages").into_response()
 }
 
-/// Whether a request's Origin is not radhub's; with `required`, a request
-/// without one counts as cross-site unless Sec-Fetch-Site says otherwise.
+/// Whether a request comes from another site's page: its Origin is neither
+/// radhub's public one nor the host it was sent to (a browser names the
+/// page's origin; only non-browsers, which carry no victim's cookie, can
+/// forge Host). With `required`, a request without Origin counts as
+/// cross-site unless Sec-Fetch-Site says same-origin.
 fn foreign_origin(state: &S, headers: &HeaderMap, required: bool) -> bool {
-    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        Some(o) => super::origin_of(o) != state.origin(),
-        None => required && headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) != Some("same-origin"),
+    let text = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    if text("sec-fetch-site") == Some("same-origin") {
+        return false;
+    }
+    match text(header::ORIGIN.as_str()) {
+        Some(o) => {
+            let o = super::origin_of(o);
+            let sent_to = text(header::HOST.as_str()).map(|h| h.trim().to_ascii_lowercase());
+            o != state.origin() && sent_to.is_none_or(|h| o.split_once("://").map(|(_, host)| host) != Some(h.as_str()))
+        }
+        None => required,
     }
 }
 
