@@ -431,6 +431,11 @@ fn verify_password(phc: &str, password: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+/// A fresh random secret, for a process's own use (the control token).
+pub fn random_token() -> String {
+    new_secret("rhc_")
+}
+
 fn new_secret(prefix: &str) -> String {
     let mut b = [0u8; 32];
     // The OS random source failing is not something to serve through.

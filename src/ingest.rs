@@ -139,6 +139,9 @@ impl Hub {
         if let Some(why) = &filing.quarantined {
             tracing::info!(sop = %meta.sop_uid, patient_id = %meta.patient_id, issuer = %meta.issuer_of_patient_id, %why, "quarantined for an admin");
         }
+        if meta.nhs_number.is_none() && sites::find(&filing.site).is_some_and(|s| s.nhs_patient_ids) {
+            meta.nhs_number = crate::nhs::normalise(&meta.patient_id);
+        }
         meta.site = filing.site;
         meta.issuer = filing.issuer;
         meta.file_size = bytes.len() as u64;
@@ -176,8 +179,12 @@ impl Hub {
         from: Arrival<'_>,
         check: impl FnOnce(&InstanceMeta) -> Result<(), String>,
     ) -> Result<(Outcome, InstanceMeta), IngestError> {
-        let meta = Self::describe(bytes, from.site)?;
+        let mut meta = Self::describe(bytes, from.site)?;
         check(&meta).map_err(IngestError::Mismatch)?;
+        // Sent by the site's own PACS (a push, or a retrieve from it): it holds it.
+        if meta.site != sites::QUARANTINE && sites::find(&meta.site).and_then(|s| s.ae_title.as_deref()) == Some(from.sender) {
+            meta.held_at = Some(meta.site.clone());
+        }
         self.commit(bytes, meta, from.sender)
     }
 
@@ -214,6 +221,8 @@ impl Hub {
         let key = ObjectKey::for_uid(&meta.sop_uid);
         let _g = self.lock(&key);
         let outcome = match self.index.instance(&meta.sop_uid)? {
+            // Known only from a site's PACS: this is its first copy (a retrieve).
+            Some(held) if !held.local => Outcome::Stored,
             Some(held) if held.content_hash == meta.content_hash && self.store.size(&key)? == Some(held.file_size) => {
                 // The sender's latest copy is the one held.
                 if self.index.divergent(&meta.sop_uid, sender)?.is_some() {

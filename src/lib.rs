@@ -8,7 +8,9 @@
 //! - `dimse`: the DICOM services' handler (pacs-gateway calls it)
 //! - `verify`: store against index, and repair
 //! - `group_commit`: one flush shared by concurrent writers
-//! - `nhs`, `sites`: the NHS number and the trusts
+//! - `nhs`, `sites`: the NHS number and the trusts' sites (configuration)
+//! - `federation`: the sites' PACS harvested into the index, studies fetched on demand
+//! - `dates`: calendar days and DICOM dates
 //! - `testdata`: deterministic synthetic multi-site studies
 //! - `render`: decoding and the display pipeline; `thumbs`: the thumbnail cache
 //! - `cli`: the `radhub` admin commands
@@ -16,8 +18,10 @@
 pub mod app_db;
 pub mod auth;
 pub mod cli;
+pub mod dates;
 pub mod dicom;
 pub mod dimse;
+pub mod federation;
 pub mod group_commit;
 pub mod http;
 pub mod index;

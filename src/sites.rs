@@ -1,40 +1,172 @@
 //! The sites whose PACS radhub joins, and which patient-identity domain an
 //! arriving instance belongs to.
 //!
-//! A site is where data comes from; its issuer is the domain its local
-//! Patient IDs are unique in (PS3.4 C.6.1.1.2). The site of an instance is
-//! always configuration (the calling AE's site, `--stow-site`, `import
-//! --site`), never the data: data from a sender with no configured site,
-//! or naming another site's issuer, is filed under the quarantine site for
-//! an admin to review, never into a trust's records.
+//! A site is one PACS; its issuer is the domain its local Patient IDs are
+//! unique in (PS3.4 C.6.1.1.2). Two sites may share one issuer (Poole and
+//! the Royal Bournemouth became one trust in 2020). Sites are
+//! configuration (`radhub serve --sites FILE`, TOML), loaded once at start;
+//! the built-in three are the demo's defaults.
+//!
+//! The site of an instance is always configuration (the calling AE's site,
+//! `--stow-site`, `import --site`, the PACS a harvest read it from), never
+//! the data: data from a sender with no configured site, or naming another
+//! site's issuer, is filed under the quarantine site for an admin to
+//! review, never into a trust's records.
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Site {
-    pub code: &'static str,
-    pub name: &'static str,
-    /// Issuer of Patient ID of the site's local IDs.
-    pub issuer: &'static str,
+use std::path::Path;
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+/// How radhub fetches a study from a site's PACS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Retrieve {
+    /// C-MOVE to radhub's own AE (the PACS must know radhub as a destination).
+    #[default]
+    CMove,
+    /// C-GET on the same association.
+    CGet,
 }
 
-pub const SITES: [Site; 3] = [
-    Site { code: "RBD", name: "Dorset County Hospital", issuer: "RBD" },
-    Site { code: "RD3", name: "Poole Hospital", issuer: "RD3" },
-    Site { code: "R0D", name: "Royal Bournemouth and Christchurch Hospitals", issuer: "R0D" },
-];
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// Site code, shown everywhere (RBD, RD3, RDZ...).
+    pub code: String,
+    pub name: String,
+    /// Issuer of Patient ID of the site's local IDs.
+    pub issuer: String,
+    /// The site's PACS, when radhub harvests and retrieves from it.
+    #[serde(default)]
+    pub ae_title: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub retrieve: Retrieve,
+    /// The site's Patient IDs are NHS numbers (linked by them when valid).
+    #[serde(default)]
+    pub nhs_patient_ids: bool,
+    /// Other AEs that store into radhub for this site (its modalities),
+    /// besides its PACS's own AE.
+    #[serde(default)]
+    pub senders: Vec<String>,
+}
+
+impl Site {
+    /// The site's PACS as (AE title, host, port), if configured.
+    pub fn pacs(&self) -> Option<(&str, &str, u16)> {
+        Some((self.ae_title.as_deref()?, self.host.as_deref()?, self.port?))
+    }
+}
+
+/// The sites file: `[[site]]` tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SitesFile {
+    #[serde(rename = "site")]
+    pub sites: Vec<Site>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SitesError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// Where data with no configured site goes: held apart, for admins.
 pub const QUARANTINE: &str = "QUARANTINE";
 
-pub fn find(code: &str) -> Option<&'static Site> {
-    SITES.iter().find(|s| s.code == code)
+/// The three Dorset PACS sites: the demo's defaults. Poole and the Royal
+/// Bournemouth and Christchurch are one trust (University Hospitals Dorset,
+/// R0D) with, here, separate Patient ID domains.
+pub fn defaults() -> Vec<Site> {
+    let site = |code: &str, name: &str, issuer: &str| Site {
+        code: code.into(),
+        name: name.into(),
+        issuer: issuer.into(),
+        ae_title: None,
+        host: None,
+        port: None,
+        retrieve: Retrieve::CMove,
+        nhs_patient_ids: false,
+        senders: Vec::new(),
+    };
+    vec![site("RBD", "Dorset County Hospital", "RBD"), site("RD3", "Poole Hospital", "RD3"), site("R0D", "Royal Bournemouth and Christchurch Hospitals", "R0D")]
 }
 
-/// A site code as configured: one of `SITES`, or an error naming them.
+static SITES: OnceLock<Vec<Site>> = OnceLock::new();
+
+/// Reads and checks a sites file.
+pub fn load(path: &Path) -> Result<Vec<Site>, SitesError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| SitesError::Read { path: p.clone(), source })?;
+    let f: SitesFile = toml::from_str(&text).map_err(|source| SitesError::Parse { path: p, source })?;
+    check(&f.sites)?;
+    Ok(f.sites)
+}
+
+fn check(sites: &[Site]) -> Result<(), SitesError> {
+    let bad = |m: String| Err(SitesError::Invalid(m));
+    if sites.is_empty() {
+        return bad("no [[site]] configured".into());
+    }
+    for (i, s) in sites.iter().enumerate() {
+        let printable = |v: &str| !v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_graphic());
+        if !printable(&s.code) || s.code == QUARANTINE {
+            return bad(format!("site {:?}: a code is 1 to 16 printable characters, not {QUARANTINE}", s.code));
+        }
+        if s.issuer.trim().is_empty() || s.issuer.len() > 64 || s.issuer.starts_with(QUARANTINE) {
+            return bad(format!("site {}: an issuer is 1 to 64 characters and not quarantine's", s.code));
+        }
+        if sites[..i].iter().any(|o| o.code == s.code) {
+            return bad(format!("site {} is configured twice", s.code));
+        }
+        let any = s.ae_title.is_some() || s.host.is_some() || s.port.is_some();
+        if any && s.pacs().is_none() {
+            return bad(format!("site {}: a PACS needs ae_title, host and port together", s.code));
+        }
+        if let Some(ae) = &s.ae_title {
+            if !printable(ae) {
+                return bad(format!("site {}: AE title {ae:?} is 1 to 16 printable characters", s.code));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets the process's sites, once, at start (before any lookup).
+pub fn configure(sites: Vec<Site>) -> Result<(), SitesError> {
+    check(&sites)?;
+    SITES.set(sites).map_err(|_| SitesError::Invalid("sites configured twice".into()))
+}
+
+/// The configured sites (the built-in three unless `configure` said otherwise).
+pub fn all() -> &'static [Site] {
+    SITES.get_or_init(defaults)
+}
+
+pub fn find(code: &str) -> Option<&'static Site> {
+    all().iter().find(|s| s.code == code)
+}
+
+/// A site code as configured, or an error naming the sites.
 pub fn known(code: &str) -> Result<&'static str, String> {
-    find(code).map(|s| s.code).ok_or_else(|| {
-        let all: Vec<&str> = SITES.iter().map(|s| s.code).collect();
-        format!("unknown site {code:?}; the sites are {}", all.join(", "))
+    find(code).map(|s| s.code.as_str()).ok_or_else(|| {
+        let codes: Vec<&str> = all().iter().map(|s| s.code.as_str()).collect();
+        format!("unknown site {code:?}; the sites are {}", codes.join(", "))
     })
+}
+
+/// The site each sending AE title stores for: every site's PACS and senders.
+pub fn senders() -> std::collections::HashMap<String, String> {
+    all().iter().flat_map(|s| s.ae_title.iter().chain(&s.senders).map(move |ae| (ae.clone(), s.code.clone()))).collect()
 }
 
 /// Where an instance is filed: the site holding it and the issuer its
@@ -45,6 +177,15 @@ pub struct Filing {
     pub issuer: String,
     /// Why the instance was quarantined, if it was.
     pub quarantined: Option<String>,
+}
+
+/// The most of the data's issuer kept in a quarantine issuer, which must
+/// fit Issuer of Patient ID (LO, 64 characters) with its prefix.
+const CLAIMED_MAX: usize = 64 - QUARANTINE.len() - 1;
+
+/// Whether an issuer is quarantine's own (data from no configured site).
+pub fn is_quarantine_issuer(issuer: &str) -> bool {
+    issuer == QUARANTINE || issuer.starts_with("QUARANTINE/")
 }
 
 /// Files an instance from `site` (configuration; `None`: none configured)
@@ -62,24 +203,15 @@ pub fn file(site: Option<&str>, data_issuer: &str) -> Filing {
     };
     let Some(code) = site else { return quarantine("no site is configured for its sender".into()) };
     let Some(s) = find(code) else { return quarantine(format!("sent for unknown site {code:?}")) };
-    if !data_issuer.is_empty() && data_issuer != s.issuer && SITES.iter().any(|o| o.issuer == data_issuer) {
+    if !data_issuer.is_empty() && data_issuer != s.issuer && all().iter().any(|o| o.issuer == data_issuer) {
         return quarantine(format!("site {} sent a Patient ID issued by {data_issuer}", s.code));
     }
-    Filing { site: s.code.to_owned(), issuer: s.issuer.to_owned(), quarantined: None }
-}
-
-/// The most of the data's issuer kept in a quarantine issuer, which must
-/// fit Issuer of Patient ID (LO, 64 characters) with its prefix.
-const CLAIMED_MAX: usize = 64 - QUARANTINE.len() - 1;
-
-/// Whether an issuer is quarantine's own (data from no configured site).
-pub fn is_quarantine_issuer(issuer: &str) -> bool {
-    issuer == QUARANTINE || issuer.starts_with("QUARANTINE/")
+    Filing { site: s.code.clone(), issuer: s.issuer.clone(), quarantined: None }
 }
 
 /// The issuer a query's bare Patient ID means, for a caller at `site`.
 pub fn issuer_of(site: &str) -> Option<&'static str> {
-    find(site).map(|s| s.issuer)
+    find(site).map(|s| s.issuer.as_str())
 }
 
 #[cfg(test)]
@@ -103,5 +235,40 @@ mod tests {
         // A long claimed issuer still fits LO with its prefix.
         assert!(file(None, &"X".repeat(64)).issuer.chars().count() <= 64);
         assert!(is_quarantine_issuer(&file(None, "RBD").issuer) && !is_quarantine_issuer("RBD"));
+    }
+
+    #[test]
+    fn a_sites_file_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sites.toml");
+        std::fs::write(
+            &p,
+            r#"
+[[site]]
+code = "RBD"
+name = "Dorset County Hospital"
+issuer = "RBD"
+ae_title = "DCH_PACS"
+host = "10.1.2.3"
+port = 104
+retrieve = "c-get"
+senders = ["DCH_CT01"]
+
+[[site]]
+code = "RDZ"
+name = "Royal Bournemouth"
+issuer = "R0D"
+"#,
+        )
+        .unwrap();
+        let s = load(&p).unwrap();
+        assert_eq!((s[0].pacs(), s[0].retrieve), (Some(("DCH_PACS", "10.1.2.3", 104)), Retrieve::CGet));
+        assert_eq!((s[1].pacs(), s[1].retrieve), (None, Retrieve::CMove));
+        std::fs::write(&p, "[[site]]\ncode = \"RBD\"\nname = \"x\"\nissuer = \"RBD\"\nhost = \"h\"\n").unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains("together"));
+        std::fs::write(&p, "[[site]]\ncode = \"RBD\"\nname = \"x\"\nissuer = \"RBD\"\n[[site]]\ncode = \"RBD\"\nname = \"y\"\nissuer = \"R\"\n").unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains("twice"));
+        std::fs::write(&p, "[[site]]\ncode = \"RBD\"\nname = \"x\"\nissuer = \"RBD\"\nport = \"104\"\n").unwrap();
+        assert!(matches!(load(&p), Err(SitesError::Parse { .. })));
     }
 }

@@ -28,6 +28,9 @@ pub enum ThumbError {
     Store(#[from] crate::store::StoreError),
     #[error("no such series")]
     NoSeries,
+    /// Its image is held only at its site (fetched when someone opens it).
+    #[error("series {0} is held only at its site")]
+    NotHere(String),
 }
 
 /// What making a thumbnail gave.
@@ -79,6 +82,9 @@ impl Thumbs {
     pub fn make_series(&self, hub: &Hub, study_uid: &str, series_uid: &str) -> Result<Made, ThumbError> {
         let mut instances = hub.index.instances_of(study_uid, Some(series_uid))?;
         let middle = middle(&mut instances).ok_or(ThumbError::NoSeries)?;
+        if !middle.local {
+            return Err(ThumbError::NotHere(series_uid.to_owned()));
+        }
         let file = hub.store.get(&ObjectKey::for_uid(&middle.sop_uid))?;
         let (png, made) = match file.as_deref().map(thumbnail) {
             Some(Ok(png)) => (png, Made::Rendered),

@@ -1,5 +1,5 @@
-//! Store against index: every index entry has its file, every file its
-//! entry, sizes (and with `deep`, content hashes) agree. `repair` mends what
+//! Store against index: every local-copy entry has its file (entries
+//! known only from a site's PACS have none), every file its entry, sizes (and with `deep`, content hashes) agree. `repair` mends what
 //! it finds: orphan files are indexed (or, when unreadable, moved out of
 //! the store into `set-aside/` for an admin: never deleted),
 //! entries without a file are dropped, mismatched entries are re-read.
@@ -16,6 +16,8 @@ use crate::store::ObjectKey;
 pub struct Report {
     pub files: u64,
     pub indexed: u64,
+    /// Entries held only at a site (no local copy, no file expected).
+    pub remote_only: u64,
     /// Files no index entry points at (hex keys).
     pub orphan_files: Vec<String>,
     /// Index entries whose file is missing (SOP Instance UIDs).
@@ -54,11 +56,16 @@ fn from_store(e: crate::store::StoreError) -> VerifyError {
 pub fn verify(hub: &Hub, deep: bool, repair: bool, tick: &dyn Fn()) -> Result<Report, VerifyError> {
     let mut r = Report::default();
     let mut by_key: HashMap<ObjectKey, InstanceRecord> = HashMap::new();
-    let (mut n, mut bytes) = (0u64, 0u64);
+    let (mut n, mut local, mut bytes) = (0u64, 0u64, 0u64);
     for rec in hub.index.all_instances() {
         let rec = rec.map_err(from_index)?;
         n += 1;
         bytes += rec.file_size;
+        if !rec.local {
+            r.remote_only += 1;
+            continue;
+        }
+        local += 1;
         if ![&rec.sop_uid, &rec.series_uid, &rec.study_uid].iter().all(|u| crate::dicom::scan::uid_is_conformant(u)) {
             r.nonconformant_uids.push(rec.sop_uid.clone());
         }
@@ -66,7 +73,7 @@ pub fn verify(hub: &Hub, deep: bool, repair: bool, tick: &dyn Fn()) -> Result<Re
     }
     r.indexed = n;
     let counts = hub.index.counts().map_err(from_index)?;
-    r.counters_agree = counts.instances == n && counts.bytes == bytes;
+    r.counters_agree = counts.instances == n && counts.local_instances == local && counts.bytes == bytes;
 
     let mut orphans = Vec::new();
     for key in hub.store.keys() {

@@ -226,7 +226,7 @@ fn nhs_numbers_link_the_trusts_records_only_when_checked() {
         "POST",
         "/api/admin/links",
         &[("Authorization", &auth), ("Content-Type", "application/json")],
-        br#"{"issuer":"R0D","patient_id":"RBH1","decision":"dismiss"}"#,
+        br#"{"issuer":"R0D","patient_id":"RBH1","decision":"dismiss","why":"PAS: two people"}"#,
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(get(&base, "/api/admin/links", &admin).json().as_array().unwrap().is_empty());
@@ -235,5 +235,5 @@ fn nhs_numbers_link_the_trusts_records_only_when_checked() {
         log.as_array().unwrap().iter().map(|e| (e["patient"]["patient_id"].as_str().unwrap(), e["action"].as_str().unwrap())).collect();
     assert!(actions.contains(&("D1", "linked")) && actions.contains(&("P1", "linked")), "{log}");
     assert!(actions.contains(&("RBH1", "conflict")) && actions.contains(&("RBH1", "dismissed")), "{log}");
-    assert!(log.as_array().unwrap().iter().any(|e| e["by"] == "admin1"));
+    assert!(log.as_array().unwrap().iter().any(|e| e["by"] == "admin1" && e["detail"].as_str().is_some_and(|d| d.ends_with("PAS: two people"))), "{log}");
 }

@@ -263,14 +263,14 @@ fn disagreeing_demographics_are_a_conflict_not_a_link() {
     assert_eq!(ix.patients_by_nhs("9434765919").unwrap().len(), 1);
     // An admin decides: linked, logged with who.
     let key = PatientKey { issuer: "RD3".into(), patient_id: "P1".into() };
-    ix.decide_link(&key, Decision::Link, None, "dr.admin").unwrap();
+    ix.decide_link(&key, Decision::Link, None, "dr.admin", "checked with the PAS").unwrap();
     assert_eq!(ix.patients_by_nhs("9434765919").unwrap().len(), 2);
     assert!(ix.link_conflicts().unwrap().is_empty());
     let log = ix.link_log(0, 100).unwrap();
     assert!(log.iter().any(|e| e.action == LinkAction::Conflict && e.patient == key));
     assert!(log.iter().any(|e| e.action == LinkAction::Linked && e.by == "dr.admin"));
     // And can undo it: the number is then refused for that record.
-    ix.decide_link(&key, Decision::Unlink, None, "dr.admin").unwrap();
+    ix.decide_link(&key, Decision::Unlink, None, "dr.admin", "checked with the PAS").unwrap();
     let mut later = one("RD3", "P1", "19500101", "F", "9434765919", 2);
     later.sop_uid.push_str(".3");
     ix.upsert(&later).unwrap();
@@ -290,7 +290,7 @@ fn a_changed_nhs_number_does_not_move_the_link() {
     assert!(matches!(&c[..], [x] if x.nhs_number == "4010232137" && x.conflict == ConflictKind::Changed { linked: "9434765919".into() }), "{c:?}");
     // Dismissed: the old link stays and the new number is refused for it.
     let key = PatientKey { issuer: "RBD".into(), patient_id: "D1".into() };
-    let p = ix.decide_link(&key, Decision::Dismiss, None, "dr.admin").unwrap();
+    let p = ix.decide_link(&key, Decision::Dismiss, None, "dr.admin", "checked with the PAS").unwrap();
     assert_eq!(p.nhs_number.as_deref(), Some("9434765919"));
     assert!(ix.link_conflicts().unwrap().is_empty());
 }
@@ -309,35 +309,82 @@ fn a_linked_record_whose_demographics_come_to_disagree_is_suspended() {
     assert!(ix.link_log(0, 100).unwrap().iter().any(|e| e.action == LinkAction::Unlinked));
 }
 
+/// The instance record of schemas 1 and 2, as they wrote it.
+#[derive(serde::Serialize)]
+struct OldInstance<'a> {
+    sop_uid: &'a str,
+    series_uid: &'a str,
+    study_uid: &'a str,
+    site: &'a str,
+    sop_class_uid: &'a str,
+    number: Option<i64>,
+    transfer_syntax: &'a str,
+    frames: u32,
+    rows: u16,
+    columns: u16,
+    bits_allocated: u16,
+    samples_per_pixel: u16,
+    photometric: &'a str,
+    has_pixel_data: bool,
+    file_size: u64,
+    content_hash: [u8; 32],
+    received_ms: u64,
+}
+
 #[test]
-fn an_index_of_the_old_schema_is_rebuilt_from_the_files() {
+fn an_index_of_an_old_schema_is_rebuilt_from_the_files() {
     use radhub::ingest::{DuplicatePolicy, Hub};
     use radhub::store::{FsStore, ObjectKey, ObjectStore};
-    let data = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(support::pydicom_data().join("test_files/CT_small.dcm")).unwrap();
     let meta = Hub::describe(&bytes, Some("RBD")).unwrap();
-    {
-        // A schema 1 index: one tree "radhub" with the instance record and its locator.
-        let store = FsStore::open(data.path()).unwrap();
-        store.put(&ObjectKey::for_uid(&meta.sop_uid), &bytes).unwrap();
+    for (tree, version) in [("radhub", 1u32), ("index.v2", 2)] {
+        let data = tempfile::tempdir().unwrap();
+        {
+            // The old tree with the instance record and its locator.
+            let store = FsStore::open(data.path()).unwrap();
+            store.put(&ObjectKey::for_uid(&meta.sop_uid), &bytes).unwrap();
+            let db = sled::open(data.path().join("index")).unwrap();
+            let old = db.open_tree(tree).unwrap();
+            let k = |prefix: u8, parts: &[&str]| radhub::index::keys::key(prefix, parts);
+            let m = &meta;
+            let rec = OldInstance {
+                sop_uid: &m.sop_uid,
+                series_uid: &m.series_uid,
+                study_uid: &m.study_uid,
+                site: "RBD",
+                sop_class_uid: &m.sop_class_uid,
+                number: m.instance_number,
+                transfer_syntax: &m.transfer_syntax,
+                frames: m.frames,
+                rows: m.rows,
+                columns: m.columns,
+                bits_allocated: m.bits_allocated,
+                samples_per_pixel: m.samples_per_pixel,
+                photometric: &m.photometric,
+                has_pixel_data: m.has_pixel_data,
+                file_size: m.file_size,
+                content_hash: m.content_hash,
+                received_ms: m.received_ms,
+            };
+            old.insert(k(b'M', &["schema"]), &version.to_le_bytes()).unwrap();
+            old.insert(k(b'I', &[&m.study_uid, &m.series_uid, &m.sop_uid]), postcard::to_stdvec(&rec).unwrap()).unwrap();
+            old.insert(k(b'i', &[&m.sop_uid]), format!("{}\0{}", m.study_uid, m.series_uid).into_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let hub = Hub::open(data.path(), DuplicatePolicy::Keep).unwrap();
+        let rec = hub.index.instance(&meta.sop_uid).unwrap().expect("rebuilt");
+        assert_eq!((rec.site.as_str(), rec.local), ("RBD", true), "from schema {version}");
+        let s = hub.index.study(&meta.study_uid).unwrap().unwrap();
+        assert_eq!((s.patient.issuer.as_str(), s.local_instances), ("RBD", 1));
+        assert_eq!(hub.index.counts().unwrap().instances, 1);
+        drop(hub);
+        // Reopened: nothing left to migrate, and the old tree is gone.
+        let hub = Hub::open(data.path(), DuplicatePolicy::Keep).unwrap();
+        assert_eq!(hub.index.counts().unwrap().local_instances, 1);
+        drop(hub);
         let db = sled::open(data.path().join("index")).unwrap();
-        let old = db.open_tree("radhub").unwrap();
-        let k = |prefix: u8, parts: &[&str]| radhub::index::keys::key(prefix, parts);
-        old.insert(k(b'M', &["schema"]), &1u32.to_le_bytes()).unwrap();
-        old.insert(k(b'I', &[&meta.study_uid, &meta.series_uid, &meta.sop_uid]), postcard::to_stdvec(&meta.instance_record()).unwrap()).unwrap();
-        old.insert(k(b'i', &[&meta.sop_uid]), format!("{}\0{}", meta.study_uid, meta.series_uid).into_bytes()).unwrap();
-        db.flush().unwrap();
+        assert!(!db.tree_names().iter().any(|n| n.as_ref() == tree.as_bytes()), "schema {version}'s tree kept");
     }
-    let hub = Hub::open(data.path(), DuplicatePolicy::Keep).unwrap();
-    let rec = hub.index.instance(&meta.sop_uid).unwrap().expect("rebuilt");
-    assert_eq!(rec.site, "RBD");
-    let s = hub.index.study(&meta.study_uid).unwrap().unwrap();
-    assert_eq!(s.patient.issuer, "RBD");
-    assert_eq!(hub.index.counts().unwrap().instances, 1);
-    drop(hub);
-    // Reopened: nothing left to migrate.
-    let hub = Hub::open(data.path(), DuplicatePolicy::Keep).unwrap();
-    assert_eq!(hub.index.counts().unwrap().instances, 1);
 }
 
 #[test]
@@ -374,7 +421,7 @@ fn re_sending_a_patients_only_instance_keeps_the_admins_link_decisions() {
     let (_d, ix) = open();
     ix.upsert(&one("RBD", "D1", "19500101", "F", "9434765919", 1)).unwrap();
     let key = PatientKey { issuer: "RBD".into(), patient_id: "D1".into() };
-    ix.decide_link(&key, Decision::Unlink, None, "dr.admin").unwrap();
+    ix.decide_link(&key, Decision::Unlink, None, "dr.admin", "checked with the PAS").unwrap();
     // The same SOP Instance UID again (replaced under --policy replace).
     let mut again = one("RBD", "D1", "19500101", "F", "9434765919", 1);
     again.file_size = 2000;
@@ -382,4 +429,57 @@ fn re_sending_a_patients_only_instance_keeps_the_admins_link_decisions() {
     assert!(ix.patients_by_nhs("9434765919").unwrap().is_empty(), "the admin's unlink was undone by a re-send");
     assert_eq!(ix.patient(&key).unwrap().unwrap().nhs_refused, vec!["9434765919".to_string()]);
     assert_eq!(ix.counts().unwrap().patients, 1);
+}
+
+#[test]
+fn remote_entries_are_known_held_at_their_sites_and_replaced_by_a_local_copy() {
+    let (_d, ix) = open();
+    // Harvested from RBD's PACS: metadata only.
+    let remote = |sop: u32| InstanceMeta { remote: true, held_at: Some("RBD".into()), file_size: 0, ..meta("RBD", "D1", "DOE^JANE", 1, 0, sop) };
+    assert_eq!(ix.upsert(&remote(0)).unwrap(), Upsert::Inserted);
+    assert_eq!(ix.upsert(&remote(1)).unwrap(), Upsert::Inserted);
+    let s = ix.study("1.2.826.0.1.1").unwrap().unwrap();
+    assert_eq!((s.instances, s.local_instances, s.is_local()), (2, 0, false));
+    assert_eq!(s.held_at.iter().map(String::as_str).collect::<Vec<_>>(), ["RBD"]);
+    let i = ix.instance("1.2.826.0.1.1.0.0").unwrap().unwrap();
+    assert!(!i.local && i.held_at.contains("RBD"));
+    // Answered by searches like local entries.
+    assert_eq!(studies(&ix, &StudyFilter { patient_id: Some("D1".into()), ..Default::default() }).len(), 1);
+    let c = ix.counts().unwrap();
+    assert_eq!((c.instances, c.local_instances, c.bytes), (2, 0, 0));
+    // Harvested again: nothing changes.
+    assert_eq!(ix.upsert(&remote(0)).unwrap(), Upsert::Unchanged);
+    // The file arrives (a retrieve): the entry becomes local and keeps its site.
+    assert_eq!(ix.upsert(&InstanceMeta { held_at: Some("RBD".into()), ..meta("RBD", "D1", "DOE^JANE", 1, 0, 0) }).unwrap(), Upsert::Replaced);
+    let i = ix.instance("1.2.826.0.1.1.0.0").unwrap().unwrap();
+    assert!(i.local && i.held_at.contains("RBD"));
+    let s = ix.study("1.2.826.0.1.1").unwrap().unwrap();
+    assert_eq!((s.instances, s.local_instances), (2, 1));
+    let c = ix.counts().unwrap();
+    assert_eq!((c.instances, c.local_instances, c.bytes), (2, 1, 1000));
+    // A harvest never replaces a local copy with metadata.
+    assert_eq!(ix.upsert(&remote(0)).unwrap(), Upsert::Unchanged);
+    assert!(ix.instance("1.2.826.0.1.1.0.0").unwrap().unwrap().local);
+    // Removing the local instance takes its local count with it.
+    ix.remove_instance("1.2.826.0.1.1.0.0").unwrap();
+    let s = ix.study("1.2.826.0.1.1").unwrap().unwrap();
+    assert_eq!((s.instances, s.local_instances), (1, 0));
+}
+
+#[test]
+fn a_site_holding_a_copy_under_its_own_linked_identity_is_noted_and_a_stranger_refused() {
+    let (_d, ix) = open();
+    // D1 at RBD and P1 at RD3 are one person by NHS number.
+    ix.upsert(&one("RBD", "D1", "19500101", "F", "9434765919", 1)).unwrap();
+    ix.upsert(&one("RD3", "P1", "19500101", "F", "9434765919", 2)).unwrap();
+    let held = ix.instances_of(&one("RBD", "D1", "19500101", "F", "9434765919", 1).study_uid, None).unwrap().remove(0);
+    // RD3's PACS holds RBD's study (sent there, its Patient ID coerced to P1).
+    let copy = InstanceMeta { remote: true, held_at: Some("RD3".into()), ..one("RD3", "P1", "19500101", "F", "9434765919", 1) };
+    assert_eq!(ix.upsert(&copy).unwrap(), Upsert::Held);
+    let s = ix.study(&held.study_uid).unwrap().unwrap();
+    assert!(s.held_at.contains("RD3"));
+    assert_eq!(s.patient.patient_id, "D1", "the study stays under its own patient");
+    // A site naming an unlinked patient for the same study is refused.
+    let stranger = InstanceMeta { remote: true, held_at: Some("R0D".into()), ..one("R0D", "RBH9", "19600101", "M", "", 1) };
+    assert!(matches!(ix.upsert(&stranger), Err(IndexError::PatientMismatch { .. })));
 }

@@ -74,6 +74,16 @@ fn is_uid(elem: u16) -> bool {
 
 impl Command {
     pub fn decode(bytes: &[u8]) -> Result<Self, CommandError> {
+        match Self::decode_prefix(bytes)? {
+            (c, end) if end == bytes.len() => Ok(c),
+            _ => Err(CommandError::NotCommandGroup),
+        }
+    }
+
+    /// The group 0000 elements at the start of `bytes`, and where they end:
+    /// a peer may follow them with other elements in the same command PDVs
+    /// (Orthanc 1.10 puts a C-GET's Failed SOP Instance UID List there).
+    pub fn decode_prefix(bytes: &[u8]) -> Result<(Self, usize), CommandError> {
         let mut elems = BTreeMap::new();
         let mut pos = 0;
         while pos + 8 <= bytes.len() {
@@ -81,7 +91,10 @@ impl Command {
             let elem = u16::from_le_bytes([bytes[pos + 2], bytes[pos + 3]]);
             let len = u32::from_le_bytes([bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]]);
             if group != 0 {
-                return Err(CommandError::NotCommandGroup);
+                if elems.is_empty() {
+                    return Err(CommandError::NotCommandGroup);
+                }
+                return Ok((Command { elems }, pos));
             }
             let available = bytes.len() - pos - 8;
             if len as usize > available {
@@ -93,7 +106,7 @@ impl Command {
         if pos != bytes.len() {
             return Err(CommandError::Length { elem: 0xFFFF, declared: 8, available: bytes.len() - pos });
         }
-        Ok(Command { elems })
+        Ok((Command { elems }, pos))
     }
 
     /// Encodes with the group length first, as PS3.7 E.1 requires.
@@ -165,6 +178,15 @@ impl Command {
         c
     }
 
+    /// C-CANCEL-RQ for request `id` (PS3.7 9.3.2.3: no SOP class, no data set).
+    pub fn cancel(id: u16) -> Command {
+        let mut c = Command::default();
+        c.set_u16(tag::COMMAND_FIELD, field::C_CANCEL_RQ);
+        c.set_u16(tag::MESSAGE_ID_BEING_RESPONDED_TO, id);
+        c.set_u16(tag::COMMAND_DATA_SET_TYPE, NO_DATA_SET);
+        c
+    }
+
     /// A request with a fresh message id.
     pub fn request(field: u16, message_id: u16, sop_class: &str, data_set: bool) -> Command {
         let mut c = Command::default();
@@ -196,6 +218,18 @@ mod tests {
         // UIDs are padded with NUL, text with a space.
         assert_eq!(d.elems[&tag::AFFECTED_SOP_CLASS_UID].len() % 2, 0);
         assert_eq!(d.elems[&tag::AFFECTED_SOP_CLASS_UID].last(), Some(&0));
+    }
+
+    #[test]
+    fn elements_after_the_command_group_are_refused_or_split_off() {
+        let mut bytes = Command::request(field::C_GET_RSP, 1, "1.2.840.10008.5.1.4.1.2.2.3", false).encode();
+        let end = bytes.len();
+        // (0008,0058) UI "1.2", as Orthanc 1.10 appends it.
+        bytes.extend([0x08, 0x00, 0x58, 0x00, 4, 0, 0, 0, b'1', b'.', b'2', 0]);
+        assert_eq!(Command::decode(&bytes), Err(CommandError::NotCommandGroup));
+        let (c, at) = Command::decode_prefix(&bytes).unwrap();
+        assert_eq!((c.field(), at), (Ok(field::C_GET_RSP), end));
+        assert_eq!(Command::decode_prefix(&bytes[end..]), Err(CommandError::NotCommandGroup));
     }
 
     #[test]

@@ -34,6 +34,13 @@ pub fn encode(obj: &InMemDicomObject, ts_uid: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// `parse` on the blocking pool: a hostile identifier costs CPU, and the
+/// async workers serve every association. `None` if the task itself failed.
+pub(crate) async fn parse_off_runtime(data: Vec<u8>, ts_uid: &str) -> Option<Result<InMemDicomObject, String>> {
+    let ts = ts_uid.to_owned();
+    tokio::task::spawn_blocking(move || parse(&data, &ts)).await.ok()
+}
+
 /// The identifier of a query message, with its model and level checked,
 /// parsed on the blocking pool (a hostile identifier costs CPU, and the
 /// async workers serve every association).
@@ -42,10 +49,9 @@ pub(crate) async fn query(ctx: &Ctx, model: Model, data: Option<Vec<u8>>, overfl
         return Err(Answer::failure(Status::OUT_OF_RESOURCES, format!("identifier over {} bytes", crate::message::MAX_IDENTIFIER)));
     }
     let data = data.ok_or_else(|| Answer::failure(Status::IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "no identifier"))?;
-    let ts_owned = ts.to_owned();
-    let identifier = tokio::task::spawn_blocking(move || parse(&data, &ts_owned))
+    let identifier = parse_off_runtime(data, ts)
         .await
-        .map_err(|_| Answer::failure(Status::OUT_OF_RESOURCES, "identifier parsing failed"))?
+        .ok_or_else(|| Answer::failure(Status::OUT_OF_RESOURCES, "identifier parsing failed"))?
         .map_err(|e| Answer::failure(Status::CANNOT_UNDERSTAND, e))?;
     let level = identifier
         .get(QUERY_RETRIEVE_LEVEL)

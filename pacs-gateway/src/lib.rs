@@ -7,7 +7,8 @@
 //! - `store`, `find`, `retrieve`: the C-STORE, C-FIND, C-MOVE/C-GET SCPs
 //!   (C-ECHO is answered in `association`)
 //! - `commitment`: the Storage Commitment Push Model SCP
-//! - `client`: C-STORE sub-operations, and associations to move destinations
+//! - `scu`: the service user side (echo, store, find, move, get), whose
+//!   C-STORE the C-MOVE and C-GET SCPs use for their sub-operations
 //! - `identifier`: query identifiers, validated before parsing
 //! - `status`, `sop_classes`: PS3.7 statuses, the SOP classes served
 //!
@@ -15,7 +16,6 @@
 //! `radhub` crate: the application implements `handler::Handler`.
 
 mod association;
-mod client;
 pub mod command;
 pub mod commitment;
 mod find;
@@ -23,6 +23,7 @@ pub mod handler;
 mod identifier;
 pub mod message;
 mod retrieve;
+pub mod scu;
 pub mod server;
 pub mod sop_classes;
 pub mod status;

@@ -5,7 +5,6 @@
 use dicom_ul::association::AsyncAssociation;
 use dicom_ul::pdu::{PDataValue, PDataValueType};
 use dicom_ul::Pdu;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::command::{Command, CommandError};
@@ -18,6 +17,10 @@ pub struct Message {
     pub data: Option<Vec<u8>>,
     /// The data set exceeded the configured limit and was dropped.
     pub data_overflow: bool,
+    /// Elements after the command set in its own fragments (implicit VR
+    /// little endian), kept by a lenient assembler for a message without a
+    /// data set; see `Command::decode_prefix`.
+    pub extra: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,8 @@ enum State {
 /// identifier, a commitment request); anything larger is read through and
 /// dropped, so the peer can still be answered on the same association.
 pub struct Assembler {
+    /// Keep elements after the command set instead of refusing the message.
+    lenient: bool,
     max_command: usize,
     max_data: usize,
     /// The limit for the data set being received.
@@ -58,7 +63,13 @@ pub const MAX_IDENTIFIER: usize = 1 << 20;
 
 impl Assembler {
     pub fn new(max_data: usize) -> Self {
-        Assembler { max_command: 64 << 10, max_data, limit: max_data, state: State::Idle }
+        Assembler { lenient: false, max_command: 64 << 10, max_data, limit: max_data, state: State::Idle }
+    }
+
+    /// An assembler for the responses radhub awaits as a service user,
+    /// which takes what some peers append to a command set (`Message::extra`).
+    pub fn lenient(max_data: usize) -> Self {
+        Assembler { lenient: true, ..Self::new(max_data) }
     }
 
     pub fn push(&mut self, pdv: PDataValue) -> Result<Option<Message>, ProtocolError> {
@@ -75,7 +86,7 @@ impl Assembler {
                     buf.extend_from_slice(&pdv.data);
                 }
                 if pdv.is_last {
-                    return Ok(Some(Message { pc_id: pc, command, data: (!overflow).then_some(buf), data_overflow: overflow }));
+                    return Ok(Some(Message { pc_id: pc, command, data: (!overflow).then_some(buf), data_overflow: overflow, extra: None }));
                 }
                 self.state = State::Data { pc, command, buf, overflow };
                 Ok(None)
@@ -95,13 +106,18 @@ impl Assembler {
             self.state = State::Command { pc, buf };
             return Ok(None);
         }
-        let command = Command::decode(&buf)?;
-        self.limit = if command.field() == Ok(crate::command::field::C_STORE_RQ) { self.max_data } else { self.max_data.min(MAX_IDENTIFIER) };
+        let (command, extra) = if self.lenient {
+            let (c, end) = Command::decode_prefix(&buf)?;
+            (c, buf.get(end..).filter(|x| !x.is_empty()).map(<[u8]>::to_vec))
+        } else {
+            (Command::decode(&buf)?, None)
+        };
+        self.limit = if command.field() == Ok(crate::command::field::C_STORE_RQ) { self.max_data } else { MAX_IDENTIFIER };
         if command.has_data_set() {
             self.state = State::Data { pc, command, buf: Vec::new(), overflow: false };
             return Ok(None);
         }
-        Ok(Some(Message { pc_id: pc, command, data: None, data_overflow: false }))
+        Ok(Some(Message { pc_id: pc, command, data: None, data_overflow: false, extra }))
     }
 
     /// Whether a message is partly received.
@@ -122,12 +138,19 @@ pub enum SendError {
     Stalled(u64),
     #[error("the peer gave no answer for {0} s")]
     Unanswered(u64),
+    /// A C-STORE sub-operation's association failed.
+    #[error(transparent)]
+    Scu(#[from] crate::scu::ScuError),
 }
 
 /// Sends a command, and its data set if any, on presentation context `pc`.
 /// A peer that takes nothing for `timeout` (each step of the write must
 /// progress within it, however large the data set) is given up on: the
 /// caller aborts the association, so it cannot hold its slot for ever.
+///
+/// The data set goes out as P-DATA PDUs built here rather than through
+/// dicom-ul's `AsyncPDataWriter`, whose drop blocks the thread to flush
+/// (past any timeout, and a panic on a current-thread runtime).
 pub async fn send<A>(assoc: &mut A, pc: u8, command: &Command, data: Option<&[u8]>, timeout: std::time::Duration) -> Result<(), SendError>
 where
     A: AsyncAssociation<TcpStream> + Send,
@@ -136,16 +159,32 @@ where
     let pdu = Pdu::PData { data: vec![PDataValue { presentation_context_id: pc, value_type: PDataValueType::Command, is_last: true, data: command.encode() }] };
     tokio::time::timeout(timeout, AsyncAssociation::send(assoc, &pdu)).await.map_err(|_| stalled())??;
     if let Some(data) = data {
-        let mut w = assoc.send_pdata(pc);
-        for chunk in data.chunks(WRITE_STEP) {
-            tokio::time::timeout(timeout, w.write_all(chunk)).await.map_err(|_| stalled())??;
+        let step = fragment_size(assoc.peer_max_pdu_length());
+        // An empty data set is still one (last) fragment.
+        let n = data.len().div_ceil(step).max(1);
+        for i in 0..n {
+            let chunk = data.get(i * step..data.len().min((i + 1) * step)).unwrap_or_default();
+            let v = PDataValue { presentation_context_id: pc, value_type: PDataValueType::Data, is_last: i + 1 == n, data: chunk.to_vec() };
+            let pdu = Pdu::PData { data: vec![v] };
+            tokio::time::timeout(timeout, AsyncAssociation::send(assoc, &pdu)).await.map_err(|_| stalled())??;
         }
-        tokio::time::timeout(timeout, w.finish()).await.map_err(|_| stalled())??;
     }
     Ok(())
 }
 
-/// The step a write must make within the write timeout.
+/// The data carried by one P-DATA PDU: what the peer's maximum PDU length
+/// leaves after the PDV item header (PS3.8 9.3.5.1), and a step the write
+/// timeout can judge.
+fn fragment_size(peer_max_pdu: u32) -> usize {
+    const PDV_HEADER: usize = 6;
+    match peer_max_pdu as usize {
+        // No limit stated.
+        0 => WRITE_STEP,
+        n => n.saturating_sub(PDV_HEADER).clamp(1, WRITE_STEP),
+    }
+}
+
+/// The most data one P-DATA PDU carries.
 const WRITE_STEP: usize = 64 << 10;
 
 #[cfg(test)]
@@ -192,6 +231,25 @@ mod tests {
         a.push(pdv(1, false, false, vec![0; MAX_IDENTIFIER])).unwrap();
         let m = a.push(pdv(1, false, true, vec![0; 8])).unwrap().unwrap();
         assert!(!m.data_overflow && m.data.is_some_and(|d| d.len() == MAX_IDENTIFIER + 8));
+    }
+
+    #[test]
+    fn a_small_data_set_limit_leaves_identifiers_their_mib() {
+        let mut a = Assembler::new(4);
+        let rsp = Command::request(field::C_FIND_RSP, 1, "1.2.840.10008.5.1.4.1.2.2.1", true).encode();
+        a.push(pdv(1, true, true, rsp)).unwrap();
+        let m = a.push(pdv(1, false, true, vec![0; 64])).unwrap().unwrap();
+        assert!(!m.data_overflow && m.data.is_some_and(|d| d.len() == 64));
+    }
+
+    #[test]
+    fn a_lenient_assembler_keeps_what_follows_the_command_set() {
+        let mut rsp = Command::request(field::C_GET_RSP, 1, "1.2.840.10008.5.1.4.1.2.2.3", false).encode();
+        let tail = [0x08, 0x00, 0x58, 0x00, 4, 0, 0, 0, b'1', b'.', b'2', 0];
+        rsp.extend(tail);
+        assert!(Assembler::new(4).push(pdv(1, true, true, rsp.clone())).is_err());
+        let m = Assembler::lenient(4).push(pdv(1, true, true, rsp)).unwrap().unwrap();
+        assert_eq!(m.extra.as_deref(), Some(&tail[..]));
     }
 
     #[test]
@@ -253,5 +311,18 @@ where
         }
         Pdu::AbortRQ { .. } => Err(SendError::Unexpected("A-ABORT")),
         _ => Err(SendError::Unexpected("an unexpected PDU during an operation")),
+    }
+}
+
+#[cfg(test)]
+mod fragment_tests {
+    use super::fragment_size;
+
+    #[test]
+    fn fragments_fit_the_peers_pdu_and_the_write_step() {
+        assert_eq!(fragment_size(16384), 16378);
+        assert_eq!(fragment_size(1 << 20), 64 << 10);
+        assert_eq!(fragment_size(0), 64 << 10);
+        assert_eq!(fragment_size(3), 1);
     }
 }

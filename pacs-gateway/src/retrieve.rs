@@ -13,13 +13,39 @@ use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReas
 use tokio::net::TcpStream;
 
 use crate::association::{Assoc, Ctx};
-use crate::client::{self, SubResult};
 use crate::command::{field, tag, Command};
 use crate::handler::{Answer, InstanceRef, Model};
 use crate::identifier::{self, FAILED_SOP_INSTANCE_UID_LIST};
 use crate::message::{self, Interrupt, Message, SendError};
+use crate::scu::link::Limits;
+use crate::scu::store::{store_on, StoreAssociation, StoreOptions, Transcode};
+use crate::scu::{Peer, ScuConfig, ScuError};
 use crate::sop_classes;
 use crate::status::{Category, Status};
+
+/// The result of one C-STORE sub-operation.
+#[derive(Debug)]
+enum SubResult {
+    /// The peer's status (success or warning).
+    Done(Status),
+    Failed(String),
+}
+
+impl SubResult {
+    fn of(r: Result<Answer, ScuError>) -> SubResult {
+        match r {
+            Ok(a) if matches!(a.status.category(), Category::Success | Category::Warning) => SubResult::Done(a.status),
+            Ok(a) => SubResult::Failed(format!("status {:04X} {}", a.status.0, a.comment.unwrap_or_default())),
+            Err(e) => SubResult::Failed(e.to_string()),
+        }
+    }
+}
+
+/// The application's decoder, for peers that take no compressed syntax.
+fn transcoder(ctx: &Ctx) -> Transcode {
+    let h = ctx.handler.clone();
+    std::sync::Arc::new(move |file: &[u8], ts: &str| h.transcode(file, ts))
+}
 
 #[derive(Default)]
 struct Counts {
@@ -108,8 +134,13 @@ pub(crate) async fn serve_move(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationCo
     if instances.is_empty() {
         return finish(assoc, ctx, pc, rq, rsp_field, &Counts::default(), Status::SUCCESS).await;
     }
-    let addrs = ctx.resolved.addrs(&dest.host);
-    let mut out = match client::connect(&ctx.config, &dest, addrs.first().copied(), &instances).await {
+    // Its address as last resolved, else its host name.
+    let host = match ctx.resolved.addrs(&dest.host).first() {
+        Some(ip) => ip.to_string(),
+        None => dest.host.clone(),
+    };
+    let peer = Peer { ae_title: dest.title.clone(), host, port: dest.port };
+    let mut out = match StoreAssociation::connect(&ScuConfig::from(ctx.config.as_ref()), &peer, &crate::scu::classes_of(&instances)).await {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(destination = %dest.title, error = %e, "cannot open association to move destination");
@@ -117,9 +148,8 @@ pub(crate) async fn serve_move(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationCo
             return refuse(assoc, ctx, pc.id, rq, rsp_field, a).await;
         }
     };
-    let contexts = out.presentation_contexts().to_vec();
     let mut counts = Counts { remaining: instances.len(), ..Default::default() };
-    let originator = (ctx.calling_ae.as_str(), rq.message_id());
+    let opts = StoreOptions { move_originator: Some((ctx.calling_ae.clone(), rq.message_id())), transcode: Some(transcoder(ctx)) };
     let deadline = tokio::time::Instant::now() + ctx.config.operation_timeout;
     let mut cancelled = false;
     for (n, inst) in instances.iter().enumerate() {
@@ -127,33 +157,31 @@ pub(crate) async fn serve_move(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationCo
             cancelled = true;
             break;
         }
-        let mut ignored = false;
         let r = match open(ctx, inst).await {
-            Ok(file) => {
-                let sub = client::store(&mut out, &ctx.handler, &ctx.config, &contexts, wire(n + 1), inst, &file, Some(originator), &mut ignored);
-                match tokio::time::timeout_at(deadline, sub).await {
-                    Ok(r) => r,
-                    Err(_) => Err(SendError::Stalled(ctx.config.operation_timeout.as_secs())),
-                }
-            }
-            Err(e) => Ok(SubResult::Failed(e)),
+            Ok(file) => match tokio::time::timeout_at(deadline, out.store_with(&file, &opts)).await {
+                Ok(r) => SubResult::of(r),
+                Err(_) => SubResult::Failed(format!("the C-MOVE ran past {} s", ctx.config.operation_timeout.as_secs())),
+            },
+            Err(e) => SubResult::Failed(e),
         };
-        match r {
-            Ok(r) => counts.record(inst, &r),
-            Err(e) => {
-                // The destination's association broke or stalled: what remains fails.
-                tracing::warn!(destination = %dest.title, error = %e, "move destination association failed");
-                for rest in &instances[n..] {
-                    counts.record(rest, &SubResult::Failed(format!("destination association lost: {e}")));
-                }
-                break;
+        if !out.is_usable() {
+            // The destination's association broke or stalled: what remains fails.
+            tracing::warn!(destination = %dest.title, error = ?r, "move destination association failed");
+            let why = match &r {
+                SubResult::Failed(e) => e.clone(),
+                SubResult::Done(_) => "destination association lost".into(),
+            };
+            for rest in &instances[n..] {
+                counts.record(rest, &SubResult::Failed(format!("destination association lost: {why}")));
             }
+            break;
         }
+        counts.record(inst, &r);
         if counts.remaining > 0 {
             pending(assoc, ctx, pc.id, rq, rsp_field, &counts).await?;
         }
     }
-    let _ = tokio::time::timeout(ctx.config.write_timeout, out.release()).await;
+    let _ = out.release().await;
     finish(assoc, ctx, pc, rq, rsp_field, &counts, if cancelled { Status::CANCEL } else { counts.final_status() }).await
 }
 
@@ -177,7 +205,9 @@ pub(crate) async fn serve_get(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationCon
         .cloned()
         .collect();
     let mut counts = Counts { remaining: instances.len(), ..Default::default() };
-    let deadline = tokio::time::Instant::now() + ctx.config.operation_timeout;
+    let limits = Limits::new(ctx.config.dimse_timeout, ctx.config.operation_timeout);
+    let deadline = limits.deadline;
+    let opts = StoreOptions { move_originator: None, transcode: Some(transcoder(ctx)) };
     let mut cancelled = false;
     for (n, inst) in instances.iter().enumerate() {
         if cancelled || message::interrupted(assoc).await? == Interrupt::Cancel {
@@ -195,10 +225,12 @@ pub(crate) async fn serve_get(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationCon
         } else {
             match open(ctx, inst).await {
                 Ok(file) => {
-                    let sub = client::store(assoc, &ctx.handler, &ctx.config, &contexts, 0x8000 | wire(n + 1), inst, &file, None, &mut cancelled);
+                    let id = 0x8000 | wire(n + 1);
+                    let sub = store_on(assoc, &contexts, &limits, ctx.config.write_timeout, id, &file, &opts, Some(&mut cancelled));
                     // A sub-operation cut off mid-way leaves the association unusable: it is aborted.
                     match tokio::time::timeout_at(deadline, sub).await {
-                        Ok(r) => r?,
+                        Ok(Err(e)) if e.ends_association() => return Err(e.into()),
+                        Ok(r) => SubResult::of(r),
                         Err(_) => return Err(SendError::Stalled(ctx.config.operation_timeout.as_secs())),
                     }
                 }

@@ -230,6 +230,36 @@ pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
 pub const STUDY_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.2.2";
 pub const STUDY_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.2.3";
 
+/// A SOP class's name and UID, for messages.
+pub fn name(uid: &str) -> String {
+    let qr = [
+        (VERIFICATION, "Verification"),
+        (PATIENT_ROOT_FIND, "Patient Root Query/Retrieve - FIND"),
+        (PATIENT_ROOT_MOVE, "Patient Root Query/Retrieve - MOVE"),
+        (PATIENT_ROOT_GET, "Patient Root Query/Retrieve - GET"),
+        (STUDY_ROOT_FIND, "Study Root Query/Retrieve - FIND"),
+        (STUDY_ROOT_MOVE, "Study Root Query/Retrieve - MOVE"),
+        (STUDY_ROOT_GET, "Study Root Query/Retrieve - GET"),
+    ];
+    match STORAGE.iter().chain(qr.iter()).find(|(u, _)| *u == uid) {
+        Some((_, n)) => format!("{n} ({uid})"),
+        None => uid.to_owned(),
+    }
+}
+
+/// A transfer syntax's name and UID, for messages.
+pub fn ts_name(uid: &str) -> String {
+    use dicom_encoding::TransferSyntaxIndex;
+    match dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(uid) {
+        Some(ts) => format!("{} ({uid})", ts.name()),
+        None => uid.to_owned(),
+    }
+}
+
+/// Transfer syntaxes whose data sets re-encode into one another without
+/// decoding pixel data.
+pub const NATIVE: &[&str] = &["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"];
+
 pub fn is_storage(uid: &str) -> bool {
     STORAGE.iter().any(|(u, _)| *u == uid)
 }

@@ -1,9 +1,12 @@
-//! C-STORE SCP: wrap the received data set, unchanged, as a Part 10 file,
-//! hand it to the application, answer with its status. The data set is
+//! C-STORE SCP, and the C-GET requestor's side of its sub-operations:
+//! wrap the received data set, unchanged, as a Part 10 file, hand it to
+//! the application, answer with its status. The data set is
 //! untrusted: the application must validate it (radhub scans it with
 //! dicom-scan before anything else).
 
+use dicom_ul::association::AsyncAssociation;
 use dicom_ul::pdu::PresentationContextNegotiated;
+use tokio::net::TcpStream;
 
 use crate::association::{Assoc, Ctx};
 use crate::command::{field, tag, Command};
@@ -17,12 +20,37 @@ pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.3058284881828421794067856129373
 pub const IMPLEMENTATION_VERSION_NAME: &str = "RADHUB_010";
 
 pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContextNegotiated, msg: Message) -> Result<(), SendError> {
+    let handler = ctx.handler.clone();
+    let storage = sop_classes::is_storage(&pc.abstract_syntax);
+    let limit = ctx.config.max_data_set_bytes;
+    answer_request(assoc, pc, msg, &ctx.calling_ae, limit, storage, ctx.config.write_timeout, move |req| handler.store(req)).await
+}
+
+/// Answers one C-STORE-RQ received on `pc` (by the SCP, or by a C-GET
+/// requestor): the data set wrapped as Part 10 and handed to `store` on
+/// the blocking pool, its answer sent back. `storage` says whether `pc` is
+/// a storage context; `source_ae` is the sender's AE title; a data set over
+/// `limit` bytes was dropped by the assembler and is refused here.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn answer_request<A>(
+    assoc: &mut A,
+    pc: &PresentationContextNegotiated,
+    msg: Message,
+    source_ae: &str,
+    limit: usize,
+    storage: bool,
+    write_timeout: std::time::Duration,
+    store: impl FnOnce(StoreRequest) -> Answer + Send + 'static,
+) -> Result<(), SendError>
+where
+    A: AsyncAssociation<TcpStream> + Send,
+{
     let rq = &msg.command;
     let class = rq.str(tag::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
     let instance = rq.str(tag::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default();
     let answer = if msg.data_overflow {
-        Answer::failure(Status::OUT_OF_RESOURCES, format!("data set over {} bytes", ctx.config.max_data_set_bytes))
-    } else if !sop_classes::is_storage(&class) || class != pc.abstract_syntax {
+        Answer::failure(Status::OUT_OF_RESOURCES, format!("data set over {limit} bytes"))
+    } else if !storage || class != pc.abstract_syntax {
         Answer::failure(Status::SOP_CLASS_NOT_SUPPORTED, "SOP class not supported on this context")
     } else if instance.is_empty() {
         Answer::failure(Status::CANNOT_UNDERSTAND, "no Affected SOP Instance UID")
@@ -30,19 +58,16 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
         match msg.data {
             None => Answer::failure(Status::CANNOT_UNDERSTAND, "no data set"),
             Some(data) => {
-                let file = part10(&class, &instance, &pc.transfer_syntax, &ctx.calling_ae, &data);
+                let file = part10(&class, &instance, &pc.transfer_syntax, source_ae, &data);
                 drop(data);
                 let req = StoreRequest {
-                    calling_ae: ctx.calling_ae.clone(),
+                    calling_ae: source_ae.to_owned(),
                     sop_class_uid: class.clone(),
                     sop_instance_uid: instance.clone(),
                     transfer_syntax: pc.transfer_syntax.clone(),
                     file,
                 };
-                let handler = ctx.handler.clone();
-                tokio::task::spawn_blocking(move || handler.store(req))
-                    .await
-                    .unwrap_or_else(|_| Answer::failure(Status::OUT_OF_RESOURCES, "storage task failed"))
+                tokio::task::spawn_blocking(move || store(req)).await.unwrap_or_else(|_| Answer::failure(Status::OUT_OF_RESOURCES, "storage task failed"))
             }
         }
     };
@@ -54,7 +79,7 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
     if let Some(c) = &answer.comment {
         rsp.set_str(tag::ERROR_COMMENT, &comment(c));
     }
-    message::send(assoc, pc.id, &rsp, None, ctx.config.write_timeout).await
+    message::send(assoc, pc.id, &rsp, None, write_timeout).await
 }
 
 /// Error Comment is LO: at most 64 characters, no backslash.

@@ -1,65 +1,82 @@
-//! `radhub demo`: the hub's main job on embedded defaults: generate three
-//! sites' studies, import them, show the linked record, then serve DICOM
-//! (accepting any calling AE) until Ctrl-C.
+//! `radhub demo`: the hub's main job on embedded defaults. Three simulated
+//! site PACS (each a `radhub serve` of its own, holding one trust's
+//! generated studies) are started beside the hub, which harvests them into
+//! one index, links each person's records by NHS number and fetches a study
+//! from its site when someone opens it. Serves DICOM and HTTP until Ctrl-C.
 
+use std::io::BufRead;
 use std::path::Path;
-use std::process::ExitCode;
+use std::process::{Child, ExitCode, Stdio};
 
-use crate::index::PatientFilter;
+use anyhow::Context;
+
 use crate::ingest::DuplicatePolicy;
+use crate::sites::{Retrieve, Site};
 use crate::testdata::GenOptions;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     gen: super::testdata::GenArgs,
-    /// DICOM listener address.
+    /// The hub's DICOM listener; the simulated PACS listen on the next three ports.
     #[arg(long, default_value = "127.0.0.1:11112")]
     dicom_bind: std::net::SocketAddr,
-    /// Stop after importing instead of serving.
+    /// Stop once the sites are harvested instead of serving.
     #[arg(long)]
     no_serve: bool,
     #[command(flatten)]
     http: super::serve::HttpArgs,
+    #[command(flatten)]
+    federation: super::serve::FederationArgs,
 }
 
 const DEMO_PASSWORD: &str = "demo-password";
 
+/// A simulated site PACS: a child `radhub serve`, stopped with the demo.
+struct SitePacs {
+    child: Child,
+}
+
+impl Drop for SitePacs {
+    fn drop(&mut self) {
+        // SIGTERM: it finishes what it is doing and exits.
+        // SAFETY: kill only sends a signal to the child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The demo's sites: the three Dorset trusts, each with its simulated PACS
+/// on the ports after the hub's (Poole's retrieved by C-GET, the others by C-MOVE).
+fn demo_sites(hub_port: u16) -> Vec<Site> {
+    crate::sites::defaults()
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| {
+            s.ae_title = Some(format!("{}_PACS", s.code));
+            s.host = Some("127.0.0.1".into());
+            s.port = Some(hub_port + 1 + i as u16);
+            s.retrieve = if s.code == "RD3" { Retrieve::CGet } else { Retrieve::CMove };
+            s
+        })
+        .collect()
+}
+
 pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
-    let incoming = data.join("demo-incoming");
+    let hub_port = a.dicom_bind.port();
+    crate::sites::configure(demo_sites(hub_port)).context("the demo configures its own sites: leave out --sites")?;
+    std::fs::create_dir_all(data)?;
     let opts: GenOptions = (&a.gen).into();
-    println!("generating demo studies for {} people across RBD, RD3 and R0D into {}", opts.patients, incoming.display());
-    let g = super::testdata::generate(&incoming, &opts)?;
-    println!("generated {} files ({:.1} MB)", g.files, g.bytes as f64 / 1e6);
-    let hub = super::open_hub(data, DuplicatePolicy::Keep)?;
-    let s = super::import::import_site_folders(&hub, &incoming, 8, u64::MAX)?;
-    println!("imported {} instances ({:.1} MB) in {:.1} s, {} duplicates, {} rejected", s.imported, s.bytes as f64 / 1e6, s.seconds, s.duplicates, s.rejected);
-    let (made, placeholders) = super::thumbs::make_all(&hub, data, false, 0)?;
-    println!("{made} series thumbnails made ({placeholders} placeholders) in {}", data.join("thumbs").display());
-    super::stats::print(&hub, false)?;
-    // Show a few people whose records the NHS number links across sites.
-    let mut shown = 0;
-    let mut seen = std::collections::BTreeSet::new();
-    for p in hub.index.find_patients(&PatientFilter::default()) {
-        let Some(nhs) = p?.nhs_number else { continue };
-        if !seen.insert(nhs.clone()) {
-            continue;
-        }
-        let linked = hub.index.patients_by_nhs(&nhs)?;
-        if linked.len() < 2 {
-            continue;
-        }
-        let ids: Vec<String> = linked.iter().map(|k| k.to_string()).collect();
-        println!("NHS {}: {}", nhs, ids.join(", "));
-        shown += 1;
-        if shown == 5 {
-            break;
-        }
+    let pacs_root = data.join("site-pacs");
+    let mut children = Vec::new();
+    for site in crate::sites::all() {
+        let dir = pacs_root.join(&site.code);
+        fill_site(data, &dir, site, &opts)?;
+        children.push(start_site(&dir, site, a.dicom_bind)?);
     }
-    if a.no_serve {
-        println!("hub data in {}; try `radhub --data {} ls studies`", data.display(), data.display());
-        return Ok(ExitCode::SUCCESS);
-    }
+    let hub = std::sync::Arc::new(super::open_hub(data, DuplicatePolicy::Keep)?);
     // Demo users, one per role, with a password printed here: demo only.
     let app_db = crate::app_db::open(data)?;
     let auth = crate::auth::Auth::new(&app_db)?;
@@ -72,19 +89,96 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let token = auth.new_token("demo-clinician", "demo")?;
     drop(auth);
     drop(app_db);
-    let port = a.dicom_bind.port();
+    if a.no_serve {
+        // Harvest once here and show the result.
+        drop(hub);
+        let sync = super::sites::SyncArgs::all(a.federation.clone());
+        let code = super::sites::sync(data, sync)?;
+        super::stats::print(&super::open_hub(data, DuplicatePolicy::Keep)?, false)?;
+        drop(children);
+        return Ok(code);
+    }
     let http = a.http.http_bind;
-    println!("serving DICOM as RADHUB (accepting any calling AE) and HTTP on http://{http}; Ctrl-C stops.");
-    println!("users demo-clinician, demo-radiologist, demo-admin; password {DEMO_PASSWORD}. Try:");
-    println!("  findscu -aec RADHUB -S -k QueryRetrieveLevel=STUDY -k PatientName='*' -k StudyDescription 127.0.0.1 {port}");
-    println!("  curl -H 'Authorization: Bearer {token}' 'http://{http}/dicom-web/studies?PatientName=*&limit=5'");
-    println!("  curl -H 'Authorization: Bearer {token}' 'http://{http}/api/studies?limit=5'");
-    // The simulated trusts' modalities send for their sites; anyone else's data is quarantined.
+    let d = data.display();
+    println!("serving the hub: DICOM as RADHUB on {} and HTTP on http://{http}; Ctrl-C stops it and the three site PACS.", a.dicom_bind);
+    println!("the sites' PACS (simulated, each a radhub of its own) are harvested now and every 5 minutes:");
+    for s in crate::sites::all() {
+        let (ae, host, port) = s.pacs().unwrap_or_default();
+        println!("  {} {}: {ae}@{host}:{port}, retrieved by {}", s.code, s.name, if s.retrieve == Retrieve::CGet { "C-GET" } else { "C-MOVE" });
+    }
+    println!("users demo-clinician, demo-radiologist, demo-admin; password {DEMO_PASSWORD}. Try, in another terminal:");
+    println!("  target/release/radhub --data {d} sites list                 # each site, its last harvest");
+    println!("  target/release/radhub --data {d} sync --full                # harvest now, with progress");
+    println!("  target/release/radhub --data {d} patients proposals         # records that may be one person");
+    println!("  curl -H 'Authorization: Bearer {token}' 'http://{http}/api/patients?limit=5'   # people linked across sites");
+    println!("  curl -H 'Authorization: Bearer {token}' 'http://{http}/api/patients/NHS_NUMBER'   # one record, every site's studies");
+    println!("  curl -H 'Authorization: Bearer {token}' -o study.multipart 'http://{http}/dicom-web/studies/STUDY_UID'   # fetched from its site on demand");
     let sites = crate::testdata::modality_sites();
-    let mut titles: Vec<&str> = sites.keys().map(String::as_str).collect();
-    titles.sort();
-    println!("  modalities {} store for their sites; other calling AEs are accepted into quarantine", titles.join(", "));
     let config = pacs_gateway::Config { ae_title: "RADHUB".into(), bind: a.dicom_bind, accept_any: true, ..Default::default() };
-    super::serve::listen(data, std::sync::Arc::new(hub), config, sites, &a.http)?;
+    let mut peers: Vec<pacs_gateway::KnownAe> = Vec::new();
+    for s in crate::sites::all() {
+        if let Some((title, host, port)) = s.pacs() {
+            peers.push(pacs_gateway::KnownAe { title: title.to_owned(), host: host.to_owned(), port });
+        }
+    }
+    let mut all_senders = crate::sites::senders();
+    all_senders.extend(sites);
+    let config = pacs_gateway::Config { known_aes: peers, ..config };
+    let served = super::serve::listen(data, hub, config, all_senders, &a.http, &a.federation);
+    drop(children);
+    served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Generates and imports one site's studies into its simulated PACS, once.
+fn fill_site(data: &Path, dir: &Path, site: &Site, opts: &GenOptions) -> anyhow::Result<()> {
+    let done = dir.join("filled");
+    if done.exists() {
+        return Ok(());
+    }
+    let incoming = data.join("demo-incoming");
+    if !incoming.join(&site.code).is_dir() {
+        println!("generating demo studies for {} people across RBD, RD3 and R0D into {}", opts.patients, incoming.display());
+        let g = super::testdata::generate(&incoming, opts)?;
+        println!("generated {} files ({:.1} MB)", g.files, g.bytes as f64 / 1e6);
+    }
+    let hub = super::open_hub(dir, DuplicatePolicy::Keep)?;
+    let s = super::import::import(&hub, &[incoming.join(&site.code)], Some(&site.code), 8, false, u64::MAX)?;
+    println!("{} {}: its PACS holds {} instances ({:.1} MB)", site.code, site.name, s.imported + s.duplicates, s.bytes as f64 / 1e6);
+    drop(hub);
+    std::fs::write(done, b"")?;
+    Ok(())
+}
+
+/// Starts a site's simulated PACS: `radhub serve` over its own data,
+/// answering the hub's C-FIND, C-MOVE (to the hub) and C-GET.
+fn start_site(dir: &Path, site: &Site, hub: std::net::SocketAddr) -> anyhow::Result<SitePacs> {
+    let (ae, host, port) = site.pacs().context("a demo site has a PACS")?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.env("RADHUB_LOG", "error")
+        .arg("--data")
+        .arg(dir)
+        .args(["serve", "--ae-title", ae, "--dicom-bind", &format!("{host}:{port}"), "--http-bind", "127.0.0.1:0", "--accept-any"])
+        .args(["--peer", &format!("RADHUB@{}:{}", hub.ip(), hub.port()), "--sync-interval", "0", "--priors", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl in the child before exec: it is stopped if the demo dies.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().with_context(|| format!("starting {}'s simulated PACS", site.code))?;
+    let out = child.stdout.take().context("its output")?;
+    let mut line = String::new();
+    std::io::BufReader::new(out).read_line(&mut line)?;
+    let p = SitePacs { child };
+    anyhow::ensure!(line.contains("DICOM listening"), "{}'s simulated PACS did not start: {line}", site.code);
+    Ok(p)
 }

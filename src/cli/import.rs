@@ -22,11 +22,11 @@ pub struct Args {
     /// Files and folders to import (folders are walked).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// The site holding these instances (RBD, RD3, R0D). Without it (and
+    /// The site holding these instances (a configured code: RBD, RD3, R0D in the demo). Without it (and
     /// without --site-folders) they are quarantined for an admin: the site
     /// is never taken from the data.
-    #[arg(long, value_parser = crate::sites::known, conflicts_with = "site_folders")]
-    site: Option<&'static str>,
+    #[arg(long, conflicts_with = "site_folders")]
+    site: Option<String>,
     /// Each PATH holds one folder per site, named by its code (as
     /// `radhub testdata` writes them); each is imported for its site.
     #[arg(long)]
@@ -66,6 +66,7 @@ pub struct Summary {
 }
 
 pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
+    let site = a.site.as_deref().map(super::site_arg).transpose()?;
     let hub = super::open_hub(data, a.policy)?;
     let s = if a.site_folders {
         let mut all = Summary::default();
@@ -74,10 +75,10 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         }
         all
     } else {
-        if a.site.is_none() {
+        if site.is_none() {
             eprintln!("no --site: these instances go to the {} site for an admin to review", crate::sites::QUARANTINE);
         }
-        import(&hub, &a.paths, a.site, a.jobs, a.list, a.max_file_bytes)?
+        import(&hub, &a.paths, site, a.jobs, a.list, a.max_file_bytes)?
     };
     if a.json {
         super::print_json(&s)?;
@@ -103,14 +104,15 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
 pub fn import_site_folders(hub: &Hub, root: &Path, jobs: usize, max_file: u64) -> anyhow::Result<Summary> {
     let mut all = Summary::default();
     let mut found = false;
-    for site in crate::sites::SITES {
-        let dir = root.join(site.code);
+    for site in crate::sites::all() {
+        let dir = root.join(&site.code);
         if dir.is_dir() {
             found = true;
-            all.add(import(hub, &[dir], Some(site.code), jobs, false, max_file)?);
+            all.add(import(hub, &[dir], Some(&site.code), jobs, false, max_file)?);
         }
     }
-    anyhow::ensure!(found, "{} holds no folder named after a site (RBD, RD3, R0D)", root.display());
+    let codes: Vec<&str> = crate::sites::all().iter().map(|s| s.code.as_str()).collect();
+    anyhow::ensure!(found, "{} holds no folder named after a site ({})", root.display(), codes.join(", "));
     Ok(all)
 }
 

@@ -1,6 +1,9 @@
-//! `radhub links conflicts|log|decide`: the NHS-number links between each
-//! trust's patient records: the conflicts waiting for an admin, the log of
-//! every change, and an admin's decision on one record.
+//! `radhub patients show|link|unlink|dismiss|conflicts|proposals|log`: each
+//! trust's patient records and the NHS-number links between them: one
+//! person's record across the sites, an admin's decisions (logged with who
+//! and why), the conflicts waiting for one, the records that agree on
+//! name, birth date and sex without an NHS number (proposed, never linked
+//! by radhub), and the log of every change.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -15,10 +18,52 @@ pub struct Args {
     command: Command,
 }
 
+/// A record: Issuer of Patient ID and Patient ID.
+#[derive(clap::Args)]
+struct Record {
+    issuer: String,
+    patient_id: String,
+    /// Who decided, for the log.
+    #[arg(long, env = "USER", default_value = "admin")]
+    by: String,
+    /// Why, for the log (what was checked: the PAS, the patient, the referrer).
+    #[arg(long)]
+    why: String,
+}
+
 #[derive(clap::Subcommand)]
 enum Command {
+    /// One person across the sites: by NHS number, or ISSUER/PATIENT_ID.
+    Show {
+        who: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Link a record by an NHS number (its conflict's, or --nhs).
+    Link {
+        #[command(flatten)]
+        record: Record,
+        #[arg(long)]
+        nhs: Option<String>,
+    },
+    /// Remove a record's link; its number is refused for it from then on.
+    Unlink {
+        #[command(flatten)]
+        record: Record,
+    },
+    /// Leave a record as it is and refuse its conflict's number for it.
+    Dismiss {
+        #[command(flatten)]
+        record: Record,
+    },
     /// Records whose NHS-number link waits for an admin, and why.
     Conflicts {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Records at different sites agreeing on name, birth date and sex with
+    /// no NHS number linking them: for an admin to check and link by number.
+    Proposals {
         #[arg(long)]
         json: bool,
     },
@@ -32,26 +77,62 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Decide a record's link: `link` (by its conflict's number, or
-    /// --nhs), `unlink`, or `dismiss` its conflict. Logged under --by.
-    Decide {
-        /// Issuer of Patient ID of the record.
-        issuer: String,
-        patient_id: String,
-        #[arg(value_enum)]
-        decision: Decision,
-        #[arg(long)]
-        nhs: Option<String>,
-        /// Who decided, for the log.
-        #[arg(long, env = "USER", default_value = "admin")]
-        by: String,
-    },
 }
 
 pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let hub = super::open_hub(data, DuplicatePolicy::Keep)?;
     let ix = &hub.index;
+    let decide = |r: Record, d: Decision, nhs: Option<String>| -> anyhow::Result<ExitCode> {
+        anyhow::ensure!(!r.why.trim().is_empty(), "say why (--why): the log keeps it");
+        let p = ix.decide_link(&PatientKey { issuer: r.issuer, patient_id: r.patient_id }, d, nhs.as_deref(), &r.by, &r.why)?;
+        println!("{}: linked by {}", p.key, p.nhs_number.as_deref().unwrap_or("no NHS number"));
+        Ok(ExitCode::SUCCESS)
+    };
     match a.command {
+        Command::Show { who, json } => {
+            let keys = match who.split_once('/') {
+                Some((issuer, id)) => {
+                    let key = PatientKey { issuer: issuer.to_owned(), patient_id: id.to_owned() };
+                    match ix.patient(&key)?.and_then(|p| p.nhs_number) {
+                        Some(n) => ix.patients_by_nhs(&n)?,
+                        None => vec![key],
+                    }
+                }
+                None => {
+                    let n = crate::nhs::normalise(&who).ok_or_else(|| anyhow::anyhow!("{who:?} is neither ISSUER/PATIENT_ID nor a valid NHS number"))?;
+                    ix.patients_by_nhs(&n)?
+                }
+            };
+            let mut records = Vec::new();
+            let mut studies = Vec::new();
+            for k in &keys {
+                if let Some(p) = ix.patient(k)? {
+                    records.push(p);
+                }
+                for uid in ix.studies_of_patient(k)? {
+                    studies.extend(ix.study(&uid)?);
+                }
+            }
+            anyhow::ensure!(!records.is_empty(), "no patient {who}");
+            studies.sort_by(|a, b| (&b.date, &b.time).cmp(&(&a.date, &a.time)));
+            if json {
+                return super::print_json(&serde_json::json!({"records": records, "studies": studies})).map(|_| ExitCode::SUCCESS);
+            }
+            for p in &records {
+                println!("{}\t{}\t{}\t{}\tNHS {}", p.key, p.name, p.birth_date, p.sex, p.nhs_number.as_deref().unwrap_or("-"));
+            }
+            for s in &studies {
+                let held = if s.is_local() {
+                    "here".to_owned()
+                } else {
+                    format!("at {} ({} of {} here)", s.held_at.iter().cloned().collect::<Vec<_>>().join(","), s.local_instances, s.instances)
+                };
+                println!("  {}\t{}\t{}\t{}\t{}\t{}", s.date, s.site, s.modalities.iter().cloned().collect::<Vec<_>>().join(","), s.description, held, s.uid);
+            }
+        }
+        Command::Link { record, nhs } => return decide(record, Decision::Link, nhs),
+        Command::Unlink { record } => return decide(record, Decision::Unlink, None),
+        Command::Dismiss { record } => return decide(record, Decision::Dismiss, None),
         Command::Conflicts { json } => {
             let all = ix.link_conflicts()?;
             if json {
@@ -64,6 +145,19 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
                 println!("no link conflicts");
             }
         }
+        Command::Proposals { json } => {
+            let all = crate::index::link::proposals(ix.as_ref())?;
+            if json {
+                return super::print_json(&all).map(|_| ExitCode::SUCCESS);
+            }
+            for g in &all {
+                let keys: Vec<String> = g.records.iter().map(|k| k.to_string()).collect();
+                println!("{}\t{}\t{}\t{}", g.name, g.birth_date, g.sex, keys.join("  "));
+            }
+            if all.is_empty() {
+                println!("no proposals");
+            }
+        }
         Command::Log { after, limit, json } => {
             let log = ix.link_log(after, limit)?;
             if json {
@@ -72,10 +166,6 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
             for e in log {
                 println!("{}\t{}\t{:?}\t{}\tNHS {}\t{}\tby {}", e.seq, e.at_ms, e.action, e.patient, e.nhs_number, e.detail, e.by);
             }
-        }
-        Command::Decide { issuer, patient_id, decision, nhs, by } => {
-            let p = ix.decide_link(&PatientKey { issuer, patient_id }, decision, nhs.as_deref(), &by)?;
-            println!("{}: linked by {}", p.key, p.nhs_number.as_deref().unwrap_or("no NHS number"));
         }
     }
     Ok(ExitCode::SUCCESS)

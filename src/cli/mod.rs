@@ -8,6 +8,7 @@ mod ls;
 mod quarantine;
 mod render;
 mod serve;
+mod sites;
 mod stats;
 mod testdata;
 mod thumbs;
@@ -27,6 +28,10 @@ pub struct Cli {
     /// The hub's data directory (instance files and index).
     #[arg(long, global = true, env = "RADHUB_DATA", default_value = "radhub-data")]
     data: PathBuf,
+    /// The sites file (TOML, `[[site]]` tables: code, name, issuer, and the
+    /// site's PACS); without it, the three Dorset demo sites.
+    #[arg(long, global = true, env = "RADHUB_SITES")]
+    sites: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,10 +60,16 @@ enum Command {
     Serve(serve::Args),
     /// Manage users, roles and API tokens.
     Users(users::Args),
-    /// NHS-number links between the trusts' records: conflicts, the log, decisions.
-    Links(links::Args),
+    /// Each trust's patient records and their NHS-number links: show, link,
+    /// unlink, dismiss, conflicts, proposals, the log.
+    #[command(alias = "links")]
+    Patients(links::Args),
     /// Studies held apart for an admin: list them, file one under a site.
     Quarantine(quarantine::Args),
+    /// The sites' PACS: list them with their harvests, C-ECHO them.
+    Sites(sites::Args),
+    /// Harvest the sites' PACS into the index now (through the running server if there is one).
+    Sync(sites::SyncArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -74,6 +85,12 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(path) = &cli.sites {
+        if let Err(e) = crate::sites::load(path).and_then(crate::sites::configure) {
+            eprintln!("radhub: --sites: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let result = match cli.command {
         Command::Import(a) => import::run(&cli.data, a),
         Command::Verify(a) => verify::run(&cli.data, a),
@@ -85,8 +102,10 @@ pub fn main() -> ExitCode {
         Command::Thumbs(a) => thumbs::run(&cli.data, a),
         Command::Render(a) => render::run(&cli.data, a),
         Command::Users(a) => users::run(&cli.data, a),
-        Command::Links(a) => links::run(&cli.data, a),
+        Command::Patients(a) => links::run(&cli.data, a),
         Command::Quarantine(a) => quarantine::run(&cli.data, a),
+        Command::Sites(a) => sites::run(&cli.data, a),
+        Command::Sync(a) => sites::sync(&cli.data, a),
     };
     match result {
         Ok(code) => code,
@@ -95,6 +114,11 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A site code from the command line, checked against the configured sites.
+fn site_arg(code: &str) -> anyhow::Result<&'static str> {
+    crate::sites::known(code).map_err(anyhow::Error::msg)
 }
 
 fn open_hub(data: &std::path::Path, policy: DuplicatePolicy) -> anyhow::Result<Hub> {

@@ -27,8 +27,8 @@ enum Command {
     /// File a quarantined study under a site.
     File {
         study: String,
-        #[arg(long, value_parser = crate::sites::known)]
-        site: &'static str,
+        #[arg(long)]
+        site: String,
         /// Who filed it, for the log.
         #[arg(long, env = "USER", default_value = "admin")]
         by: String,
@@ -49,6 +49,7 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
             }
         }
         Command::File { study, site, by } => {
+            let site = super::site_arg(&site)?;
             let s = hub.index.study(&study)?.ok_or_else(|| anyhow::anyhow!("no study {study}"))?;
             anyhow::ensure!(s.site == QUARANTINE, "study {study} is held for {}, not in quarantine", s.site);
             let n = hub.refile_study(&study, site, &by)?;

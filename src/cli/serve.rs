@@ -25,7 +25,8 @@ pub struct Args {
     dicom_bind: SocketAddr,
     /// A known peer: TITLE@HOST:PORT, allowed to connect from HOST and a
     /// C-MOVE destination; `=SITE` appended names the site whose data it sends
-    /// (e.g. PACS_RBD@10.1.2.3:104=RBD). Repeat for each peer.
+    /// (e.g. CT01@10.1.2.9:104=RBD). Repeat for each peer. Each site's PACS
+    /// in the sites file is a peer already.
     #[arg(long = "peer")]
     peers: Vec<String>,
     /// Accept any calling AE from any address (demos only).
@@ -65,6 +66,46 @@ pub struct Args {
     policy: DuplicatePolicy,
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    federation: FederationArgs,
+}
+
+/// How radhub harvests and fetches from the sites' PACS (`--sites`).
+#[derive(clap::Args, Clone)]
+pub struct FederationArgs {
+    /// Seconds between quick harvests of each site's PACS (0: only when asked).
+    #[arg(long, default_value_t = 300)]
+    pub sync_interval: u64,
+    /// Hours between full harvests (every date, back to the oldest study).
+    #[arg(long, default_value_t = 24)]
+    pub full_sync_hours: u64,
+    /// C-FINDs a harvest has with one site at once.
+    #[arg(long, default_value_t = 4)]
+    pub harvest_per_site: usize,
+    /// Seconds to connect to a site's PACS; also each message awaited from it is given 6×.
+    #[arg(long, default_value_t = 5)]
+    pub site_timeout: u64,
+    /// Seconds a request waits for a study being fetched from its site.
+    #[arg(long, default_value_t = 120)]
+    pub fetch_wait: u64,
+    /// Priors fetched ahead when a recent study arrives for a patient (0: none).
+    #[arg(long, default_value_t = 3)]
+    pub priors: usize,
+}
+
+impl FederationArgs {
+    pub fn options(&self) -> crate::federation::Options {
+        crate::federation::Options {
+            interval: (self.sync_interval > 0).then(|| std::time::Duration::from_secs(self.sync_interval)),
+            full_every: std::time::Duration::from_secs(self.full_sync_hours.max(1) * 3600),
+            per_site: self.harvest_per_site.max(1),
+            connect_timeout: std::time::Duration::from_secs(self.site_timeout.max(1)),
+            dimse_timeout: std::time::Duration::from_secs(self.site_timeout.max(1) * 6),
+            fetch_wait: std::time::Duration::from_secs(self.fetch_wait.max(1)),
+            priors: self.priors,
+            ..crate::federation::Options::default()
+        }
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -80,8 +121,8 @@ pub struct HttpArgs {
     pub max_body: usize,
     /// Site holding instances stored over STOW-RS; without it they are
     /// quarantined for an admin (the site is never taken from the data).
-    #[arg(long, value_parser = crate::sites::known)]
-    pub stow_site: Option<&'static str>,
+    #[arg(long)]
+    pub stow_site: Option<String>,
     /// Most HTTP connections served at once (more wait).
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
@@ -117,7 +158,14 @@ fn parse_peer(s: &str) -> anyhow::Result<(KnownAe, Option<String>)> {
 pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let hub = Arc::new(super::open_hub(data, a.policy)?);
     let mut known = Vec::new();
-    let mut sites = HashMap::new();
+    // Each site's PACS is a peer storing for its site, and its other
+    // configured senders (modalities) store for it too.
+    let mut sites: HashMap<String, String> = crate::sites::senders();
+    for s in crate::sites::all() {
+        if let Some((title, host, port)) = s.pacs() {
+            known.push(KnownAe { title: title.to_owned(), host: host.to_owned(), port });
+        }
+    }
     for p in &a.peers {
         let (ae, site) = parse_peer(p).with_context(|| format!("--peer {p}"))?;
         if let Some(site) = site {
@@ -142,19 +190,21 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         max_find_matches: a.max_find_matches,
         ..Config::default()
     };
-    listen(data, hub, config, sites, &a.http)?;
+    listen(data, hub, config, sites, &a.http, &a.federation)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the DICOM listener and the HTTP API over `hub` until SIGTERM or
 /// Ctrl-C.
-pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String, String>, http: &HttpArgs) -> anyhow::Result<()> {
+pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String, String>, http: &HttpArgs, fed: &FederationArgs) -> anyhow::Result<()> {
     let (ae, bind) = (config.ae_title.clone(), config.bind);
     let thumbs = Arc::new(crate::thumbs::Thumbs::open(data)?);
     // One rendering thread: ingest keeps the other core.
     let renderer = crate::thumbs::Renderer::start(hub.clone(), thumbs.clone(), 1);
-    let handler = Arc::new(HubHandler::new(hub.clone(), &ae, sites, Some(renderer.clone())));
     let app_db = crate::app_db::open(data).with_context(|| format!("opening {}", data.join("app").display()))?;
+    let federation = crate::federation::Federation::new(hub.clone(), &app_db, &ae, fed.options()).context("the sites' PACS")?;
+    let handler = Arc::new(HubHandler::new(hub.clone(), &ae, sites, Some(renderer.clone())).with_federation(federation.clone()));
+    let control_token = crate::auth::random_token();
     let mut state = AppState {
         hub: hub.clone(),
         thumbs,
@@ -171,16 +221,18 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
             ..Limits::default()
         },
         viewer_dir: Some(http.viewer_dir.clone()).filter(|d| d.is_dir()),
-        stow_site: http.stow_site.map(str::to_owned),
+        stow_site: http.stow_site.as_deref().map(super::site_arg).transpose()?.map(str::to_owned),
         public_url: String::new(),
         meta_cache: crate::http::MetaCache::new(256 << 20),
         stow_slots: tokio::sync::Semaphore::new(4),
         sign_in_slots: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         retrieves: Default::default(),
+        federation: Some(federation.clone()),
+        control_token: Some(control_token.clone()),
     };
     raise_open_files();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    rt.block_on(async {
+    let served = rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -198,6 +250,11 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         state.public_url = http.public_url.clone().unwrap_or_else(|| format!("http://{reachable}"));
         let state = Arc::new(state);
         // Scripts wait for these lines; they may close the pipe after them.
+        // `radhub` commands run beside this server reach it through this file.
+        let control = Control { url: format!("http://{reachable}"), token: control_token };
+        control.write(data).context("writing the control file")?;
+        federation.start();
+        federation.start_prefetch();
         let mut out = std::io::stdout();
         let _ = writeln!(out, "radhub: DICOM listening on {dicom_addr} as {ae}\nradhub: HTTP listening on {http_addr}").and_then(|_| out.flush());
         tracing::info!(%dicom_addr, %http_addr, %ae, "listening");
@@ -210,9 +267,12 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         let http_stopped = stopped();
         let http_task = tokio::spawn(async move { crate::http::serve(http_listener, router, &limits, http_stopped).await });
         gateway.serve(listener, stopped()).await;
+        federation.stop();
         http_task.await.context("HTTP server task")?.context("HTTP server")?;
         anyhow::Ok(())
-    })?;
+    });
+    let _ = std::fs::remove_file(Control::path(data));
+    served?;
     hub.index.sync()?;
     tracing::info!("stopped");
     Ok(())
@@ -255,4 +315,29 @@ async fn shutdown() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// `<data>/control.json`: where the running server is and the token its
+/// own `radhub` commands use (readable by the hub's user only; removed at exit).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Control {
+    pub url: String,
+    pub token: String,
+}
+
+impl Control {
+    pub fn path(data: &Path) -> PathBuf {
+        data.join("control.json")
+    }
+
+    fn write(&self, data: &Path) -> std::io::Result<()> {
+        let tmp = data.join("control.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self)?)?;
+        std::fs::rename(tmp, Self::path(data))
+    }
+
+    /// The running server's control file, if one is running.
+    pub fn read(data: &Path) -> Option<Control> {
+        serde_json::from_slice(&std::fs::read(Self::path(data)).ok()?).ok()
+    }
 }

@@ -47,9 +47,10 @@ pub fn print(hub: &Hub, json: bool) -> anyhow::Result<()> {
     if json {
         return super::print_json(&s);
     }
-    println!("{:<6} {:>9} {:>9} {:>9} {:>10} {:>12}", "site", "patients", "studies", "series", "instances", "MB");
-    let row =
-        |name: &str, c: &Counts| println!("{:<6} {:>9} {:>9} {:>9} {:>10} {:>12.1}", name, c.patients, c.studies, c.series, c.instances, c.bytes as f64 / 1e6);
+    println!("{:<10} {:>9} {:>9} {:>9} {:>10} {:>10} {:>12}", "site", "patients", "studies", "series", "instances", "held here", "MB");
+    let row = |name: &str, c: &Counts| {
+        println!("{:<10} {:>9} {:>9} {:>9} {:>10} {:>10} {:>12.1}", name, c.patients, c.studies, c.series, c.instances, c.local_instances, c.bytes as f64 / 1e6)
+    };
     for (site, c) in &s.sites {
         row(site, c);
     }

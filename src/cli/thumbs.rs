@@ -37,7 +37,8 @@ pub fn make_all(hub: &Hub, data: &Path, rebuild: bool, jobs: usize) -> anyhow::R
     for st in hub.index.find_studies(&StudyFilter { quarantine: true, ..Default::default() }) {
         let st = st?;
         for se in hub.index.series_of(&st.uid)? {
-            if rebuild || !thumbs.series_path(&se.uid).exists() {
+            // Series held only at their site get theirs when fetched.
+            if se.local_instances > 0 && (rebuild || !thumbs.series_path(&se.uid).exists()) {
                 work.push((st.uid.clone(), se.uid));
             }
         }
@@ -57,6 +58,7 @@ pub fn make_all(hub: &Hub, data: &Path, rebuild: bool, jobs: usize) -> anyhow::R
                     placeholders.fetch_add(1, Relaxed);
                     bar.suspend(|| eprintln!("placeholder for series {series}: {why}"));
                 }
+                Err(crate::thumbs::ThumbError::NotHere(_)) => {}
                 Err(e) => bar.suspend(|| eprintln!("series {series}: {e}")),
             }
             bar.inc(1);

@@ -46,6 +46,17 @@ mod tag {
 /// the NHS number's OID (2.16.840.1.113883.2.1.4.1).
 const NHS_ISSUERS: [&str; 2] = ["NHS", "2.16.840.1.113883.2.1.4.1"];
 
+/// A valid NHS number among a patient's identifiers: one issued by the
+/// NHS (an Other Patient IDs item, or the Patient ID itself).
+pub fn nhs_number(other: &[OtherId], patient_id: &str, issuer: &str) -> Option<String> {
+    other
+        .iter()
+        .map(|o| (o.id.as_str(), o.issuer.as_str()))
+        .chain(std::iter::once((patient_id, issuer)))
+        .filter(|(_, iss)| NHS_ISSUERS.contains(iss))
+        .find_map(|(id, _)| crate::nhs::normalise(id))
+}
+
 /// Scans `bytes` and extracts the indexed attributes. Arrival facts (site,
 /// size, hash, time) are left for the caller.
 pub fn read_meta(bytes: &[u8]) -> Result<InstanceMeta, ScanError> {
@@ -66,12 +77,7 @@ pub fn read_meta(bytes: &[u8]) -> Result<InstanceMeta, ScanError> {
     let other_patient_ids = other_ids(&s, &cs);
     let patient_id = t(tag::PATIENT_ID);
     let issuer = t(tag::ISSUER_OF_PATIENT_ID);
-    let nhs_number = other_patient_ids
-        .iter()
-        .map(|o| (o.id.as_str(), o.issuer.as_str()))
-        .chain(std::iter::once((patient_id.as_str(), issuer.as_str())))
-        .filter(|(_, iss)| NHS_ISSUERS.contains(iss))
-        .find_map(|(id, _)| crate::nhs::normalise(id));
+    let nhs_number = nhs_number(&other_patient_ids, &patient_id, &issuer);
 
     let pixel = s.element(scan::PIXEL_DATA);
     let frames = s.get(tag::NUMBER_OF_FRAMES).and_then(text::int).filter(|n| *n > 0).unwrap_or(1);

@@ -34,11 +34,52 @@ pub struct HubHandler {
     /// The site each known calling AE stores for.
     sites: HashMap<String, String>,
     ae_title: String,
+    /// The sites' PACS: told of arrivals (fetches wait on them), and asked
+    /// for what a retrieve selects that is held only at a site.
+    federation: Option<Arc<crate::federation::Federation>>,
 }
 
 impl HubHandler {
     pub fn new(hub: Arc<Hub>, ae_title: &str, sites: HashMap<String, String>, renderer: Option<crate::thumbs::Renderer>) -> Self {
-        HubHandler { hub, renderer, sites, ae_title: ae_title.to_owned() }
+        HubHandler { hub, renderer, sites, ae_title: ae_title.to_owned(), federation: None }
+    }
+
+    pub fn with_federation(mut self, f: Arc<crate::federation::Federation>) -> Self {
+        self.federation = Some(f);
+        self
+    }
+
+    /// Fetches from their sites the studies (or series) of `found` held
+    /// only there, waiting until they are here. Runs on the blocking pool.
+    fn fetch_remote(&self, found: &mut [InstanceRecord]) -> Result<(), Answer> {
+        let remote: std::collections::BTreeSet<(String, String)> =
+            found.iter().filter(|i| !i.local).map(|i| (i.study_uid.clone(), i.series_uid.clone())).collect();
+        if remote.is_empty() {
+            return Ok(());
+        }
+        let unable = |why: String| Answer::failure(Status::OUT_OF_RESOURCES_SUB_OPERATIONS, why);
+        let fed = self.federation.as_ref().ok_or_else(|| unable("held only at its site; radhub is not connected to it".into()))?;
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| unable("no runtime to fetch from the site".into()))?;
+        let mut studies: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+        for (st, se) in remote {
+            studies.entry(st).or_default().insert(se);
+        }
+        for (st, series) in studies {
+            let Some(study) = self.index().study(&st).map_err(failure)? else { continue };
+            let all = self.index().series_of(&st).map_err(failure)?.len();
+            // The whole study when all of its series are asked for, else each series.
+            let scopes: Vec<Option<String>> = if series.len() >= all { vec![None] } else { series.into_iter().map(Some).collect() };
+            for scope in scopes {
+                rt.block_on(fed.local_scope(&study, scope.as_deref())).map_err(|e| unable(e.to_string()))?;
+            }
+        }
+        // Now held here: with their stored transfer syntaxes.
+        for rec in found.iter_mut().filter(|i| !i.local) {
+            if let Some(fresh) = self.index().instance(&rec.sop_uid).map_err(failure)? {
+                *rec = fresh;
+            }
+        }
+        Ok(())
     }
 
     fn index(&self) -> &dyn Index {
@@ -92,6 +133,9 @@ impl Handler for HubHandler {
                 if let Some(r) = &self.renderer {
                     r.touch(&meta.study_uid, &meta.series_uid);
                 }
+                if let Some(f) = &self.federation {
+                    f.arrived(&meta);
+                }
                 match outcome {
                     // Success would tell the sender its correction was taken.
                     Outcome::KeptExisting => Answer::warning(Status::COERCION_OF_DATA_ELEMENTS, "held with other content; this copy was not stored"),
@@ -121,7 +165,22 @@ impl Handler for HubHandler {
             Level::Series => matching::Level::Series,
             Level::Image => matching::Level::Image,
         };
-        let mut send = |row| matches.send(query::response(&keys, &row, q.level.as_str(), &self.ae_title));
+        // Other Patient IDs Sequence, asked for, is answered from the patient's record
+        // (the NHS number travels in it): a harvest by another hub links by it.
+        let other_ids = q.identifier.get(query::OTHER_PATIENT_IDS_SEQUENCE).is_some();
+        let mut known: HashMap<PatientKey, Vec<crate::index::model::OtherId>> = HashMap::new();
+        let mut send = |row: crate::query::rows::Row| {
+            let mut r = query::response(&keys, &row, q.level.as_str(), &self.ae_title);
+            if other_ids {
+                let key = PatientKey {
+                    issuer: row.get(&tags::ISSUER_OF_PATIENT_ID).cloned().unwrap_or_default(),
+                    patient_id: row.get(&tags::PATIENT_ID).cloned().unwrap_or_default(),
+                };
+                let ids = known.entry(key).or_insert_with_key(|k| self.index().patient(k).ok().flatten().map(|p| p.other_ids).unwrap_or_default());
+                query::put_other_ids(&mut r, ids);
+            }
+            matches.send(r)
+        };
         matching::each(self.index(), level, &keys, &mut send, &|| matches.wanted()).map_err(failure)
     }
 
@@ -180,6 +239,7 @@ impl Handler for HubHandler {
                 }
             }
         }
+        self.fetch_remote(&mut found)?;
         crate::index::model::sort_instances(&mut found);
         Ok(found.into_iter().map(|i| InstanceRef { sop_class_uid: i.sop_class_uid, sop_instance_uid: i.sop_uid, transfer_syntax: i.transfer_syntax }).collect())
     }

@@ -27,7 +27,7 @@ pub fn response(keys: &[Key], row: &Row, level: &str, retrieve_ae: &str) -> InMe
     for k in keys {
         let v = match k.tag {
             tags::RETRIEVE_AE_TITLE => retrieve_ae.to_owned(),
-            tags::INSTANCE_AVAILABILITY => "ONLINE".to_owned(),
+            tags::INSTANCE_AVAILABILITY => row.get(&k.tag).cloned().unwrap_or_else(|| "ONLINE".to_owned()),
             t => row.get(&t).cloned().unwrap_or_default(),
         };
         non_ascii |= !v.is_ascii();
@@ -44,6 +44,27 @@ pub fn response(keys: &[Key], row: &Row, level: &str, retrieve_ae: &str) -> InMe
         o.put(DataElement::new(tags::SPECIFIC_CHARACTER_SET, VR::CS, PrimitiveValue::from("ISO_IR 192")));
     }
     o
+}
+
+pub const OTHER_PATIENT_IDS_SEQUENCE: dicom_core::Tag = dicom_core::Tag(0x0010, 0x1002);
+const TYPE_OF_PATIENT_ID: dicom_core::Tag = dicom_core::Tag(0x0010, 0x0022);
+
+/// Other Patient IDs Sequence with an item per identifier.
+pub fn put_other_ids(o: &mut InMemDicomObject, ids: &[crate::index::model::OtherId]) {
+    let items: Vec<InMemDicomObject> = ids
+        .iter()
+        .map(|i| {
+            InMemDicomObject::from_element_iter([
+                DataElement::new(tags::PATIENT_ID, VR::LO, primitive(VR::LO, i.id.clone())),
+                DataElement::new(tags::ISSUER_OF_PATIENT_ID, VR::LO, primitive(VR::LO, i.issuer.clone())),
+                DataElement::new(TYPE_OF_PATIENT_ID, VR::CS, primitive(VR::CS, i.kind.clone())),
+            ])
+        })
+        .collect();
+    if ids.iter().any(|i| !(i.id.is_ascii() && i.issuer.is_ascii())) {
+        o.put(DataElement::new(tags::SPECIFIC_CHARACTER_SET, VR::CS, PrimitiveValue::from("ISO_IR 192")));
+    }
+    o.put(DataElement::new(OTHER_PATIENT_IDS_SEQUENCE, VR::SQ, dicom_core::value::DataSetSequence::from(items)));
 }
 
 fn primitive(vr: VR, v: String) -> PrimitiveValue {

@@ -9,6 +9,7 @@
 
 mod access;
 mod api;
+pub(crate) mod fetching;
 mod meta_cache;
 mod multipart;
 mod params;
@@ -99,6 +100,11 @@ pub struct AppState {
     pub sign_in_slots: tokio::sync::Semaphore,
     /// WADO-RS retrieves streaming, per user.
     pub retrieves: access::PerUser,
+    /// The sites' PACS, when radhub harvests and fetches from them.
+    pub federation: Option<Arc<crate::federation::Federation>>,
+    /// The bearer token of `radhub` commands run beside this server
+    /// (`<data>/control.json`): an admin, for this process's life.
+    pub control_token: Option<String>,
 }
 
 impl AppState {
@@ -168,6 +174,7 @@ pub fn router(state: S) -> Router {
         .route("/api/studies/{study}", get(api::studies::study))
         .route("/api/studies/{study}/reports", get(api::reports::study_reports))
         .route("/api/reports/{id}", get(api::reports::report))
+        .route("/api/sites", get(api::sites::sites))
         .merge(qido::routes())
         .merge(wado::routes(&state));
 
@@ -180,6 +187,7 @@ pub fn router(state: S) -> Router {
     let store = Router::new()
         .route("/dicom-web/studies", post(stow::store))
         .route("/dicom-web/studies/{study}", post(stow::store_in_study))
+        .route("/api/studies/{study}/send", post(api::sites::send_study))
         .layer(DefaultBodyLimit::max(state.limits.max_body));
 
     let manage = Router::new()
@@ -189,8 +197,11 @@ pub fn router(state: S) -> Router {
         .route("/api/admin/stats", get(api::admin::stats))
         .route("/api/admin/links", get(api::admin::link_conflicts).post(api::admin::decide_link))
         .route("/api/admin/links/log", get(api::admin::link_log))
+        .route("/api/admin/links/proposals", get(api::admin::link_proposals))
         .route("/api/admin/quarantine", get(api::admin::quarantine))
-        .route("/api/admin/quarantine/{study}", post(api::admin::file_study));
+        .route("/api/admin/quarantine/{study}", post(api::admin::file_study))
+        .route("/api/sites/{code}/sync", post(api::sites::sync))
+        .route("/api/sites/{code}/echo", post(api::sites::echo));
 
     // Routes sharing a path but not a group (GET read, POST report) merge
     // by method: axum keeps each method's own layers.

@@ -108,19 +108,22 @@ struct Request {
     returned: BTreeSet<Tag>,
     limit: Option<usize>,
     offset: usize,
+    /// Ask the sites' PACS too (`live=true`; study searches).
+    live: bool,
 }
 
 /// Reads the query: matching keys, `includefield`, `limit`, `offset`.
 fn parse(q: &QueryPairs, level: Level, fixed: &[(Tag, &str)], with_parents: bool) -> Result<Request, Problem> {
     let mut keys: Vec<Key> = Vec::new();
     let mut returned: BTreeSet<Tag> = BTreeSet::new();
-    let (mut limit, mut offset, mut all) = (None, 0, false);
+    let (mut limit, mut offset, mut all, mut live) = (None, 0, false, false);
     let number = |k: &str, v: &str| v.parse::<usize>().map_err(|_| Problem::bad_request(format!("{k} must be a whole number, not {v:?}")));
     for (k, v) in &q.0 {
         match k.as_str() {
             "limit" => limit = Some(number(k, v)?),
             "offset" => offset = number(k, v)?,
             "fuzzymatching" => {}
+            "live" => live = v == "true",
             "includefield" => {
                 for f in v.split(',').map(str::trim).filter(|f| !f.is_empty()) {
                     if f == "all" {
@@ -179,7 +182,10 @@ fn parse(q: &QueryPairs, level: Level, fixed: &[(Tag, &str)], with_parents: bool
     // Written apart: Specific Character Set when needed, RetrieveURL always.
     returned.remove(&tags::SPECIFIC_CHARACTER_SET);
     returned.remove(&Tag(0x0008, 0x1190));
-    Ok(Request { keys, returned, limit, offset })
+    if live && level != Level::Study {
+        return Err(Problem::bad_request("live=true asks the sites' PACS for studies: use it with /studies"));
+    }
+    Ok(Request { keys, returned, limit, offset, live })
 }
 
 async fn search(State(state): State<S>, q: QueryPairs, level: Level, fixed: &[(Tag, &str)], with_parents: bool) -> Result<Response, Problem> {
@@ -190,20 +196,83 @@ async fn search(State(state): State<S>, q: QueryPairs, level: Level, fixed: &[(T
     let capped = req.limit.is_none_or(|l| l > max);
     let base = state.dicomweb_base();
     let st = state.clone();
-    let (rows, more) = tokio::task::spawn_blocking(move || {
+    let live = req.live.then(|| req.keys.iter().map(|k| (k.tag, k.vr, k.value.clone())).collect::<Vec<_>>());
+    let returned = req.returned.clone();
+    let (mut rows, more, held) = tokio::task::spawn_blocking(move || {
         // One more than the page, to know whether more follow.
         let mut page = query::search(st.hub.index.as_ref(), level, &req.keys, req.offset, Some(limit.saturating_add(1)))?;
         let more = page.len() > limit;
         page.truncate(limit);
-        Ok::<_, Problem>((page.into_iter().map(|r| encode(&r, &req.returned, &base)).collect::<Vec<String>>(), more))
+        let held: BTreeSet<String> = page.iter().filter_map(|r| r.get(&tags::STUDY_INSTANCE_UID).cloned()).collect();
+        Ok::<_, Problem>((page.into_iter().map(|r| encode(&r, &req.returned, &base)).collect::<Vec<String>>(), more, held))
     })
     .await??;
-    let mut resp = ([(header::CONTENT_TYPE, "application/dicom+json")], format!("[{}]", rows.join(","))).into_response();
+    let mut warnings = Vec::new();
     if more && capped {
-        resp.headers_mut()
-            .insert(header::WARNING, HeaderValue::from_static("299 radhub \"There are more matches than the server returns at once; use offset to page\""));
+        warnings.push("299 radhub \"There are more matches than the server returns at once; use offset to page\"".to_owned());
+    }
+    if let (Some(keys), Some(fed)) = (live, state.federation.clone()) {
+        // The sites' answers for what the index did not hold, each with its site's AE.
+        let found = fed.live_studies(&keys, LIVE_TIMEOUT, limit).await;
+        let base = state.dicomweb_base();
+        let mut seen = held;
+        for s in found.studies {
+            if rows.len() >= limit {
+                break;
+            }
+            if !seen.insert(s.study.meta.study_uid.clone()) {
+                continue;
+            }
+            rows.push(encode(&live_row(&s), &returned, &base));
+            fed.learn(s);
+        }
+        for (site, why) in found.silent {
+            warnings.push(format!("299 radhub \"site {site} did not answer: {}\"", why.replace('"', "'")));
+        }
+    }
+    let mut resp = ([(header::CONTENT_TYPE, "application/dicom+json")], format!("[{}]", rows.join(","))).into_response();
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_str(&w) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
     }
     Ok(resp)
+}
+
+/// How long a live query waits for each site's PACS.
+const LIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A site's answer as a result row: retrieved through radhub, held at the site.
+fn live_row(s: &crate::federation::live::LiveStudy) -> Row {
+    let m = &s.study.meta;
+    let mut r = Row::new();
+    for (t, v) in [
+        (tags::PATIENT_NAME, &m.patient_name),
+        (tags::PATIENT_ID, &m.patient_id),
+        (tags::ISSUER_OF_PATIENT_ID, &m.issuer),
+        (tags::PATIENT_BIRTH_DATE, &m.patient_birth_date),
+        (tags::PATIENT_SEX, &m.patient_sex),
+        (tags::STUDY_INSTANCE_UID, &m.study_uid),
+        (tags::STUDY_DATE, &m.study_date),
+        (tags::STUDY_TIME, &m.study_time),
+        (tags::ACCESSION_NUMBER, &m.accession_number),
+        (tags::STUDY_ID, &m.study_id),
+        (tags::REFERRING_PHYSICIAN_NAME, &m.referring_physician_name),
+        (tags::STUDY_DESCRIPTION, &m.study_description),
+        (tags::INSTITUTION_NAME, &m.institution_name),
+        (tags::MODALITIES_IN_STUDY, &s.study.modalities),
+        (tags::RETRIEVE_AE_TITLE, &s.ae_title),
+    ] {
+        r.insert(t, v.clone());
+    }
+    r.insert(tags::INSTANCE_AVAILABILITY, "NEARLINE".into());
+    if let Some(n) = s.study.series {
+        r.insert(tags::NUMBER_OF_STUDY_RELATED_SERIES, n.to_string());
+    }
+    if let Some(n) = s.study.instances {
+        r.insert(tags::NUMBER_OF_STUDY_RELATED_INSTANCES, n.to_string());
+    }
+    r
 }
 
 /// One result: the returned attributes the row holds (empty if not), and
@@ -223,7 +292,7 @@ fn encode(row: &Row, returned: &BTreeSet<Tag>, base: &str) -> String {
     for &tag in returned {
         let vr = dict.by_tag(tag).map_or(VR::UN, |e| exact(e.vr()));
         let value = match tag {
-            tags::INSTANCE_AVAILABILITY => "ONLINE",
+            tags::INSTANCE_AVAILABILITY => row.get(&tag).map_or("ONLINE", String::as_str),
             t => row.get(&t).map_or("", String::as_str),
         };
         attr(u32::from(tag.0) << 16 | u32::from(tag.1), vr.to_string(), value);

@@ -113,6 +113,9 @@ fn store_one(state: &S, user: &str, bytes: &[u8], study: Option<&str>) -> Outcom
             if let Some(r) = &state.renderer {
                 r.touch(&meta.study_uid, &meta.series_uid);
             }
+            if let Some(f) = &state.federation {
+                f.arrived(&meta);
+            }
             if outcome == IngestOutcome::KeptExisting {
                 out.warning = Some((COERCION, "held with other content; this copy was not stored".into()));
             }

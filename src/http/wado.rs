@@ -27,22 +27,38 @@ use crate::store::ObjectKey;
 
 pub fn routes(state: &S) -> Router<S> {
     const I: &str = "/dicom-web/studies/{study}/series/{series}/instances/{instance}";
-    let routes = Router::new()
+    // Retrieves stream each instance as it is here; the other resources
+    // need their instances here first (`fetch_first`).
+    let retrieves = Router::new()
         .route("/dicom-web/studies/{study}", get(retrieve))
+        .route("/dicom-web/studies/{study}/series/{series}", get(retrieve))
+        .route(I, get(retrieve));
+    let resources = Router::new()
         .route("/dicom-web/studies/{study}/metadata", get(metadata))
         .route("/dicom-web/studies/{study}/thumbnail", get(study_thumbnail))
-        .route("/dicom-web/studies/{study}/series/{series}", get(retrieve))
         .route("/dicom-web/studies/{study}/series/{series}/metadata", get(metadata))
         .route("/dicom-web/studies/{study}/series/{series}/thumbnail", get(series_thumbnail))
-        .route(I, get(retrieve))
         .route(&format!("{I}/metadata"), get(metadata))
         .route(&format!("{I}/bulk/{{path}}"), get(bulk))
         .route(&format!("{I}/frames/{{frames}}"), get(frames))
         .route(&format!("{I}/frames/{{frames}}/rendered"), get(rendered))
         .route(&format!("{I}/frames/{{frames}}/thumbnail"), get(rendered_thumbnail))
         .route(&format!("{I}/rendered"), get(rendered))
-        .route(&format!("{I}/thumbnail"), get(rendered_thumbnail));
-    routes.route_layer(axum::middleware::from_fn_with_state(state.clone(), quarantine_guard))
+        .route(&format!("{I}/thumbnail"), get(rendered_thumbnail))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), fetch_first));
+    retrieves.merge(resources).route_layer(axum::middleware::from_fn_with_state(state.clone(), quarantine_guard))
+}
+
+/// A study held only at its site is fetched before its metadata, frames
+/// or renderings are made (a study's thumbnail needs its first series only).
+async fn fetch_first(State(state): State<S>, p: Params, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let study_thumbnail = p.get("series").is_empty() && req.uri().path().ends_with("/thumbnail");
+    let ready =
+        if study_thumbnail { super::fetching::ensure_first_series(&state, p.get("study")).await } else { super::fetching::ensure_local(&state, &p).await };
+    match ready {
+        Ok(()) => next.run(req).await,
+        Err(problem) => problem.into_response(),
+    }
 }
 
 /// A quarantined study (data from no configured site) is for admins to
@@ -129,16 +145,20 @@ async fn retrieve(State(state): State<S>, Extension(who): Extension<Principal>, 
         return Ok(r);
     };
     let st = state.clone();
+    let (study, series) = (p.get("study").to_owned(), p.get("series").to_owned());
     let list = tokio::task::spawn_blocking(move || instances(&st.hub, &p)).await??;
     if let Some(ts) = &syntax {
-        // radhub decodes to little endian uncompressed syntaxes; it does not compress.
-        if !TRANSCODE_TO.contains(&ts.as_str()) && list.iter().any(|i| &i.transfer_syntax != ts) {
+        // radhub decodes to little endian uncompressed syntaxes; it does not
+        // compress. (Instances still at their site are judged once here.)
+        if !TRANSCODE_TO.contains(&ts.as_str()) && list.iter().any(|i| i.local && &i.transfer_syntax != ts) {
             return Err(Problem::new(
                 StatusCode::NOT_ACCEPTABLE,
                 format!("instances can be had as stored (transfer-syntax=*) or uncompressed little endian, not as {ts}"),
             ));
         }
     }
+    // Held only at its site: fetched, and each instance sent once it is here.
+    let (mut arrivals, first) = super::fetching::Arrivals::open(&state, &study, (!series.is_empty()).then_some(series.as_str()), list).await?;
     let boundary = multipart::new_boundary();
     let content_type = multipart::related(&boundary, "application/dicom");
     // One file in memory at a time, read on the blocking pool, sent as the
@@ -152,7 +172,20 @@ async fn retrieve(State(state): State<S>, Extension(who): Extension<Principal>, 
             let tx = tx.clone();
             async move { matches!(tokio::time::timeout(limit, tx.send(item)).await, Ok(Ok(()))) }
         };
-        for rec in list {
+        let mut next = first;
+        loop {
+            let rec = match next.take() {
+                Some(r) => r,
+                None => match arrivals.next().await {
+                    None => break,
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "WADO-RS answer cut: the site did not deliver");
+                        send(Err(std::io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                },
+            };
             let sop = rec.sop_uid.clone();
             let (st, ts) = (state.clone(), syntax.clone());
             // As stored: streamed from its file in steps. Transcoded: whole.

@@ -184,3 +184,43 @@ mod tests {
         assert!(matches!(decide(&corrected, false, &|_| vec![other.clone()]), Step::Suspend { .. }));
     }
 }
+
+/// Records at two or more sites' issuers that agree on name, birth date and
+/// sex but are not linked: the same person perhaps, for an admin to check
+/// (and link by NHS number). Never linked by radhub itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Proposal {
+    pub name: String,
+    pub birth_date: String,
+    pub sex: String,
+    pub records: Vec<PatientKey>,
+}
+
+/// Every proposal, over all patients (an admin's view; a scan of the patients).
+pub fn proposals(index: &dyn super::Index) -> super::Result<Vec<Proposal>> {
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<(String, String, String), Vec<PatientRecord>> = BTreeMap::new();
+    for p in index.find_patients(&super::PatientFilter::default()) {
+        let p = p?;
+        if p.name.trim().is_empty() || p.birth_date.is_empty() {
+            continue;
+        }
+        let k = (super::matching::normalise_name(&p.name), p.birth_date.clone(), p.sex.clone());
+        groups.entry(k).or_default().push(p);
+    }
+    let mut out = Vec::new();
+    for ((_, birth, sex), recs) in groups {
+        let issuers: std::collections::BTreeSet<&str> = recs.iter().map(|r| r.key.issuer.as_str()).collect();
+        if issuers.len() < 2 {
+            continue;
+        }
+        // Two valid NHS numbers say two people; one number linking them all says it is done.
+        let numbers: std::collections::BTreeSet<&str> = recs.iter().filter_map(|r| r.nhs_number.as_deref().or(r.nhs_in_data.as_deref())).collect();
+        let all_linked = recs.iter().all(|r| r.nhs_number.is_some()) && numbers.len() == 1;
+        if numbers.len() > 1 || all_linked {
+            continue;
+        }
+        out.push(Proposal { name: recs[0].name.clone(), birth_date: birth, sex, records: recs.iter().map(|r| r.key.clone()).collect() });
+    }
+    Ok(out)
+}

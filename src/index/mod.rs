@@ -52,6 +52,11 @@ pub enum Upsert {
     Inserted,
     /// The SOP Instance UID was indexed already; its old entry was replaced.
     Replaced,
+    /// Metadata from a site of an instance indexed already: only the site
+    /// holding it was added (the held record, local or not, stays).
+    Held,
+    /// As `Held`, with the site already noted: nothing changed.
+    Unchanged,
 }
 
 /// Study-level search. Every field narrows the result; text fields take
@@ -90,6 +95,8 @@ pub struct Counts {
     pub studies: u64,
     pub series: u64,
     pub instances: u64,
+    /// Instances of which radhub holds a copy (the rest are held only at sites).
+    pub local_instances: u64,
     pub bytes: u64,
 }
 
@@ -101,7 +108,9 @@ pub type Records<'a, T> = Box<dyn Iterator<Item = Result<T>> + 'a>;
 pub trait Index: Send + Sync {
     /// Records one instance atomically, with every aggregate, secondary
     /// index and NHS-number link it touches; an instance already indexed
-    /// under the same SOP Instance UID is replaced. Durable only after `sync`.
+    /// under the same SOP Instance UID is replaced, except by metadata from
+    /// a site (`meta.remote`), which only notes the site holding it.
+    /// Durable only after `sync`.
     fn upsert(&self, meta: &InstanceMeta) -> Result<Upsert>;
     /// Re-files every instance of a study at once (from quarantine to a
     /// site): the old entries go and `metas` come in one atomic batch.
@@ -130,8 +139,9 @@ pub trait Index: Send + Sync {
     fn link_conflicts(&self) -> Result<Vec<LinkConflict>>;
     /// The link log from sequence number `after` (exclusive), oldest first.
     fn link_log(&self, after: u64, max: usize) -> Result<Vec<LinkEvent>>;
-    /// An admin's decision on a record's link; logged. Durable on return.
-    fn decide_link(&self, patient: &PatientKey, decision: Decision, nhs_number: Option<&str>, by: &str) -> Result<PatientRecord>;
+    /// An admin's decision on a record's link; logged with who and why.
+    /// Durable on return.
+    fn decide_link(&self, patient: &PatientKey, decision: Decision, nhs_number: Option<&str>, by: &str, why: &str) -> Result<PatientRecord>;
 
     /// Remembers that `sender` sent other bytes (`hash`) under a held SOP
     /// Instance UID, which were not kept; `None` forgets it (its latest
@@ -143,5 +153,7 @@ pub trait Index: Send + Sync {
     fn all_instances(&self) -> Records<'_, InstanceRecord>;
     fn counts(&self) -> Result<Counts>;
     fn counts_by_site(&self) -> Result<Vec<(String, Counts)>>;
+    /// Studies whose site's PACS holds them, per site (harvested, or pushed by that PACS).
+    fn counts_held(&self) -> Result<std::collections::HashMap<String, u64>>;
     fn schema_version(&self) -> u32;
 }

@@ -69,6 +69,12 @@ pub struct InstanceMeta {
     pub content_hash: [u8; 32],
     /// Milliseconds since the Unix epoch.
     pub received_ms: u64,
+    /// The site whose PACS holds the instance, when the arrival says so:
+    /// a harvest from it, or a C-STORE from its PACS's own AE.
+    pub held_at: Option<String>,
+    /// Metadata only, from a site's PACS (a harvest): radhub holds no copy
+    /// (`file_size` and `content_hash` are zero).
+    pub remote: bool,
 }
 
 /// Key of a patient: a Patient ID is unique only within its issuer
@@ -125,7 +131,12 @@ pub struct StudyRecord {
     pub modalities: BTreeSet<String>,
     pub sop_classes: BTreeSet<String>,
     pub series: u32,
+    /// Instances known: held locally or only at a site.
     pub instances: u32,
+    /// Instances of which radhub holds a copy.
+    pub local_instances: u32,
+    /// Sites whose PACS hold the study (from harvests and their PACS's pushes).
+    pub held_at: BTreeSet<String>,
     pub bytes: u64,
     pub first_received_ms: u64,
     pub last_received_ms: u64,
@@ -143,6 +154,8 @@ pub struct SeriesRecord {
     pub date: String,
     pub time: String,
     pub instances: u32,
+    pub local_instances: u32,
+    pub held_at: BTreeSet<String>,
     pub bytes: u64,
 }
 
@@ -165,6 +178,17 @@ pub struct InstanceRecord {
     pub file_size: u64,
     pub content_hash: [u8; 32],
     pub received_ms: u64,
+    /// Sites whose PACS hold the instance.
+    pub held_at: BTreeSet<String>,
+    /// radhub holds its file (else only a site does: fetched on demand).
+    pub local: bool,
+}
+
+impl StudyRecord {
+    /// Whether every known instance has a local copy.
+    pub fn is_local(&self) -> bool {
+        self.local_instances >= self.instances
+    }
 }
 
 /// Series in display order: Series Number (unnumbered last), then UID.
@@ -204,6 +228,8 @@ impl InstanceMeta {
             file_size: self.file_size,
             content_hash: self.content_hash,
             received_ms: self.received_ms,
+            held_at: self.held_at.iter().cloned().collect(),
+            local: !self.remote,
         }
     }
 }

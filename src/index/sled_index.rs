@@ -21,13 +21,36 @@ use crate::group_commit::GroupCommit;
 /// Bumped whenever a record's layout or the key space changes.
 /// 2: patients keyed by (issuer, ID); newest-first date and site indexes;
 /// NHS-number link conflicts and log.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: instances, series and studies record the sites holding them and
+/// whether radhub holds a copy (entries known only from a site's PACS).
+pub const SCHEMA_VERSION: u32 = 3;
 
-/// Version 1's tree, whose instance records (unchanged since) name each
-/// instance's site.
-const V1_TREE: &str = "radhub";
+/// Trees of earlier versions, newest first. Their instance records share
+/// one layout (`OldInstance`), which names each instance's site.
+const OLD_TREES: [&str; 2] = ["index.v2", "radhub"];
 
-const COUNTS: [&str; 5] = ["patients", "studies", "series", "instances", "bytes"];
+/// The instance record of versions 1 and 2, as far as a migration reads it.
+#[derive(serde::Deserialize)]
+struct OldInstance {
+    sop_uid: String,
+    _series_uid: String,
+    _study_uid: String,
+    site: String,
+    _sop_class_uid: String,
+    _number: Option<i64>,
+    _transfer_syntax: String,
+    _frames: u32,
+    _rows: u16,
+    _columns: u16,
+    _bits_allocated: u16,
+    _samples_per_pixel: u16,
+    _photometric: String,
+    _has_pixel_data: bool,
+    _file_size: u64,
+    content_hash: [u8; 32],
+}
+
+const COUNTS: [&str; 6] = ["patients", "studies", "series", "instances", "bytes", "local"];
 
 pub struct SledIndex {
     db: sled::Db,
@@ -39,6 +62,7 @@ pub struct SledIndex {
 /// An index of an earlier schema, to be rebuilt from the instance files.
 pub struct Legacy {
     db: sled::Db,
+    name: &'static str,
     old: sled::Tree,
 }
 
@@ -48,7 +72,7 @@ impl Legacy {
         let mut out = Vec::new();
         for kv in self.old.scan_prefix([keys::INSTANCE]) {
             let (k, v) = kv?;
-            let r: InstanceRecord = decode(&k, &v)?;
+            let r: OldInstance = decode(&k, &v)?;
             out.push((r.sop_uid, r.site));
         }
         Ok(out)
@@ -61,13 +85,13 @@ impl Legacy {
         k.extend_from_slice(&loc);
         k.push(keys::SEP);
         k.extend_from_slice(sop_uid.as_bytes());
-        let rec: Option<InstanceRecord> = self.old.get(&k)?.map(|v| decode(&k, &v)).transpose()?;
+        let rec: Option<OldInstance> = self.old.get(&k)?.map(|v| decode(&k, &v)).transpose()?;
         Ok(rec.map(|r| r.content_hash))
     }
 
     /// Drops the old index once the new one is complete and durable.
     pub fn finish(self) -> Result<()> {
-        self.db.drop_tree(V1_TREE)?;
+        self.db.drop_tree(self.name)?;
         self.db.flush()?;
         Ok(())
     }
@@ -89,13 +113,22 @@ impl SledIndex {
             Some(v) if v == SCHEMA_VERSION => None,
             Some(found) => return Err(IndexError::Schema { found, expected: SCHEMA_VERSION }),
             None => {
-                let has_old = db.tree_names().iter().any(|n| n.as_ref() == V1_TREE.as_bytes());
-                let old = if has_old { Some(db.open_tree(V1_TREE)?) } else { None };
-                match old.filter(|o| !o.is_empty()) {
-                    Some(old) => {
+                let names = db.tree_names();
+                let mut old = None;
+                for name in OLD_TREES {
+                    if names.iter().any(|n| n.as_ref() == name.as_bytes()) {
+                        let t = db.open_tree(name)?;
+                        if !t.is_empty() {
+                            old = Some((name, t));
+                            break;
+                        }
+                    }
+                }
+                match old {
+                    Some((name, old)) => {
                         // A migration a crash interrupted starts again from nothing.
                         tree.clear()?;
-                        Some(Legacy { db: db.clone(), old })
+                        Some(Legacy { db: db.clone(), name, old })
                     }
                     None => {
                         tree.insert(vkey, &SCHEMA_VERSION.to_le_bytes())?;
@@ -140,13 +173,13 @@ impl SledIndex {
     }
 
     fn read_counts(&self, parts: &[&str]) -> Result<Counts> {
-        let mut vals = [0u64; 5];
+        let mut vals = [0u64; COUNTS.len()];
         for (v, what) in vals.iter_mut().zip(COUNTS) {
             let mut p: Vec<&str> = parts.to_vec();
             p.push(what);
             *v = self.tree.get(key(keys::META, &p))?.and_then(|v| v.as_ref().try_into().ok()).map(i64::from_le_bytes).unwrap_or(0).max(0) as u64;
         }
-        Ok(Counts { patients: vals[0], studies: vals[1], series: vals[2], instances: vals[3], bytes: vals[4] })
+        Ok(Counts { patients: vals[0], studies: vals[1], series: vals[2], instances: vals[3], bytes: vals[4], local_instances: vals[5] })
     }
 }
 
@@ -159,9 +192,19 @@ pub(super) fn patient_key_of(k: &[u8], at: usize) -> PatientKey {
 impl Index for SledIndex {
     fn upsert(&self, meta: &InstanceMeta) -> Result<Upsert> {
         self.apply(|t| {
-            let replaced = self.remove(t, &meta.sop_uid, Some(&meta.patient_key()))?.is_some();
-            self.add(t, meta)?;
-            Ok(if replaced { Upsert::Replaced } else { Upsert::Inserted })
+            if meta.remote {
+                // A site's PACS reporting what radhub knows already: never
+                // replaces a local copy, only notes where it is held.
+                if let Some(held) = self.locate(t, &meta.sop_uid)? {
+                    return Ok(if self.note_held(t, &held, meta)? { Upsert::Held } else { Upsert::Unchanged });
+                }
+            }
+            let old = self.remove(t, &meta.sop_uid, Some(&meta.patient_key()))?;
+            // The sites known to hold it still do.
+            let mut held: BTreeSet<String> = old.as_ref().map(|o| o.held_at.clone()).unwrap_or_default();
+            held.extend(meta.held_at.clone());
+            self.add(t, meta, &held)?;
+            Ok(if old.is_some() { Upsert::Replaced } else { Upsert::Inserted })
         })
     }
 
@@ -170,7 +213,7 @@ impl Index for SledIndex {
             for m in metas {
                 self.remove(t, &m.sop_uid, None)?;
             }
-            metas.iter().try_for_each(|m| self.add(t, m))
+            metas.iter().try_for_each(|m| self.add(t, m, &m.held_at.iter().cloned().collect()))
         })
     }
 
@@ -241,8 +284,8 @@ impl Index for SledIndex {
         self.tree.range(lo..[keys::LINK_LOG + 1].to_vec()).take(max).map(|kv| kv.map_err(IndexError::from).and_then(|(k, v)| decode(&k, &v))).collect()
     }
 
-    fn decide_link(&self, patient: &PatientKey, decision: Decision, nhs: Option<&str>, by: &str) -> Result<PatientRecord> {
-        let p = self.apply(|t| self.decide(t, patient, decision, nhs, by))?;
+    fn decide_link(&self, patient: &PatientKey, decision: Decision, nhs: Option<&str>, by: &str, why: &str) -> Result<PatientRecord> {
+        let p = self.apply(|t| self.decide(t, patient, decision, nhs, by, why))?;
         self.sync()?;
         Ok(p)
     }
@@ -278,6 +321,19 @@ impl Index for SledIndex {
             }
         }
         sites.into_iter().map(|s| Ok((s.clone(), self.read_counts(&["site", &s])?))).collect()
+    }
+
+    fn counts_held(&self) -> Result<std::collections::HashMap<String, u64>> {
+        let mut out = std::collections::HashMap::new();
+        for kv in self.tree.scan_prefix(prefix(keys::META, &["site"])) {
+            let (k, v) = kv?;
+            let p = keys::parts(&k);
+            if let (Some(site), Some(&"held")) = (p.get(1), p.get(2)) {
+                let n = v.as_ref().try_into().map(i64::from_le_bytes).unwrap_or(0).max(0) as u64;
+                out.insert(site.to_string(), n);
+            }
+        }
+        Ok(out)
     }
 
     fn schema_version(&self) -> u32 {

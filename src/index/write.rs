@@ -13,7 +13,8 @@ use super::txn::{decode, Txn};
 use super::{IndexError, Result};
 
 impl SledIndex {
-    pub(super) fn add(&self, t: &mut Txn<'_>, m: &InstanceMeta) -> Result<()> {
+    /// Adds one instance, held at the sites `held`.
+    pub(super) fn add(&self, t: &mut Txn<'_>, m: &InstanceMeta, held: &BTreeSet<String>) -> Result<()> {
         let pkey = m.patient_key();
         let size = m.file_size as i64;
         let site = m.site.as_str();
@@ -45,6 +46,8 @@ impl SledIndex {
             sop_classes: BTreeSet::new(),
             series: 0,
             instances: 0,
+            local_instances: 0,
+            held_at: BTreeSet::new(),
             bytes: 0,
             first_received_ms: m.received_ms,
             last_received_ms: m.received_ms,
@@ -64,6 +67,8 @@ impl SledIndex {
         }
         study.sop_classes.insert(m.sop_class_uid.clone());
         study.instances += 1;
+        study.local_instances += u32::from(!m.remote);
+        study.held_at.extend(held.iter().cloned());
         study.bytes += m.file_size;
         study.first_received_ms = study.first_received_ms.min(m.received_ms);
         study.last_received_ms = study.last_received_ms.max(m.received_ms);
@@ -91,9 +96,13 @@ impl SledIndex {
             date: m.series_date.clone(),
             time: m.series_time.clone(),
             instances: 0,
+            local_instances: 0,
+            held_at: BTreeSet::new(),
             bytes: 0,
         });
         series.instances += 1;
+        series.local_instances += u32::from(!m.remote);
+        series.held_at.extend(held.iter().cloned());
         series.bytes += m.file_size;
         if new_series {
             study.series += 1;
@@ -154,15 +163,27 @@ impl SledIndex {
         }
         t.put(pk, &patient);
 
-        put_study(t, old_study.as_ref(), Some(&study));
-        for (what, d) in [("studies", i64::from(new_study)), ("series", i64::from(new_series)), ("instances", 1), ("bytes", size)] {
+        put_study(t, old_study.as_ref(), Some(&study))?;
+        for (what, d) in
+            [("studies", i64::from(new_study)), ("series", i64::from(new_series)), ("instances", 1), ("bytes", size), ("local", i64::from(!m.remote))]
+        {
             bump_total(t, what, d)?;
             bump_site(t, site, what, d)?;
         }
 
-        t.put(key(keys::INSTANCE, &[&m.study_uid, &m.series_uid, &m.sop_uid]), &m.instance_record());
+        let mut rec = m.instance_record();
+        rec.held_at = held.clone();
+        t.put(key(keys::INSTANCE, &[&m.study_uid, &m.series_uid, &m.sop_uid]), &rec);
         t.put_raw(key(keys::INSTANCE_LOCATOR, &[&m.sop_uid]), format!("{}\0{}", m.study_uid, m.series_uid).into_bytes());
         Ok(())
+    }
+
+    /// The record of an instance, read through the transaction.
+    pub(super) fn locate(&self, t: &Txn<'_>, sop_uid: &str) -> Result<Option<InstanceRecord>> {
+        let Some(loc) = t.get_raw(&key(keys::INSTANCE_LOCATOR, &[sop_uid]))? else { return Ok(None) };
+        let loc = String::from_utf8_lossy(&loc).into_owned();
+        let (study_uid, series_uid) = loc.split_once('\0').unwrap_or((&loc, ""));
+        t.get(&key(keys::INSTANCE, &[study_uid, series_uid, sop_uid]))
     }
 
     /// Removes one instance. `keep` names a patient about to get the
@@ -178,11 +199,13 @@ impl SledIndex {
         t.del(key(keys::INSTANCE_LOCATOR, &[sop_uid]));
         let size = inst.file_size;
         let site = inst.site.as_str();
+        let local = u32::from(inst.local);
 
         let rkey = key(keys::SERIES, &[study_uid, series_uid]);
         let mut series_gone = false;
         if let Some(mut s) = t.get::<SeriesRecord>(&rkey)? {
             s.instances = s.instances.saturating_sub(1);
+            s.local_instances = s.local_instances.saturating_sub(local);
             s.bytes = s.bytes.saturating_sub(size);
             if s.instances == 0 {
                 series_gone = true;
@@ -202,11 +225,12 @@ impl SledIndex {
             let mut s = old.clone();
             held_by = Some((s.patient.clone(), s.site.clone()));
             s.instances = s.instances.saturating_sub(1);
+            s.local_instances = s.local_instances.saturating_sub(local);
             s.bytes = s.bytes.saturating_sub(size);
             s.series = s.series.saturating_sub(u32::from(series_gone));
             if s.instances == 0 {
                 study_gone = true;
-                put_study(t, Some(&old), None);
+                put_study(t, Some(&old), None)?;
             } else {
                 // Recompute what the remaining instances say.
                 let series: Vec<SeriesRecord> = t.scan_prefix(&prefix(keys::SERIES, &[study_uid]))?.iter().map(|(k, v)| decode(k, v)).collect::<Result<_>>()?;
@@ -214,7 +238,7 @@ impl SledIndex {
                 let insts: Vec<InstanceRecord> =
                     t.scan_prefix(&prefix(keys::INSTANCE, &[study_uid]))?.iter().map(|(k, v)| decode(k, v)).collect::<Result<_>>()?;
                 s.sop_classes = insts.iter().map(|i| i.sop_class_uid.clone()).collect();
-                put_study(t, Some(&old), Some(&s));
+                put_study(t, Some(&old), Some(&s))?;
             }
         }
         if let Some((pkey, study_site)) = held_by {
@@ -245,15 +269,58 @@ impl SledIndex {
                 }
             }
         }
-        for (what, d) in [("studies", -i64::from(study_gone)), ("series", -i64::from(series_gone)), ("instances", -1), ("bytes", -(size as i64))] {
+        for (what, d) in [
+            ("studies", -i64::from(study_gone)),
+            ("series", -i64::from(series_gone)),
+            ("instances", -1),
+            ("bytes", -(size as i64)),
+            ("local", -i64::from(local)),
+        ] {
             bump_total(t, what, d)?;
             bump_site(t, site, what, d)?;
         }
         Ok(Some(inst))
     }
 
+    /// Notes that `site`'s PACS holds an instance radhub knows already
+    /// (held here or at another site). Its patient there must be the one it
+    /// is filed under, or a record linked to it by NHS number (a copy sent
+    /// to that site, its Patient ID coerced): anything else is refused, as
+    /// a study naming another patient is. Returns whether anything changed.
+    pub(super) fn note_held(&self, t: &mut Txn<'_>, held: &InstanceRecord, m: &InstanceMeta) -> Result<bool> {
+        let Some(site) = m.held_at.as_deref() else { return Ok(false) };
+        let skey = key(keys::STUDY, &[&held.study_uid]);
+        let Some(old_study) = t.get::<StudyRecord>(&skey)? else { return Ok(false) };
+        let sent = m.patient_key();
+        if old_study.patient != sent {
+            let nhs = |k: &PatientKey| -> Result<Option<String>> { Ok(t.get::<PatientRecord>(&keys::patient(k))?.and_then(|p| p.nhs_number)) };
+            let (a, b) = (nhs(&old_study.patient)?, nhs(&sent)?);
+            if a.is_none() || a != b {
+                return Err(IndexError::PatientMismatch { study: held.study_uid.clone(), held: old_study.patient.clone(), sent });
+            }
+        }
+        if held.held_at.contains(site) {
+            return Ok(false);
+        }
+        let mut inst = held.clone();
+        inst.held_at.insert(site.to_owned());
+        t.put(key(keys::INSTANCE, &[&held.study_uid, &held.series_uid, &held.sop_uid]), &inst);
+        let rkey = key(keys::SERIES, &[&held.study_uid, &held.series_uid]);
+        if let Some(mut r) = t.get::<SeriesRecord>(&rkey)? {
+            if r.held_at.insert(site.to_owned()) {
+                t.put(rkey, &r);
+            }
+        }
+        let mut study = old_study.clone();
+        if study.held_at.insert(site.to_owned()) {
+            put_study(t, Some(&old_study), Some(&study))?;
+        }
+        Ok(true)
+    }
+
     /// An admin's decision on a record's NHS-number link.
-    pub(super) fn decide(&self, t: &mut Txn<'_>, key_: &PatientKey, decision: Decision, nhs: Option<&str>, by: &str) -> Result<PatientRecord> {
+    pub(super) fn decide(&self, t: &mut Txn<'_>, key_: &PatientKey, decision: Decision, nhs: Option<&str>, by: &str, why: &str) -> Result<PatientRecord> {
+        let because = |what: &str| if why.trim().is_empty() { what.to_owned() } else { format!("{what}: {}", why.trim()) };
         if crate::sites::is_quarantine_issuer(&key_.issuer) {
             return Err(IndexError::Link(format!("{key_} is in quarantine: it links to no one until its study is filed under a site")));
         }
@@ -274,20 +341,20 @@ impl SledIndex {
                 if p.nhs_number.as_deref() != Some(n.as_str()) {
                     t.put_raw(key(keys::BY_NHS, &[&n, &key_.issuer, &key_.patient_id]), Vec::new());
                     p.nhs_number = Some(n.clone());
-                    log(t, now, &n, key_, LinkAction::Linked, "linked by an admin", by)?;
+                    log(t, now, &n, key_, LinkAction::Linked, &because("linked by an admin"), by)?;
                 }
                 t.del(ckey);
             }
             Decision::Unlink => {
                 let Some(old) = p.nhs_number.clone() else { return Err(IndexError::Link(format!("{key_} is not linked"))) };
-                unlink(t, &mut p, &old, now, "unlinked by an admin", by)?;
+                unlink(t, &mut p, &old, now, &because("unlinked by an admin"), by)?;
                 p.nhs_refused.push(old);
             }
             Decision::Dismiss => {
                 let c = conflict.ok_or_else(|| IndexError::Link(format!("{key_} has no open conflict")))?;
                 p.nhs_refused.push(c.nhs_number.clone());
                 t.del(ckey);
-                log(t, now, &c.nhs_number, key_, LinkAction::Dismissed, "dismissed by an admin", by)?;
+                log(t, now, &c.nhs_number, key_, LinkAction::Dismissed, &because("dismissed by an admin"), by)?;
             }
         }
         t.put(pk, &p);
@@ -363,8 +430,17 @@ fn log(t: &mut Txn<'_>, at_ms: u64, nhs: &str, patient: &PatientKey, action: Lin
     Ok(())
 }
 
-/// Writes a study record and moves its secondary index entries.
-fn put_study(t: &mut Txn<'_>, old: Option<&StudyRecord>, new: Option<&StudyRecord>) {
+/// Writes a study record, moves its secondary index entries and counts
+/// the studies held at each site.
+fn put_study(t: &mut Txn<'_>, old: Option<&StudyRecord>, new: Option<&StudyRecord>) -> Result<()> {
+    let empty = BTreeSet::new();
+    let (was, is) = (old.map_or(&empty, |s| &s.held_at), new.map_or(&empty, |s| &s.held_at));
+    for site in was.difference(is) {
+        bump_site(t, site, "held", -1)?;
+    }
+    for site in is.difference(was) {
+        bump_site(t, site, "held", 1)?;
+    }
     let old_keys: BTreeSet<Vec<u8>> = old.map(study_index_keys).unwrap_or_default();
     let new_keys: BTreeSet<Vec<u8>> = new.map(study_index_keys).unwrap_or_default();
     for k in old_keys.difference(&new_keys) {
@@ -378,6 +454,7 @@ fn put_study(t: &mut Txn<'_>, old: Option<&StudyRecord>, new: Option<&StudyRecor
         (Some(s), None) => t.del(key(keys::STUDY, &[&s.uid])),
         (None, None) => {}
     }
+    Ok(())
 }
 
 /// The secondary index entries of one study.

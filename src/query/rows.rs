@@ -92,6 +92,12 @@ pub fn study(s: &StudyRecord, row: &mut Row) {
     row.insert(SOP_CLASSES_IN_STUDY, s.sop_classes.iter().map(String::as_str).collect::<Vec<_>>().join("\\"));
     row.insert(NUMBER_OF_STUDY_RELATED_SERIES, s.series.to_string());
     row.insert(NUMBER_OF_STUDY_RELATED_INSTANCES, s.instances.to_string());
+    row.insert(INSTANCE_AVAILABILITY, availability(s.is_local()));
+}
+
+/// Instance Availability (0008,0056): held here, or fetched from its site when asked for.
+fn availability(local: bool) -> String {
+    if local { "ONLINE" } else { "NEARLINE" }.to_owned()
 }
 
 pub fn series(r: &SeriesRecord, row: &mut Row) {
@@ -103,6 +109,7 @@ pub fn series(r: &SeriesRecord, row: &mut Row) {
     row.insert(SERIES_DATE, r.date.clone());
     row.insert(SERIES_TIME, r.time.clone());
     row.insert(NUMBER_OF_SERIES_RELATED_INSTANCES, r.instances.to_string());
+    row.insert(INSTANCE_AVAILABILITY, availability(r.local_instances >= r.instances));
 }
 
 pub fn instance(i: &InstanceRecord, row: &mut Row) {
@@ -110,6 +117,7 @@ pub fn instance(i: &InstanceRecord, row: &mut Row) {
     row.insert(SOP_CLASS_UID, i.sop_class_uid.clone());
     row.insert(INSTANCE_NUMBER, opt(i.number));
     row.insert(AVAILABLE_TRANSFER_SYNTAX_UID, i.transfer_syntax.clone());
+    row.insert(INSTANCE_AVAILABILITY, availability(i.local));
     if i.rows > 0 {
         row.insert(ROWS, i.rows.to_string());
         row.insert(COLUMNS, i.columns.to_string());

@@ -21,9 +21,9 @@ pub use plan::Plan;
 
 /// Each simulated modality's AE title and the site it stores for.
 pub fn modality_sites() -> std::collections::HashMap<String, String> {
-    sites::PROFILES.iter().zip(SITES).flat_map(|(p, s)| [p.ct.ae, p.mr.ae, p.xr.ae, p.us.ae].map(|ae| (ae.to_owned(), s.code.to_owned()))).collect()
+    sites::PROFILES.iter().zip(CODES).flat_map(|(p, code)| [p.ct.ae, p.mr.ae, p.xr.ae, p.us.ae].map(|ae| (ae.to_owned(), code.to_owned()))).collect()
 }
-pub use sites::{Site, SITES};
+pub use sites::CODES;
 
 /// What to generate. `Default` gives a small demo set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,34 +171,7 @@ pub(crate) fn uid(key: u64, parts: &[u64]) -> String {
     format!("2.25.{v}")
 }
 
-/// Days since 1970-01-01 → (year, month, day). Hinnant's civil algorithm.
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// DICOM DA (`YYYYMMDD`) from days since the epoch.
-pub(crate) fn da(days: i64) -> String {
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}{m:02}{d:02}")
-}
+pub(crate) use crate::dates::{civil_from_days, da, days_from_civil};
 
 /// DICOM TM (`HHMMSS`) from seconds since midnight (wrapping at 24 h).
 pub(crate) fn tm(secs: u32) -> String {

@@ -1,7 +1,9 @@
 //! The equipment each of the three Dorset trusts runs (the trusts
-//! themselves are `crate::sites`).
+//! themselves are configuration, `crate::sites`; these are its defaults).
 
-pub use crate::sites::{Site, SITES};
+/// The site codes (and issuers) the generated data is written for, in the
+/// order of [`PROFILES`]: `crate::sites::defaults()`.
+pub const CODES: [&str; 3] = ["RBD", "RD3", "R0D"];
 
 pub(crate) struct Equipment {
     pub manufacturer: &'static str,

@@ -13,7 +13,7 @@ use super::phantom::{self, Variation};
 use super::plan::{Modality, MrSeq, SeriesKind, StudyPlan, Tomo};
 use super::projection;
 use super::raster::Raster;
-use super::sites::{CtStorage, Equipment, PROFILES, SITES};
+use super::sites::{CtStorage, Equipment, CODES, PROFILES};
 use super::{civil_from_days, da, ds, tm, uid, Noise, Plan, Rng, TestdataError, WriteSummary};
 
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
@@ -34,7 +34,7 @@ impl Plan {
         let mut jobs = Vec::new();
         for (s, st) in self.studies.iter().enumerate() {
             for (k, se) in st.series.iter().enumerate() {
-                let dir = out.join(SITES[st.site].code).join(st.index.to_string()).join(k.to_string());
+                let dir = out.join(CODES[st.site]).join(st.index.to_string()).join(k.to_string());
                 // Sequentially, so parallel writers never race on directories.
                 std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
                 jobs.extend((0..se.instances).map(|i| (s, k, i, dir.clone())));
@@ -132,7 +132,7 @@ impl Plan {
         let mrn = person.sites.iter().find(|(s, _)| *s == st.site).map_or("", |(_, m)| m.as_str());
         o.s(tags::PATIENT_NAME, VR::PN, &person.pn());
         o.s(tags::PATIENT_ID, VR::LO, mrn);
-        o.s(tags::ISSUER_OF_PATIENT_ID, VR::LO, SITES[st.site].code);
+        o.s(tags::ISSUER_OF_PATIENT_ID, VR::LO, CODES[st.site]);
         o.s(tags::PATIENT_BIRTH_DATE, VR::DA, &da(person.birth));
         o.s(tags::PATIENT_SEX, VR::CS, person.sex);
         o.s(tags::PATIENT_AGE, VR::AS, &age(person.birth, st.date));

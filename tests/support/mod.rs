@@ -365,3 +365,205 @@ pub fn storescu_by_site(port: u16, files: &[(PathBuf, String)]) {
         assert!(ok, "storescu as {ae}: {out}");
     }
 }
+
+// ---- DICOM peers for the SCU tests (tests/scu_*.rs) ----
+
+/// A peer process a test started (DCMTK, pynetdicom, Orthanc), in a temp
+/// folder of its own with its log, killed when dropped.
+pub struct PeerProc {
+    child: std::process::Child,
+    pub ae: String,
+    pub port: u16,
+    /// Orthanc's REST port.
+    pub http: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl PeerProc {
+    pub fn peer(&self) -> pacs_gateway::scu::Peer {
+        pacs_gateway::scu::Peer::new(self.ae.as_str(), "127.0.0.1", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// Where storescp writes what it receives.
+    pub fn received(&self) -> PathBuf {
+        self.dir.path().join("in")
+    }
+
+    /// An Orthanc REST call: (HTTP status, body).
+    pub fn rest(&self, method: &str, path: &str, body: Option<&str>) -> (u64, serde_json::Value) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/orthanc.py");
+        let mut c = Command::new("python3");
+        c.args([script, method, &format!("http://127.0.0.1:{}{path}", self.http)]);
+        c.args(body);
+        let (ok, out) = output(&mut c);
+        assert!(ok, "{method} {path}: {out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {out}"));
+        (v["status"].as_u64().unwrap_or(0), v["body"].clone())
+    }
+
+    fn spawn(mut c: Command, ae: &str, port: u16, http: u16, dir: tempfile::TempDir) -> PeerProc {
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = c
+            .current_dir(dir.path())
+            .env("TCP_NODELAY", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::from(log.try_clone().unwrap()))
+            .stderr(std::process::Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("{c:?}: {e}"));
+        let mut p = PeerProc { child, ae: ae.to_owned(), port, http, dir };
+        p.wait_listening();
+        p
+    }
+
+    /// Until the peer listens on its DICOM port (20 s at most).
+    fn wait_listening(&mut self) {
+        let t = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                panic!("{} exited ({s}) before listening: {}", self.ae, self.log());
+            }
+            assert!(t.elapsed() < std::time::Duration::from_secs(20), "{} not listening on {}: {}", self.ae, self.port, self.log());
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for PeerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// DCMTK storescp as `ae`, writing what it receives into `received()`,
+/// verbose (one "Association Received" line per association).
+pub fn storescp(ae: &str, extra: &[&str]) -> PeerProc {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let port = free_port();
+    let mut c = dcmtk("storescp");
+    c.args(["-v", "-aet", ae, "-od", "in", "-uf"]).args(extra).arg(port.to_string());
+    PeerProc::spawn(c, ae, port, 0, dir)
+}
+
+/// DCMTK dcmqrscp as `ae` over `files` (indexed in place by dcmqridx),
+/// knowing `destinations` (AE title, port on 127.0.0.1) for C-MOVE.
+pub fn dcmqrscp(ae: &str, files: &[PathBuf], destinations: &[(&str, u16)]) -> PeerProc {
+    dcmqrscp_with(ae, files, destinations, &[])
+}
+
+/// `dcmqrscp` with more options (`-s`: one process, no fork per association).
+pub fn dcmqrscp_with(ae: &str, files: &[PathBuf], destinations: &[(&str, u16)], extra: &[&str]) -> PeerProc {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    std::fs::create_dir(&db).unwrap();
+    let hosts: String = destinations.iter().enumerate().map(|(i, (t, p))| format!("dest{i} = ({t}, 127.0.0.1, {p})\n")).collect();
+    let port = free_port();
+    let cfg = format!(
+        "NetworkTCPPort = {port}\nMaxPDUSize = 16384\nMaxAssociations = 16\n\nHostTable BEGIN\n{hosts}HostTable END\n\nVendorTable BEGIN\nVendorTable END\n\n\
+         AETable BEGIN\n{ae} {} RW (1000, 1024mb) ANY\nAETable END\n",
+        db.display()
+    );
+    std::fs::write(dir.path().join("dcmqrscp.cfg"), cfg).unwrap();
+    if !files.is_empty() {
+        let abs: Vec<PathBuf> = files.iter().map(|f| std::fs::canonicalize(f).unwrap()).collect();
+        let (ok, out) = output(dcmtk("dcmqridx").arg(&db).args(&abs));
+        assert!(ok, "dcmqridx: {out}");
+    }
+    let mut c = dcmtk("dcmqrscp");
+    c.args(["-v", "-c", "dcmqrscp.cfg"]).args(extra);
+    PeerProc::spawn(c, ae, port, 0, dir)
+}
+
+/// pynetdicom's qrscp as `ae`, knowing `destinations` for C-MOVE, loaded
+/// with `files` by DCMTK's storescu.
+pub fn qrscp(ae: &str, files: &[PathBuf], destinations: &[(&str, u16)]) -> PeerProc {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Absolute paths: qrscp takes relative ones from its own package folder.
+    let mut ini = format!(
+        "[DEFAULT]\n    ae_title: {ae}\n    port: {port}\n    max_pdu: 16382\n    acse_timeout: 30\n    dimse_timeout: 30\n    network_timeout: 30\n    \
+         bind_address: 127.0.0.1\n    instance_location: {}\n    database_location: {}\n    log_identifier: False\n",
+        dir.path().join("instances").display(),
+        dir.path().join("instances.sqlite").display()
+    );
+    for (t, p) in destinations {
+        ini.push_str(&format!("\n[{t}]\n    address: 127.0.0.1\n    port: {p}\n"));
+    }
+    std::fs::write(dir.path().join("qrscp.ini"), ini).unwrap();
+    let mut c = Command::new("python3");
+    c.args(["-m", "pynetdicom", "qrscp", "-q", "-c", "qrscp.ini"]);
+    let p = PeerProc::spawn(c, ae, port, 0, dir);
+    if !files.is_empty() {
+        let (ok, out) = output(dcmtk("storescu").args(["-aec", ae, "127.0.0.1", &port.to_string()]).args(files));
+        assert!(ok, "storescu to qrscp: {out}\n{}", p.log());
+    }
+    p
+}
+
+/// Orthanc as `ae`, knowing `modalities` (AE title, port on 127.0.0.1) for
+/// C-FIND, C-GET and C-MOVE, with `extra` settings merged in.
+pub fn orthanc(ae: &str, modalities: &[(&str, u16)], extra: serde_json::Value) -> PeerProc {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, http) = (free_port(), free_port());
+    let mods: serde_json::Map<String, serde_json::Value> = modalities.iter().map(|(t, p)| (t.to_lowercase(), serde_json::json!([t, "127.0.0.1", p]))).collect();
+    let mut config = serde_json::json!({
+        "Name": "radhub-scu",
+        "StorageDirectory": dir.path().join("storage"),
+        "IndexDirectory": dir.path().join("index"),
+        "HttpPort": http,
+        "DicomPort": port,
+        "DicomAet": ae,
+        "RemoteAccessAllowed": false,
+        "AuthenticationEnabled": false,
+        "DicomModalities": mods,
+        "DicomAlwaysAllowFind": true,
+        "DicomAlwaysAllowGet": true,
+        "DicomAlwaysAllowMove": true,
+        "Plugins": [],
+        "SyncStorageArea": false,
+    });
+    if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    std::fs::write(dir.path().join("orthanc.json"), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let mut c = Command::new("/usr/sbin/Orthanc");
+    c.arg("orthanc.json");
+    let p = PeerProc::spawn(c, ae, port, http, dir);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/orthanc.py");
+    let (ok, out) = output(Command::new("python3").args([script, "wait", &format!("http://127.0.0.1:{http}"), "20"]));
+    assert!(ok, "Orthanc not ready: {out}\n{}", p.log());
+    p
+}
+
+/// `radhub testdata` into `out` (the rest of its options in `args`); the
+/// files written, sorted.
+pub fn testdata_files(out: &Path, args: &[&str]) -> Vec<PathBuf> {
+    let (ok, log) = output(radhub().args(["testdata", "--out", out.to_str().unwrap()]).args(args));
+    assert!(ok, "radhub testdata: {log}");
+    let mut files: Vec<PathBuf> =
+        walkdir::WalkDir::new(out).into_iter().filter_map(|e| e.ok()).filter(|e| e.file_type().is_file()).map(|e| e.into_path()).collect();
+    files.sort();
+    files
+}
+
+/// A string attribute of a DICOM file, trimmed.
+pub fn attr(file: &Path, tag: dicom_core::Tag) -> String {
+    let o = dicom_object::open_file(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    o.element(tag).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_owned()).unwrap_or_default()
+}
+
+/// The transfer syntax of a Part 10 file, from its meta group.
+pub fn transfer_syntax(file: &Path) -> String {
+    let o = dicom_object::open_file(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    o.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_owned()
+}

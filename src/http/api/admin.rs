@@ -105,6 +105,11 @@ pub async fn stats(State(state): State<S>) -> Result<Json<Value>, Problem> {
     .map(Json)
 }
 
+/// Records agreeing on name, birth date and sex across sites, not linked.
+pub async fn link_proposals(State(state): State<S>) -> Result<Json<Value>, Problem> {
+    blocking(move || Ok(json!(crate::index::link::proposals(state.hub.index.as_ref())?))).await.map(Json)
+}
+
 pub async fn link_conflicts(State(state): State<S>) -> Result<Json<Value>, Problem> {
     blocking(move || Ok(json!(state.hub.index.link_conflicts()?))).await.map(Json)
 }
@@ -124,12 +129,17 @@ pub struct LinkDecision {
     decision: Decision,
     /// For `link`: the number, when the record has no conflict naming one.
     nhs_number: Option<String>,
+    /// Why, for the link log (what the admin checked).
+    why: String,
 }
 
 pub async fn decide_link(State(state): State<S>, Extension(who): Extension<Principal>, JsonBody(body): JsonBody<LinkDecision>) -> Result<Json<Value>, Problem> {
     blocking(move || {
+        if body.why.trim().is_empty() {
+            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "say why (\"why\"): the link log keeps it"));
+        }
         let key = PatientKey { issuer: body.issuer, patient_id: body.patient_id };
-        match state.hub.index.decide_link(&key, body.decision, body.nhs_number.as_deref(), &who.user) {
+        match state.hub.index.decide_link(&key, body.decision, body.nhs_number.as_deref(), &who.user, &body.why) {
             Ok(p) => Ok(json!(p)),
             Err(e @ IndexError::NoSuchPatient(_)) => Err(Problem::not_found(e.to_string())),
             Err(e @ IndexError::Link(_)) => Err(Problem::new(StatusCode::CONFLICT, e.to_string())),

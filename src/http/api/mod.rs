@@ -1,12 +1,14 @@
 //! radhub's own JSON API, one file per resource: sign-in and tokens
 //! (`session`), the patient record linked across sites (`patients`),
-//! studies and the worklist (`studies`), reports (`reports`), and what
-//! admins manage: users, counts, NHS-number links, quarantine (`admin`).
+//! studies and the worklist (`studies`), reports (`reports`), the sites'
+//! PACS (`sites`), and what admins manage: users, counts, NHS-number
+//! links, quarantine (`admin`).
 
 pub mod admin;
 pub mod patients;
 pub mod reports;
 pub mod session;
+pub mod sites;
 pub mod studies;
 
 use axum::extract::{FromRequest, Request};

@@ -29,6 +29,10 @@ pub fn study_json(state: &S, s: &StudyRecord) -> Result<Value, Problem> {
         "institution": s.institution_name,
         "series": s.series,
         "instances": s.instances,
+        // Where it is held: the sites' PACS, and how much of it radhub has.
+        "held_at": s.held_at,
+        "local_instances": s.local_instances,
+        "local": s.is_local(),
         "reported": reported,
         "quarantined": s.site == crate::sites::QUARANTINE,
     }))
@@ -114,8 +118,10 @@ pub async fn worklist(State(state): State<S>, Extension(who): Extension<Principa
                 break;
             }
             let s = s?;
-            // Quarantined studies wait for an admin, not a radiologist.
-            if s.site != crate::sites::QUARANTINE && !state.reports.is_reported(&s.uid).map_err(report_problem)? {
+            // Quarantined studies wait for an admin, not a radiologist; a
+            // site's history found by a harvest (nothing of it sent to
+            // radhub) was reported there.
+            if s.site != crate::sites::QUARANTINE && s.local_instances > 0 && !state.reports.is_reported(&s.uid).map_err(report_problem)? {
                 out.push(study_json(&state, &s)?);
             }
         }
