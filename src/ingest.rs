@@ -131,6 +131,33 @@ impl Hub {
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The file of an instance the index lists. An instance being committed
+    /// is indexed a moment before its file is published (the order that
+    /// keeps a crash from exposing half an instance), so a miss waits for
+    /// that commit's lock and looks once more.
+    pub fn file(&self, sop_uid: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+        let key = ObjectKey::for_uid(sop_uid);
+        match self.store.get(&key)? {
+            Some(b) => Ok(Some(b)),
+            None => {
+                let _g = self.lock(&key);
+                self.store.get(&key)
+            }
+        }
+    }
+
+    /// `file`, as a reader.
+    pub fn file_reader(&self, sop_uid: &str) -> Result<Option<Box<dyn std::io::Read + Send>>, crate::store::StoreError> {
+        let key = ObjectKey::for_uid(sop_uid);
+        match self.store.reader(&key)? {
+            Some(r) => Ok(Some(r)),
+            None => {
+                let _g = self.lock(&key);
+                self.store.reader(&key)
+            }
+        }
+    }
+
     /// Reads what the index records from `bytes`, with arrival facts
     /// filled: the site and issuer it is filed under (`sites::file`).
     pub fn describe(bytes: &[u8], site: Option<&str>) -> Result<InstanceMeta, ScanError> {

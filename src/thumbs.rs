@@ -85,7 +85,7 @@ impl Thumbs {
         if !middle.local {
             return Err(ThumbError::NotHere(series_uid.to_owned()));
         }
-        let file = hub.store.get(&ObjectKey::for_uid(&middle.sop_uid))?;
+        let file = hub.file(&middle.sop_uid)?;
         let (png, made) = match file.as_deref().map(thumbnail) {
             Some(Ok(png)) => (png, Made::Rendered),
             Some(Err(why)) => (placeholder_png(), Made::Placeholder(why)),

@@ -122,6 +122,33 @@ struct Data {
     twin_id: String,
     /// At R0D, naming RBD's issuer.
     misissued: PathBuf,
+    /// Per site (RBD, RD3): a study of one long series, `LONG` instances.
+    long: BTreeMap<String, String>,
+}
+
+/// Instances in the long series: more than two parts of a split retrieve.
+const LONG: usize = 70;
+
+/// A study of one series of `n` instances made from `src`: new UIDs (suffix `tag`).
+fn long_series(src: &Path, dir: &Path, tag: u32, n: usize) -> Vec<PathBuf> {
+    let bump = |t: Tag| format!("{}.{tag}", support::attr(src, t).trim_end_matches('\0'));
+    let (st, se, sop) = (bump(STUDY_UID), bump(SERIES_UID), bump(SOP_UID));
+    assert!(sop.len() + 4 <= 64, "{sop}: too long to number");
+    std::fs::create_dir_all(dir).unwrap();
+    (0..n)
+        .map(|i| {
+            let mut o = dicom_object::open_file(src).unwrap();
+            let sop = format!("{sop}.{i}");
+            o.put_str(STUDY_UID, VR::UI, st.clone());
+            o.put_str(SERIES_UID, VR::UI, se.clone());
+            o.put_str(SOP_UID, VR::UI, sop.clone());
+            o.put_str(Tag(0x0020, 0x0013), VR::IS, (i + 1).to_string());
+            o.update_meta(|m| m.media_storage_sop_instance_uid = sop);
+            let f = dir.join(format!("{i}.dcm"));
+            o.write_to_file(&f).unwrap();
+            f
+        })
+        .collect()
 }
 
 fn data() -> Data {
@@ -158,7 +185,13 @@ fn data() -> Data {
     let f = extra.join("R0D/misissued.dcm");
     variant(&rbd0, &f, 96, "RBD", "D7777777", "MIS^ISSUED", "19500505", "F", "");
     by_site.get_mut("R0D").unwrap().push(f.clone());
-    Data { _dir: dir, by_site, twin_id, misissued: f }
+    let mut long = BTreeMap::new();
+    for (site, src, tag) in [("RBD", &rbd0, 97), ("RD3", &rd3_0, 98)] {
+        let files = long_series(src, &extra.join(format!("{site}/long")), tag, LONG);
+        long.insert(site.to_owned(), support::attr(&files[0], STUDY_UID));
+        by_site.get_mut(site).unwrap().extend(files);
+    }
+    Data { _dir: dir, by_site, twin_id, misissued: f, long }
 }
 
 /// An Orthanc as one site's PACS, loaded with `files` over its REST API;
@@ -432,7 +465,8 @@ fn three_pacs_harvested_linked_and_fetched_on_demand() {
     assert_eq!(hub.json("/api/admin/stats", &admin)["total"], stats["total"]);
 
     // WADO-RS of a remote-only study at the C-MOVE site: fetched, byte for byte.
-    let rbd = studies_of(&d.by_site["RBD"]);
+    let mut rbd = studies_of(&d.by_site["RBD"]);
+    rbd.remove(&d.long["RBD"]);
     let mut rbd_studies = rbd.iter();
     let (uid, _) = rbd_studies.next().unwrap();
     let r = get(&hub.http, &format!("/dicom-web/studies/{uid}"), &reader);
@@ -454,11 +488,22 @@ fn three_pacs_harvested_linked_and_fetched_on_demand() {
     assert_eq!(hub.site("RBD", &admin)["fetches"], 2, "concurrent requests share one fetch");
 
     // The C-GET site: a series by WADO-RS.
-    let rd3 = studies_of(&d.by_site["RD3"]);
+    let mut rd3 = studies_of(&d.by_site["RD3"]);
+    rd3.remove(&d.long["RD3"]);
     let (uid, files) = rd3.iter().find(|(_, f)| f.len() > 1).unwrap();
     let series = support::attr(&files[0], SERIES_UID);
     let r = get(&hub.http, &format!("/dicom-web/studies/{uid}/series/{series}"), &reader);
     assert_identical(&r, &site_copy(&pacs[1], &copy, uid), Some(&series), "WADO-RS of an RD3 series (C-GET)");
+
+    // A long series is split among the fetch's associations (IMAGE level, lists of UIDs), at both kinds of site.
+    for (i, code) in ["RBD", "RD3"].into_iter().enumerate() {
+        let uid = &d.long[code];
+        let before = hub.site(code, &admin)["retrieves"].as_u64().unwrap();
+        let r = get(&hub.http, &format!("/dicom-web/studies/{uid}"), &reader);
+        assert_identical(&r, &site_copy(&pacs[i], &copy, uid), None, &format!("WADO-RS of a long {code} series"));
+        let took = hub.site(code, &admin)["retrieves"].as_u64().unwrap() - before;
+        assert!(took > 1, "{code}: a {LONG}-instance series came in {took} retrieve(s)");
+    }
 
     // C-MOVE through radhub of a remote-only R0D study, to another AE.
     let r0d_files: Vec<PathBuf> = d.by_site["R0D"].iter().filter(|f| **f != d.misissued).cloned().collect();

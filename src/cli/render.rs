@@ -9,7 +9,6 @@ use anyhow::Context;
 
 use crate::ingest::DuplicatePolicy;
 use crate::render::{Format, Instance, VoiFunction, Window};
-use crate::store::ObjectKey;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Kind {
@@ -51,7 +50,7 @@ fn parse_window(s: &str) -> Result<Window, String> {
 
 pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let hub = super::open_hub(data, DuplicatePolicy::Keep)?;
-    let bytes = hub.store.get(&ObjectKey::for_uid(&a.sop_instance_uid))?.with_context(|| format!("no instance {} is held", a.sop_instance_uid))?;
+    let bytes = hub.file(&a.sop_instance_uid)?.with_context(|| format!("no instance {} is held", a.sop_instance_uid))?;
     let inst = Instance::open(&bytes)?;
     anyhow::ensure!(a.frame < inst.frames(), "frame {} asked for, the instance has {}", a.frame, inst.frames());
     let shown = inst.display(a.frame, a.window)?;

@@ -88,6 +88,10 @@ pub struct FederationArgs {
     /// Seconds a request waits for a study being fetched from its site.
     #[arg(long, default_value_t = 120)]
     pub fetch_wait: u64,
+    /// Retrieves one fetch has with its site at once (a long series is
+    /// split among them by SOP Instance UID; 1: one retrieve per fetch).
+    #[arg(long, default_value_t = 3)]
+    pub fetch_associations: usize,
     /// Priors fetched ahead when a recent study arrives for a patient (0: none).
     #[arg(long, default_value_t = 3)]
     pub priors: usize,
@@ -102,6 +106,7 @@ impl FederationArgs {
             connect_timeout: std::time::Duration::from_secs(self.site_timeout.max(1)),
             dimse_timeout: std::time::Duration::from_secs(self.site_timeout.max(1) * 6),
             fetch_wait: std::time::Duration::from_secs(self.fetch_wait.max(1)),
+            fetch_associations: self.fetch_associations.max(1),
             priors: self.priors,
             ..crate::federation::Options::default()
         }

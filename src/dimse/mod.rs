@@ -24,7 +24,6 @@ use crate::index::{Index, IndexError, PatientFilter};
 use crate::ingest::{Arrival, Hub, IngestError, Outcome};
 use crate::query::rows::tags;
 use crate::query::{self as matching, Key};
-use crate::store::ObjectKey;
 use query::keys;
 
 pub struct HubHandler {
@@ -268,7 +267,7 @@ impl Handler for HubHandler {
                     Ok(_) => {}
                     Err(_) => return Some(PROCESSING_FAILURE),
                 }
-                match self.hub.store.get(&ObjectKey::for_uid(uid)) {
+                match self.hub.file(uid) {
                     Ok(Some(bytes)) if *blake3::hash(&bytes).as_bytes() == held.content_hash => None,
                     Ok(Some(_)) => {
                         tracing::error!(sop = %uid, "stored file differs from its index entry");
@@ -282,7 +281,7 @@ impl Handler for HubHandler {
     }
 
     fn open(&self, inst: &InstanceRef) -> Result<Vec<u8>, String> {
-        self.hub.store.get(&ObjectKey::for_uid(&inst.sop_instance_uid)).map_err(|e| e.to_string())?.ok_or_else(|| "instance file missing".to_owned())
+        self.hub.file(&inst.sop_instance_uid).map_err(|e| e.to_string())?.ok_or_else(|| "instance file missing".to_owned())
     }
 }
 

@@ -17,7 +17,6 @@ use serde::Serialize;
 use super::{Failure, Federation};
 use crate::index::model::PatientKey;
 use crate::index::{Index, IndexError};
-use crate::store::ObjectKey;
 
 const PATIENT_ID: Tag = Tag(0x0010, 0x0020);
 const ISSUER: Tag = Tag(0x0010, 0x0021);
@@ -113,7 +112,7 @@ impl Federation {
         let files: Vec<(String, Vec<u8>)> = tokio::task::spawn_blocking(move || -> Result<_, SendError> {
             let mut out = Vec::new();
             for rec in hub.index.instances_of(&uid, None)? {
-                let bytes = hub.store.get(&ObjectKey::for_uid(&rec.sop_uid)).map_err(|e| SendError::Store(e.to_string()))?;
+                let bytes = hub.file(&rec.sop_uid).map_err(|e| SendError::Store(e.to_string()))?;
                 let bytes = bytes.ok_or_else(|| SendError::Store(format!("the file of {} is missing", rec.sop_uid)))?;
                 let out_bytes = if from == to_ { bytes } else { coerce(&bytes, &from, &to_).map_err(|e| SendError::Store(format!("{}: {e}", rec.sop_uid)))? };
                 out.push((rec.sop_uid, out_bytes));

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_object::InMemDicomObject;
+use futures_util::StreamExt;
 use pacs_gateway::scu::{self, ScuError};
 use pacs_gateway::status::Category;
 use pacs_gateway::{Answer, Model, StoreRequest};
@@ -241,20 +242,85 @@ impl Federation {
 
     async fn fetch_from(self: &Arc<Self>, site: &'static Site, study: &StudyRecord, scope: &Scope) -> Result<(), Failure> {
         let Some(run) = self.run_of(&site.code) else { return Err(Failure::NotHeld(format!("site {} has no PACS configured", site.code))) };
+        run.live().fetches += 1;
+        let parts = self.parts(scope).await?;
+        let result = if parts.len() > 1 {
+            let n = parts.len();
+            let done: Vec<Result<(), Failure>> = futures_util::stream::iter(parts.into_iter().map(|id| self.retrieve(site, study, id)))
+                .buffer_unordered(self.opts.fetch_associations)
+                .collect()
+                .await;
+            match done.into_iter().find(Result::is_err) {
+                None => Ok(()),
+                // A PACS that does not take a list of SOP Instance UIDs: the scope whole.
+                Some(Err(Failure::Refused(why))) => {
+                    tracing::info!(site = %site.code, parts = n, %why, "a split retrieve was refused; retrieving the scope whole");
+                    self.retrieve(site, study, identifier(scope)).await
+                }
+                Some(e) => e,
+            }
+        } else {
+            self.retrieve(site, study, identifier(scope)).await
+        };
+        match &result {
+            Ok(()) => run.contact(true, None),
+            Err(e) => {
+                run.live().fetches_failed += 1;
+                // A refusal is an answer: the site is up.
+                let down = matches!(e, Failure::Unreachable(_) | Failure::Timeout(_));
+                run.contact(!down, down.then(|| e.to_string()));
+            }
+        }
+        result
+    }
+
+    /// The retrieves a fetch of `scope` is split into: its instances still
+    /// at the site, in display order, a run of at least `SPLIT_MIN` of one
+    /// series per retrieve (IMAGE level, a list of SOP Instance UIDs), as
+    /// many as the fetch has associations; one retrieve of the whole scope
+    /// when it is too small to gain.
+    async fn parts(&self, scope: &Scope) -> Result<Vec<InMemDicomObject>, Failure> {
+        let ways = self.opts.fetch_associations;
+        if ways <= 1 {
+            return Ok(vec![identifier(scope)]);
+        }
+        let (hub, study, series) = (self.hub.clone(), scope.study.clone(), scope.series.clone());
+        let listed = tokio::task::spawn_blocking(move || {
+            let mut order = hub.index.series_of(&study)?;
+            crate::index::model::sort_series(&mut order);
+            let mut out = Vec::new();
+            for s in order.iter().filter(|s| series.as_deref().is_none_or(|x| x == s.uid)) {
+                let mut list: Vec<InstanceRecord> = hub.index.instances_of(&study, Some(&s.uid))?.into_iter().filter(|i| !i.local).collect();
+                list.sort_by_key(|i| i.number);
+                if !list.is_empty() {
+                    out.push((s.uid.clone(), list.into_iter().map(|i| i.sop_uid).collect::<Vec<_>>()));
+                }
+            }
+            Ok::<_, crate::index::IndexError>(out)
+        })
+        .await
+        .map_err(|e| Failure::Refused(e.to_string()))?
+        .map_err(|e| Failure::Refused(e.to_string()))?;
+        let total: usize = listed.iter().map(|(_, l)| l.len()).sum();
+        if total < 2 * SPLIT_MIN {
+            return Ok(vec![identifier(scope)]);
+        }
+        let size = total.div_ceil(ways).max(SPLIT_MIN);
+        Ok(listed.iter().flat_map(|(series, sops)| sops.chunks(size).map(|c| image_identifier(&scope.study, series, c))).collect())
+    }
+
+    /// One C-MOVE or C-GET of `id` from `site`.
+    async fn retrieve(self: &Arc<Self>, site: &'static Site, study: &StudyRecord, id: InMemDicomObject) -> Result<(), Failure> {
+        let Some(run) = self.run_of(&site.code) else { return Err(Failure::NotHeld(format!("site {} has no PACS configured", site.code))) };
         let peer = run.peer();
-        let id = identifier(scope);
         let cfg = &self.fetch_scu;
         let what = format!("site {} ({peer})", site.code);
-        let fail = |e: ScuError| {
-            run.contact(false, Some(e.to_string()));
-            run.live().fetches_failed += 1;
-            match e {
-                ScuError::Timeout { .. } => Failure::Timeout(format!("{what}: {e}")),
-                ScuError::Connect { .. } | ScuError::Rejected { .. } | ScuError::Io(_) | ScuError::Aborted(_) => Failure::Unreachable(format!("{what}: {e}")),
-                _ => Failure::Refused(format!("{what}: {e}")),
-            }
+        run.live().retrieves += 1;
+        let fail = |e: ScuError| match e {
+            ScuError::Timeout { .. } => Failure::Timeout(format!("{what}: {e}")),
+            ScuError::Connect { .. } | ScuError::Rejected { .. } | ScuError::Io(_) | ScuError::Aborted(_) => Failure::Unreachable(format!("{what}: {e}")),
+            _ => Failure::Refused(format!("{what}: {e}")),
         };
-        run.live().fetches += 1;
         let outcome = match site.retrieve {
             Retrieve::CMove => scu::move_to(cfg, &peer, Model::StudyRoot, &id, &self.own_ae, |_| ControlFlow::Continue(())).await.map_err(fail)?,
             Retrieve::CGet => {
@@ -263,11 +329,9 @@ impl Federation {
                 scu::get(cfg, &peer, Model::StudyRoot, &id, &classes, sink, |_| ControlFlow::Continue(())).await.map_err(fail)?
             }
         };
-        run.contact(true, None);
         if matches!(outcome.status.category(), Category::Success | Category::Warning) {
             return Ok(());
         }
-        run.live().fetches_failed += 1;
         let comment = outcome.comment.map(|c| format!(": {c}")).unwrap_or_default();
         Err(Failure::Refused(format!("{what} answered the retrieve with status {:04X}{comment}", outcome.status.0)))
     }
@@ -319,6 +383,22 @@ fn get_contexts(study: &StudyRecord) -> Vec<(String, Vec<String>)> {
         classes = pacs_gateway::sop_classes::STORAGE.iter().map(|(uid, _)| *uid).collect();
     }
     classes.into_iter().take(120).map(|c| (c.to_owned(), ts.clone())).collect()
+}
+
+/// Fewest instances one part of a split retrieve asks for.
+const SPLIT_MIN: usize = 32;
+
+/// The retrieve identifier of some instances of one series (Study Root,
+/// IMAGE level, list-of-UID matching as PS3.4 C.4.2.2.1 allows).
+fn image_identifier(study: &str, series: &str, sops: &[String]) -> InMemDicomObject {
+    let mut o = identifier(&Scope { study: study.to_owned(), series: Some(series.to_owned()) });
+    let mut list = sops.join("\\");
+    if list.len() % 2 == 1 {
+        list.push('\0');
+    }
+    o.put(DataElement::new(tags::QUERY_RETRIEVE_LEVEL, VR::CS, PrimitiveValue::from("IMAGE")));
+    o.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(list)));
+    o
 }
 
 /// The retrieve identifier of a scope (Study Root).

@@ -79,6 +79,10 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// Time a site has for each message awaited from it.
     pub dimse_timeout: Duration,
+    /// Retrieves one fetch has with its site at once: a site sends each
+    /// association's sub-operations one after another, so a long series
+    /// split among a few arrives sooner.
+    pub fetch_associations: usize,
     /// Priors fetched ahead for a patient's new study (0: none).
     pub priors: usize,
     /// Only studies this recent (by Study Date) prompt a prefetch.
@@ -97,6 +101,7 @@ impl Default for Options {
             fetch_wait: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(5),
             dimse_timeout: Duration::from_secs(30),
+            fetch_associations: 3,
             priors: 3,
             prefetch_days: 7,
         }
@@ -126,9 +131,11 @@ struct Live {
     /// Harvests failed in a row: the next waits longer.
     failures: u32,
     next_sync: Option<u64>,
-    /// Retrieves (C-MOVE or C-GET) radhub has asked of the site, and how many failed.
+    /// Fetches from the site, and how many failed.
     fetches: u64,
     fetches_failed: u64,
+    /// The retrieves (C-MOVE or C-GET) they took: a long series is split.
+    retrieves: u64,
 }
 
 /// One site's PACS and radhub's dealings with it.
@@ -197,6 +204,7 @@ pub struct SiteStatus {
     pub next_sync: Option<u64>,
     pub fetches: u64,
     pub fetches_failed: u64,
+    pub retrieves: u64,
 }
 
 pub struct Federation {
@@ -286,6 +294,7 @@ impl Federation {
                     next_sync: live.next_sync,
                     fetches: live.fetches,
                     fetches_failed: live.fetches_failed,
+                    retrieves: live.retrieves,
                 })
             })
             .collect()

@@ -108,10 +108,7 @@ fn instances(hub: &Hub, p: &Params) -> Result<Vec<InstanceRecord>, Problem> {
 }
 
 fn read(hub: &Hub, uid: &str) -> Result<Vec<u8>, Problem> {
-    hub.store
-        .get(&ObjectKey::for_uid(uid))
-        .map_err(|e| Problem::internal("reading an instance", e))?
-        .ok_or_else(|| Problem::internal("reading an instance", "file missing"))
+    hub.file(uid).map_err(|e| Problem::internal("reading an instance", e))?.ok_or_else(|| Problem::internal("reading an instance", "file missing"))
 }
 
 /// The transfer syntax an Accept header asks instances in: `None` for as
@@ -275,7 +272,7 @@ fn part_source(hub: &Hub, rec: &InstanceRecord, syntax: Option<&str>) -> Result<
             Ok((PartSource::Bytes(Some(out)), ts.to_owned()))
         }
         _ => {
-            let r = hub.store.reader(&ObjectKey::for_uid(&rec.sop_uid)).map_err(|e| (None, e.to_string()))?.ok_or((None, "file missing".to_owned()))?;
+            let r = hub.file_reader(&rec.sop_uid).map_err(|e| (None, e.to_string()))?.ok_or((None, "file missing".to_owned()))?;
             Ok((PartSource::File(r), rec.transfer_syntax.clone()))
         }
     }
