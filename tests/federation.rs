@@ -122,15 +122,18 @@ struct Data {
     twin_id: String,
     /// At R0D, naming RBD's issuer.
     misissued: PathBuf,
-    /// Per site (RBD, RD3): a study of one long series, `LONG` instances.
+    /// Per site: a study of one long series (`LONG` instances; R0D's `LONGER`, of a patient of its own).
     long: BTreeMap<String, String>,
 }
 
 /// Instances in the long series: more than two parts of a split retrieve.
 const LONG: usize = 70;
+/// R0D's, long enough that its PACS is still sending when it is killed.
+const LONGER: usize = 150;
 
-/// A study of one series of `n` instances made from `src`: new UIDs (suffix `tag`).
-fn long_series(src: &Path, dir: &Path, tag: u32, n: usize) -> Vec<PathBuf> {
+/// A study of one series of `n` instances made from `src`: new UIDs
+/// (suffix `tag`); `stranger`, a Patient ID for someone with no other record.
+fn long_series(src: &Path, dir: &Path, tag: u32, n: usize, stranger: Option<&str>) -> Vec<PathBuf> {
     let bump = |t: Tag| format!("{}.{tag}", support::attr(src, t).trim_end_matches('\0'));
     let (st, se, sop) = (bump(STUDY_UID), bump(SERIES_UID), bump(SOP_UID));
     assert!(sop.len() + 4 <= 64, "{sop}: too long to number");
@@ -143,6 +146,11 @@ fn long_series(src: &Path, dir: &Path, tag: u32, n: usize) -> Vec<PathBuf> {
             o.put_str(SERIES_UID, VR::UI, se.clone());
             o.put_str(SOP_UID, VR::UI, sop.clone());
             o.put_str(Tag(0x0020, 0x0013), VR::IS, (i + 1).to_string());
+            if let Some(pid) = stranger {
+                o.put_str(PATIENT_ID, VR::LO, pid);
+                o.put_str(PATIENT_NAME, VR::PN, "LONG^SERIES");
+                o.remove_element(OTHER_IDS);
+            }
             o.update_meta(|m| m.media_storage_sop_instance_uid = sop);
             let f = dir.join(format!("{i}.dcm"));
             o.write_to_file(&f).unwrap();
@@ -186,8 +194,9 @@ fn data() -> Data {
     variant(&rbd0, &f, 96, "RBD", "D7777777", "MIS^ISSUED", "19500505", "F", "");
     by_site.get_mut("R0D").unwrap().push(f.clone());
     let mut long = BTreeMap::new();
-    for (site, src, tag) in [("RBD", &rbd0, 97), ("RD3", &rd3_0, 98)] {
-        let files = long_series(src, &extra.join(format!("{site}/long")), tag, LONG);
+    let r0d_0 = by_site["R0D"][0].clone();
+    for (site, src, tag, n, stranger) in [("RBD", &rbd0, 97, LONG, None), ("RD3", &rd3_0, 98, LONG, None), ("R0D", &r0d_0, 99, LONGER, Some("RLONG0001"))] {
+        let files = long_series(src, &extra.join(format!("{site}/long")), tag, n, stranger);
         long.insert(site.to_owned(), support::attr(&files[0], STUDY_UID));
         by_site.get_mut(site).unwrap().extend(files);
     }
@@ -507,7 +516,8 @@ fn three_pacs_harvested_linked_and_fetched_on_demand() {
 
     // C-MOVE through radhub of a remote-only R0D study, to another AE.
     let r0d_files: Vec<PathBuf> = d.by_site["R0D"].iter().filter(|f| **f != d.misissued).cloned().collect();
-    let r0d = studies_of(&r0d_files);
+    let mut r0d = studies_of(&r0d_files);
+    r0d.remove(&d.long["R0D"]);
     let (uid, _) = r0d.iter().next().unwrap();
     let want = site_copy(&pacs[2], &copy, uid);
     let (ok, out) = output(dcmtk("movescu").args([
@@ -652,6 +662,57 @@ fn three_pacs_harvested_linked_and_fetched_on_demand() {
     assert!(matches!(r.status, 502 | 504), "{} {:?}", r.status, r.headers);
     assert!(hung < Duration::from_secs(15), "a hung site held a request for {hung:?}");
     eprintln!("a hung site answered {} in {hung:?}", r.status);
+
+    // A site killed (-9) during a retrieve: the answer begun is cut, never
+    // passed off as whole; what arrived is held whole; the server serves on.
+    let long = &d.long["R0D"];
+    let (cut, before_kill) = {
+        use std::io::{Read, Write};
+        let addr = hub.http.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        write!(s, "GET /dicom-web/studies/{long} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {reader}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 8192];
+        // Until the first part is whole: the boundary seen twice in the body.
+        while raw.windows(9).filter(|w| w == b"--radhub-").count() < 3 {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "the answer ended before its first part: {}", String::from_utf8_lossy(&raw));
+            raw.extend_from_slice(&buf[..n]);
+        }
+        let _ = Command::new("kill").args(["-9", &pacs[2].pid().to_string()]).status();
+        let before_kill = raw.len();
+        let t = Instant::now();
+        let _ = s.read_to_end(&mut raw);
+        assert!(t.elapsed() < Duration::from_secs(30), "a cut answer took {:?} to end", t.elapsed());
+        (raw, before_kill)
+    };
+    let text = String::from_utf8_lossy(&cut);
+    assert!(text.starts_with("HTTP/1.1 200"), "{}", &text[..200.min(text.len())]);
+    let boundary = text.split("boundary=").nth(1).and_then(|b| b.split(['\r', ';', '"']).find(|x| !x.is_empty())).unwrap().to_owned();
+    assert!(!text.contains(&format!("--{boundary}--")), "an answer cut by its site must not end as if whole ({} bytes, {before_kill} before the kill)", cut.len());
+    let s = hub.json(&format!("/api/studies/{long}"), &reader);
+    let held = s["local_instances"].as_u64().unwrap();
+    assert!(held >= 1 && held < LONGER as u64, "{held} of {LONGER} held after the site was killed part way: {s}");
+    // Each instance that arrived is whole: served from here, byte for byte as the site's file.
+    let sources: BTreeMap<String, PathBuf> =
+        d.by_site["R0D"].iter().filter(|f| support::attr(f, STUDY_UID) == *long).map(|f| (support::attr(f, SOP_UID), f.clone())).collect();
+    let series = support::attr(sources.values().next().unwrap(), SERIES_UID);
+    let listed = hub.json(&format!("/dicom-web/studies/{long}/series/{series}/instances?includefield=00080056"), &reader);
+    let online: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["00080056"]["Value"][0] == "ONLINE")
+        .map(|x| x["00080018"]["Value"][0].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(online.len() as u64, held, "{listed}");
+    for sop in &online {
+        let r = get(&hub.http, &format!("/dicom-web/studies/{long}/series/{series}/instances/{sop}"), &reader);
+        let got = parts(&r);
+        assert_eq!(got.len(), 1, "{sop}: {}", r.status);
+        assert!(dataset(&got[0]) == dataset(&std::fs::read(&sources[sop]).unwrap()), "{sop} is not whole");
+    }
 
     // A site that stops: its remote-only studies answer 502 within the connect timeout.
     drop(pacs.pop());

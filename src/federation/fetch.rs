@@ -87,6 +87,10 @@ impl Fetches {
         }
     }
 
+    fn subscribe(&self, scope: &Scope) -> Option<watch::Receiver<FetchState>> {
+        self.lock().get(scope).map(watch::Sender::subscribe)
+    }
+
     pub(super) fn in_flight(&self) -> usize {
         self.lock().len()
     }
@@ -246,10 +250,29 @@ impl Federation {
         let parts = self.parts(scope).await?;
         let result = if parts.len() > 1 {
             let n = parts.len();
-            let done: Vec<Result<(), Failure>> = futures_util::stream::iter(parts.into_iter().map(|id| self.retrieve(site, study, id)))
-                .buffer_unordered(self.opts.fetch_associations)
-                .collect()
-                .await;
+            let mut parts = parts.into_iter();
+            let first = self.retrieve(site, study, parts.next().unwrap_or_else(|| identifier(scope)));
+            tokio::pin!(first);
+            // The first instance is what a viewer waits for: the first part
+            // has the site to itself until one has come (or a moment passed).
+            let mut progress = self.fetches.subscribe(scope);
+            let head_start = async {
+                if let Some(rx) = progress.as_mut() {
+                    let _ = tokio::time::timeout(HEAD_START, rx.wait_for(|s| s.stored > 0)).await;
+                }
+            };
+            let first_done = tokio::select! {
+                r = &mut first => Some(r),
+                _ = head_start => None,
+            };
+            let rest = futures_util::stream::iter(parts.map(|id| self.retrieve(site, study, id)))
+                .buffer_unordered(self.opts.fetch_associations.saturating_sub(1).max(1))
+                .collect::<Vec<_>>();
+            let (first, mut done) = match first_done {
+                Some(r) => (r, rest.await),
+                None => tokio::join!(&mut first, rest),
+            };
+            done.insert(0, first);
             match done.into_iter().find(Result::is_err) {
                 None => Ok(()),
                 // A PACS that does not take a list of SOP Instance UIDs: the scope whole.
@@ -384,6 +407,9 @@ fn get_contexts(study: &StudyRecord) -> Vec<(String, Vec<String>)> {
     }
     classes.into_iter().take(120).map(|c| (c.to_owned(), ts.clone())).collect()
 }
+
+/// How long the first part of a split retrieve has the site to itself.
+const HEAD_START: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Fewest instances one part of a split retrieve asks for.
 const SPLIT_MIN: usize = 32;

@@ -22,6 +22,7 @@ use super::answers::{self, SeriesAnswer, StudyAnswer};
 use super::state::{Cursor, LastSync};
 use super::{FedError, Federation, SiteRun};
 use crate::dates;
+use crate::index::model::StudyRecord;
 use crate::index::{IndexError, Upsert};
 use crate::sites;
 
@@ -190,14 +191,31 @@ async fn find_on(
 async fn read_studies(fed: &Arc<Federation>, site: &Arc<SiteRun>, peer: &Peer, studies: Vec<InMemDicomObject>) -> Result<Vec<StudyOutcome>, FedError> {
     let mut tasks = tokio::task::JoinSet::new();
     let mut out = Vec::with_capacity(studies.len());
+    let mut read = Vec::with_capacity(studies.len());
     for o in studies {
-        let answer = match answers::read_study(&o) {
-            Ok(a) => a,
-            Err(why) => {
-                out.push(StudyOutcome { refused: Some(format!("an unreadable study answer: {why}")), ..Default::default() });
-                continue;
+        match answers::read_study(&o) {
+            Ok(a) => read.push(a),
+            Err(why) => out.push(StudyOutcome { refused: Some(format!("an unreadable study answer: {why}")), ..Default::default() }),
+        }
+    }
+    // One look at the index for the window: most of a re-sync's answers
+    // are studies it already has, and need no task of their own.
+    let (hub, code) = (fed.hub.clone(), site.site.code.clone());
+    let (changed, unchanged) = blocking(move || {
+        let mut changed = Vec::with_capacity(read.len());
+        let mut unchanged = 0;
+        for a in read {
+            if up_to_date(hub.index.study(&a.meta.study_uid)?.as_ref(), &a, &code) {
+                unchanged += 1;
+            } else {
+                changed.push(a);
             }
-        };
+        }
+        Ok((changed, unchanged))
+    })
+    .await?;
+    out.extend((0..unchanged).map(|_| StudyOutcome::default()));
+    for answer in changed {
         let permit = site.harvest_slots.clone().acquire_owned().await.map_err(|_| FedError::Stopped)?;
         let (fed, site, peer) = (fed.clone(), site.clone(), peer.clone());
         tasks.spawn(async move {
@@ -215,6 +233,15 @@ async fn read_studies(fed: &Arc<Federation>, site: &Arc<SiteRun>, peer: &Peer, s
     Ok(out)
 }
 
+/// Whether the index has all a site's answer says it holds of a study
+/// (the counts are the change a site's C-FIND shows).
+fn up_to_date(held: Option<&StudyRecord>, a: &StudyAnswer, code: &str) -> bool {
+    match (held, a.instances) {
+        (Some(h), Some(n)) => h.held_at.contains(code) && n <= h.instances && a.series.is_none_or(|k| k <= h.series),
+        _ => false,
+    }
+}
+
 pub(super) async fn read_study(fed: &Federation, site: &SiteRun, peer: &Peer, a: StudyAnswer) -> Result<StudyOutcome, FedError> {
     let code = site.site.code.as_str();
     let refused = |a: &StudyAnswer, why: String| StudyOutcome { refused: Some(format!("study {}: {why}", a.meta.study_uid)), ..Default::default() };
@@ -225,10 +252,8 @@ pub(super) async fn read_study(fed: &Federation, site: &SiteRun, peer: &Peer, a:
     let hub = fed.hub.clone();
     let uid = a.meta.study_uid.clone();
     let held = blocking(move || hub.index.study(&uid)).await?;
-    if let (Some(h), Some(n)) = (&held, a.instances) {
-        if h.held_at.contains(code) && n <= h.instances && a.series.is_none_or(|k| k <= h.series) {
-            return Ok(StudyOutcome::default());
-        }
+    if up_to_date(held.as_ref(), &a, code) {
+        return Ok(StudyOutcome::default());
     }
     // The study's own attributes, then its instances, on one association.
     let mut assoc =
