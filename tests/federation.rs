@@ -690,7 +690,11 @@ fn three_pacs_harvested_linked_and_fetched_on_demand() {
     let text = String::from_utf8_lossy(&cut);
     assert!(text.starts_with("HTTP/1.1 200"), "{}", &text[..200.min(text.len())]);
     let boundary = text.split("boundary=").nth(1).and_then(|b| b.split(['\r', ';', '"']).find(|x| !x.is_empty())).unwrap().to_owned();
-    assert!(!text.contains(&format!("--{boundary}--")), "an answer cut by its site must not end as if whole ({} bytes, {before_kill} before the kill)", cut.len());
+    assert!(
+        !text.contains(&format!("--{boundary}--")),
+        "an answer cut by its site must not end as if whole ({} bytes, {before_kill} before the kill)",
+        cut.len()
+    );
     let s = hub.json(&format!("/api/studies/{long}"), &reader);
     let held = s["local_instances"].as_u64().unwrap();
     assert!(held >= 1 && held < LONGER as u64, "{held} of {LONGER} held after the site was killed part way: {s}");
