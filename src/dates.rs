@@ -1,6 +1,14 @@
 //! Calendar days and DICOM DA values (`YYYYMMDD`), without a time zone:
 //! a harvest's date windows and the synthetic data's dates.
 
+/// Milliseconds since the epoch as ISO 8601 UTC, to the second.
+pub fn iso_ms(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let t = secs.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", t / 3600, t / 60 % 60, t % 60)
+}
+
 /// Days since 1970-01-01 → (year, month, day). Hinnant's civil algorithm.
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -47,6 +55,12 @@ pub fn today() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso_times() {
+        assert_eq!(iso_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso_ms(1_767_225_599_999), "2025-12-31T23:59:59Z");
+    }
 
     #[test]
     fn days_and_da_round_trip() {

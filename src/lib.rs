@@ -17,6 +17,7 @@
 
 pub mod app_db;
 pub mod auth;
+pub mod claims;
 pub mod cli;
 pub mod dates;
 pub mod dicom;

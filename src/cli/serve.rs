@@ -139,6 +139,10 @@ pub struct HttpArgs {
     /// idle keep-alive connection is kept.
     #[arg(long, default_value_t = 20)]
     pub http_header_timeout: u64,
+    /// Seconds a radiologist's claim on a study lasts unless renewed (each
+    /// save of the draft renews it).
+    #[arg(long, default_value_t = 1800)]
+    pub claim_lease: u64,
     /// WADO-RS retrieves one user may have streaming at once.
     #[arg(long, default_value_t = 8)]
     pub retrieves_per_user: usize,
@@ -216,6 +220,7 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         renderer: Some(renderer),
         auth: Arc::new(crate::auth::Auth::new(&app_db)?),
         reports: Arc::new(crate::reports::Reports::new(&app_db)?),
+        claims: Arc::new(crate::claims::Claims::new(&app_db, std::time::Duration::from_secs(http.claim_lease.max(1)))?),
         limits: Limits {
             max_body: http.max_body,
             max_connections: http.max_connections,

@@ -81,6 +81,7 @@ pub struct AppState {
     pub renderer: Option<Renderer>,
     pub auth: Arc<Auth>,
     pub reports: Arc<Reports>,
+    pub claims: Arc<crate::claims::Claims>,
     pub limits: Limits,
     /// Where the viewer's files are; `None` serves a short page saying so.
     pub viewer_dir: Option<PathBuf>,
@@ -180,6 +181,7 @@ pub fn router(state: S) -> Router {
 
     let report = Router::new()
         .route("/api/worklist", get(api::studies::worklist))
+        .route("/api/studies/{study}/claim", post(api::claims::claim).delete(api::claims::release))
         .route("/api/studies/{study}/reports", post(api::reports::create_report))
         .route("/api/reports/{id}", axum::routing::put(api::reports::update_report))
         .route("/api/reports/{id}/sign", post(api::reports::sign_report));
@@ -200,6 +202,7 @@ pub fn router(state: S) -> Router {
         .route("/api/admin/links/proposals", get(api::admin::link_proposals))
         .route("/api/admin/quarantine", get(api::admin::quarantine))
         .route("/api/admin/quarantine/{study}", post(api::admin::file_study))
+        .route("/api/admin/claims/{study}", axum::routing::delete(api::claims::break_claim))
         .route("/api/sites/{code}/sync", post(api::sites::sync))
         .route("/api/sites/{code}/echo", post(api::sites::echo));
 

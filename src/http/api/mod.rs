@@ -5,6 +5,7 @@
 //! links, quarantine (`admin`).
 
 pub mod admin;
+pub mod claims;
 pub mod patients;
 pub mod reports;
 pub mod session;
@@ -50,6 +51,14 @@ fn auth_problem(e: AuthError) -> Problem {
         AuthError::Exists(_) => Problem::new(StatusCode::CONFLICT, e.to_string()),
         AuthError::BadName | AuthError::WeakPassword => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         e => Problem::internal("user database", e),
+    }
+}
+
+fn claim_problem(e: crate::claims::ClaimError) -> Problem {
+    use crate::claims::ClaimError;
+    match e {
+        ClaimError::Held(_) | ClaimError::NotHolder(..) => Problem::new(StatusCode::CONFLICT, e.to_string()),
+        e => Problem::internal("claims database", e),
     }
 }
 

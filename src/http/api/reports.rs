@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{blocking, report_problem, JsonBody};
+use super::{blocking, claim_problem, report_problem, JsonBody};
 use crate::auth::{Principal, Role};
 use crate::http::params::Params;
 use crate::http::{Problem, S};
@@ -38,10 +38,22 @@ pub async fn create_report(
     let uid = p.get("study").to_owned();
     let r = blocking(move || {
         let s = state.hub.index.study(&uid)?.filter(|s| super::studies::visible(&who, s)).ok_or_else(|| Problem::not_found("no such study"))?;
+        // Reporting a study takes its claim (or renews the author's own).
+        state.claims.claim(&uid, &who.user).map_err(claim_problem)?;
         state.reports.create(&uid, &s.site, &who.user, &body.text).map_err(report_problem)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(r)).into_response())
+}
+
+/// An author's edit or signature of their own draft takes (or renews)
+/// their claim on its study; refused while someone else holds it. Other
+/// cases are left to `Reports` to refuse.
+fn own_draft_claimed(state: &S, id: u64, user: &str) -> Result<(), Problem> {
+    if let Some(r) = state.reports.get(id).map_err(report_problem)?.filter(|r| r.author == user && r.status == crate::reports::Status::Draft) {
+        state.claims.claim(&r.study_uid, user).map_err(claim_problem)?;
+    }
+    Ok(())
 }
 
 fn report_id(p: &Params) -> Result<u64, Problem> {
@@ -66,10 +78,23 @@ pub async fn update_report(
     JsonBody(body): JsonBody<ReportText>,
 ) -> Result<Json<Value>, Problem> {
     let id = report_id(&p)?;
-    blocking(move || state.reports.update(id, &who.user, &body.text).map(|r| json!(r)).map_err(report_problem)).await.map(Json)
+    blocking(move || {
+        own_draft_claimed(&state, id, &who.user)?;
+        state.reports.update(id, &who.user, &body.text).map(|r| json!(r)).map_err(report_problem)
+    })
+    .await
+    .map(Json)
 }
 
 pub async fn sign_report(State(state): State<S>, Extension(who): Extension<Principal>, p: Params) -> Result<Json<Value>, Problem> {
     let id = report_id(&p)?;
-    blocking(move || state.reports.sign(id, &who.user).map(|r| json!(r)).map_err(report_problem)).await.map(Json)
+    blocking(move || {
+        own_draft_claimed(&state, id, &who.user)?;
+        let signed = state.reports.sign(id, &who.user).map_err(report_problem)?;
+        // Signed off: the study is free (a lapsed claim, or none, is no matter).
+        state.claims.release(&signed.study_uid, Some(&who.user)).map_err(claim_problem)?;
+        Ok(json!(signed))
+    })
+    .await
+    .map(Json)
 }

@@ -16,6 +16,7 @@ use crate::index::StudyFilter;
 
 pub fn study_json(state: &S, s: &StudyRecord) -> Result<Value, Problem> {
     let reported = state.reports.is_reported(&s.uid).map_err(report_problem)?;
+    let claim = state.claims.get(&s.uid).map_err(super::claim_problem)?;
     Ok(json!({
         "uid": s.uid,
         "site": s.site,
@@ -34,6 +35,8 @@ pub fn study_json(state: &S, s: &StudyRecord) -> Result<Value, Problem> {
         "local_instances": s.local_instances,
         "local": s.is_local(),
         "reported": reported,
+        // Who is reporting it, while their claim is live.
+        "claim": claim.as_ref().map(super::claims::claim_json),
         "quarantined": s.site == crate::sites::QUARANTINE,
     }))
 }
@@ -111,6 +114,8 @@ pub async fn worklist(State(state): State<S>, Extension(who): Extension<Principa
     let mut f = study_filter(&q, &who)?;
     f.quarantine = false;
     let n = limit(&q, 100)?;
+    // `claimed_by=NAME`, or `claimed_by=` (empty) for the studies no one has claimed.
+    let claimed_by = q.get("claimed_by").map(str::to_owned);
     blocking(move || {
         let mut out = Vec::new();
         for s in state.hub.index.find_studies(&f) {
@@ -118,6 +123,12 @@ pub async fn worklist(State(state): State<S>, Extension(who): Extension<Principa
                 break;
             }
             let s = s?;
+            if let Some(want) = &claimed_by {
+                let holder = state.claims.get(&s.uid).map_err(super::claim_problem)?.map(|c| c.by).unwrap_or_default();
+                if holder != *want {
+                    continue;
+                }
+            }
             // Quarantined studies wait for an admin, not a radiologist; a
             // site's history found by a harvest (nothing of it sent to
             // radhub) was reported there.
