@@ -166,7 +166,14 @@ mod tests {
         for round in 0..20 {
             let study = format!("1.2.{round}");
             let won: Vec<String> = std::thread::scope(|s| {
-                let hs: Vec<_> = (0..8).map(|i| s.spawn({ let (c, study) = (&c, &study); move || c.claim(study, &format!("r{i}")).ok().map(|c| c.by) })).collect();
+                let hs: Vec<_> = (0..8)
+                    .map(|i| {
+                        s.spawn({
+                            let (c, study) = (&c, &study);
+                            move || c.claim(study, &format!("r{i}")).ok().map(|c| c.by)
+                        })
+                    })
+                    .collect();
                 hs.into_iter().filter_map(|h| h.join().unwrap()).collect()
             });
             assert_eq!(won.len(), 1, "round {round}: {won:?}");

@@ -51,7 +51,10 @@ fn a_study_is_claimed_by_one_radiologist_at_a_time() {
     let shown = get(&base, &format!("/api/studies/{study}"), &clinician).json();
     assert_eq!(shown["claim"]["by"], winner.as_str(), "{shown}");
     let mine = get(&base, &format!("/api/worklist?claimed_by={winner}"), &holder).json();
-    assert!(mine.as_array().unwrap().iter().all(|s| s["claim"]["by"] == winner.as_str()) && mine.as_array().unwrap().iter().any(|s| s["uid"] == study.as_str()), "{mine}");
+    assert!(
+        mine.as_array().unwrap().iter().all(|s| s["claim"]["by"] == winner.as_str()) && mine.as_array().unwrap().iter().any(|s| s["uid"] == study.as_str()),
+        "{mine}"
+    );
     let free = get(&base, "/api/worklist?claimed_by=", &holder).json();
     assert!(!free.as_array().unwrap().iter().any(|s| s["uid"] == study.as_str()), "{free}");
 
