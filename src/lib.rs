@@ -20,6 +20,7 @@ pub mod auth;
 pub mod claims;
 pub mod cli;
 pub mod dates;
+pub mod delivery;
 pub mod dicom;
 pub mod dimse;
 pub mod federation;

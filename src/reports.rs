@@ -15,6 +15,41 @@ pub enum Status {
     Final,
 }
 
+/// A report as stored before addenda were recorded.
+#[derive(Deserialize)]
+struct ReportV1 {
+    id: u64,
+    study_uid: String,
+    site: String,
+    author: String,
+    status: Status,
+    text: String,
+    created_ms: u64,
+    updated_ms: u64,
+    signed_ms: Option<u64>,
+}
+
+fn decode(raw: &[u8]) -> Result<Report, ReportError> {
+    match postcard::from_bytes::<Report>(raw) {
+        Ok(r) => Ok(r),
+        Err(e) => match postcard::from_bytes::<ReportV1>(raw) {
+            Ok(v) => Ok(Report {
+                id: v.id,
+                study_uid: v.study_uid,
+                site: v.site,
+                author: v.author,
+                status: v.status,
+                text: v.text,
+                created_ms: v.created_ms,
+                updated_ms: v.updated_ms,
+                signed_ms: v.signed_ms,
+                addendum_of: None,
+            }),
+            Err(_) => Err(e.into()),
+        },
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub id: u64,
@@ -27,6 +62,8 @@ pub struct Report {
     pub created_ms: u64,
     pub updated_ms: u64,
     pub signed_ms: Option<u64>,
+    /// The final report this one adds to (a final is never edited).
+    pub addendum_of: Option<u64>,
 }
 
 impl Report {
@@ -53,6 +90,10 @@ pub enum ReportError {
     Empty,
     #[error("report text exceeds {MAX_TEXT} bytes")]
     TooLong,
+    #[error("study {0} has a final report: add an addendum to it")]
+    HasFinal(String),
+    #[error("report {0} is not final: only a final report takes an addendum")]
+    NotFinal(u64),
 }
 
 pub const MAX_TEXT: usize = 256 << 10;
@@ -72,7 +113,27 @@ impl Reports {
         Ok(Reports { db: db.clone(), by_id: db.open_tree("reports")?, by_study: db.open_tree("reports_by_study")?, edit: std::sync::Mutex::new(()) })
     }
 
+    /// A new draft on a study: refused when the study has its final report
+    /// (one final per study; what follows is an addendum).
     pub fn create(&self, study_uid: &str, site: &str, author: &str, text: &str) -> Result<Report, ReportError> {
+        let _edit = self.edit.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_reported(study_uid)? {
+            return Err(ReportError::HasFinal(study_uid.to_owned()));
+        }
+        self.insert(study_uid, site, author, text, None)
+    }
+
+    /// A draft addendum to final report `of`.
+    pub fn addendum(&self, of: u64, author: &str, text: &str) -> Result<Report, ReportError> {
+        let _edit = self.edit.lock().unwrap_or_else(|e| e.into_inner());
+        let base = self.get(of)?.ok_or(ReportError::NotFound(of))?;
+        if base.status != Status::Final {
+            return Err(ReportError::NotFinal(of));
+        }
+        self.insert(&base.study_uid, &base.site, author, text, Some(of))
+    }
+
+    fn insert(&self, study_uid: &str, site: &str, author: &str, text: &str, addendum_of: Option<u64>) -> Result<Report, ReportError> {
         check(text)?;
         let now = now_ms();
         let id = self.db.generate_id()? + 1;
@@ -86,6 +147,7 @@ impl Reports {
             created_ms: now,
             updated_ms: now,
             signed_ms: None,
+            addendum_of,
         };
         let mut key = study_uid.as_bytes().to_vec();
         key.push(0);
@@ -98,7 +160,7 @@ impl Reports {
 
     pub fn get(&self, id: u64) -> Result<Option<Report>, ReportError> {
         Ok(match self.by_id.get(id.to_be_bytes())? {
-            Some(v) => Some(postcard::from_bytes(&v)?),
+            Some(v) => Some(decode(&v)?),
             None => None,
         })
     }
@@ -156,9 +218,9 @@ impl Reports {
         Ok(out)
     }
 
-    /// Whether the study has a signed report (off the worklist).
+    /// Whether the study has its final report (off the worklist).
     pub fn is_reported(&self, study_uid: &str) -> Result<bool, ReportError> {
-        Ok(self.of_study(study_uid)?.iter().any(|r| r.status == Status::Final))
+        Ok(self.of_study(study_uid)?.iter().any(|r| r.status == Status::Final && r.addendum_of.is_none()))
     }
 }
 
@@ -177,6 +239,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reports_stored_before_addenda_still_read() {
+        #[derive(Serialize)]
+        struct Old<'a>(u64, &'a str, &'a str, &'a str, Status, &'a str, u64, u64, Option<u64>);
+        let raw = postcard::to_stdvec(&Old(7, "1.2.3", "RBD", "ann", Status::Final, "Normal.", 1, 2, Some(2))).unwrap();
+        let r = decode(&raw).unwrap();
+        assert_eq!((r.id, r.status, r.addendum_of, r.text.as_str()), (7, Status::Final, None, "Normal."));
+    }
+
+    #[test]
     fn drafts_are_edited_by_their_author_until_signed() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
@@ -191,7 +262,10 @@ mod tests {
         assert!(reports.is_reported("1.2.3").unwrap());
         assert!(!reports.is_reported("1.2.30").unwrap());
         assert_eq!(reports.of_study("1.2.3").unwrap().len(), 1);
-        let draft = reports.create("1.2.3", "RBD", "ann", "Addendum in progress.").unwrap();
+        assert!(matches!(reports.create("1.2.3", "RBD", "bob", "A second opinion."), Err(ReportError::HasFinal(_))));
+        let draft = reports.addendum(r.id, "ann", "Addendum in progress.").unwrap();
+        assert_eq!(draft.addendum_of, Some(r.id));
+        assert!(matches!(reports.addendum(draft.id, "ann", "x"), Err(ReportError::NotFinal(_))));
         assert!(draft.readable_by("ann", false) && draft.readable_by("root", true) && !draft.readable_by("bob", false));
         assert!(signed.readable_by("bob", false));
     }

@@ -49,6 +49,9 @@ pub struct Site {
     /// The site's Patient IDs are NHS numbers (linked by them when valid).
     #[serde(default)]
     pub nhs_patient_ids: bool,
+    /// The site's RIS for signed reports (HL7 v2 ORU^R01 over MLLP), host:port.
+    #[serde(default)]
+    pub ris: Option<String>,
     /// Other AEs that store into radhub for this site (its modalities),
     /// besides its PACS's own AE.
     #[serde(default)]
@@ -97,6 +100,7 @@ pub fn defaults() -> Vec<Site> {
         retrieve: Retrieve::CMove,
         nhs_patient_ids: false,
         senders: Vec::new(),
+        ris: None,
     };
     vec![site("RBD", "Dorset County Hospital", "RBD"), site("RD3", "Poole Hospital", "RD3"), site("R0D", "Royal Bournemouth and Christchurch Hospitals", "R0D")]
 }
@@ -135,6 +139,12 @@ fn check(sites: &[Site]) -> Result<(), SitesError> {
         if let Some(ae) = &s.ae_title {
             if !printable(ae) {
                 return bad(format!("site {}: AE title {ae:?} is 1 to 16 printable characters", s.code));
+            }
+        }
+        if let Some(ris) = &s.ris {
+            let ok = ris.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                return bad(format!("site {}: ris {ris:?} is host:port (its HL7 MLLP listener)", s.code));
             }
         }
     }
@@ -270,5 +280,9 @@ issuer = "R0D"
         assert!(load(&p).unwrap_err().to_string().contains("twice"));
         std::fs::write(&p, "[[site]]\ncode = \"RBD\"\nname = \"x\"\nissuer = \"RBD\"\nport = \"104\"\n").unwrap();
         assert!(matches!(load(&p), Err(SitesError::Parse { .. })));
+        std::fs::write(&p, "[[site]]\ncode = \"RBD\"\nname = \"x\"\nissuer = \"RBD\"\nris = \"10.1.2.4\"\n").unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains("host:port"));
+        std::fs::write(&p, "[[site]]\ncode = \"RBD\"\nname = \"x\"\nissuer = \"RBD\"\nris = \"ris.dch.nhs.uk:2575\"\n").unwrap();
+        assert_eq!(load(&p).unwrap()[0].ris.as_deref(), Some("ris.dch.nhs.uk:2575"));
     }
 }

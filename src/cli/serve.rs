@@ -214,12 +214,21 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
     let federation = crate::federation::Federation::new(hub.clone(), &app_db, &ae, fed.options()).context("the sites' PACS")?;
     let handler = Arc::new(HubHandler::new(hub.clone(), &ae, sites, Some(renderer.clone())).with_federation(federation.clone()));
     let control_token = crate::auth::random_token();
+    let reports = Arc::new(crate::reports::Reports::new(&app_db)?);
+    let outbox = Arc::new(crate::delivery::Outbox::new(&app_db)?);
+    let delivery = Arc::new(crate::delivery::Delivery {
+        hub: hub.clone(),
+        reports: reports.clone(),
+        outbox: outbox.clone(),
+        scu: pacs_gateway::scu::ScuConfig { calling_ae: ae.clone(), ..Default::default() },
+    });
     let mut state = AppState {
         hub: hub.clone(),
         thumbs,
         renderer: Some(renderer),
         auth: Arc::new(crate::auth::Auth::new(&app_db)?),
-        reports: Arc::new(crate::reports::Reports::new(&app_db)?),
+        reports,
+        outbox,
         claims: Arc::new(crate::claims::Claims::new(&app_db, std::time::Duration::from_secs(http.claim_lease.max(1)))?),
         limits: Limits {
             max_body: http.max_body,
@@ -265,6 +274,7 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         control.write(data).context("writing the control file")?;
         federation.start();
         federation.start_prefetch();
+        tokio::spawn(delivery.run());
         let mut out = std::io::stdout();
         let _ = writeln!(out, "radhub: DICOM listening on {dicom_addr} as {ae}\nradhub: HTTP listening on {http_addr}").and_then(|_| out.flush());
         tracing::info!(%dicom_addr, %http_addr, %ae, "listening");

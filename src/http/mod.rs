@@ -82,6 +82,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub reports: Arc<Reports>,
     pub claims: Arc<crate::claims::Claims>,
+    pub outbox: Arc<crate::delivery::Outbox>,
     pub limits: Limits,
     /// Where the viewer's files are; `None` serves a short page saying so.
     pub viewer_dir: Option<PathBuf>,
@@ -184,7 +185,8 @@ pub fn router(state: S) -> Router {
         .route("/api/studies/{study}/claim", post(api::claims::claim).delete(api::claims::release))
         .route("/api/studies/{study}/reports", post(api::reports::create_report))
         .route("/api/reports/{id}", axum::routing::put(api::reports::update_report))
-        .route("/api/reports/{id}/sign", post(api::reports::sign_report));
+        .route("/api/reports/{id}/sign", post(api::reports::sign_report))
+        .route("/api/reports/{id}/addenda", post(api::reports::create_addendum));
 
     let store = Router::new()
         .route("/dicom-web/studies", post(stow::store))

@@ -65,7 +65,7 @@ fn claim_problem(e: crate::claims::ClaimError) -> Problem {
 fn report_problem(e: ReportError) -> Problem {
     match e {
         ReportError::NotFound(_) => Problem::not_found(e.to_string()),
-        ReportError::Final(_) => Problem::new(StatusCode::CONFLICT, e.to_string()),
+        ReportError::Final(_) | ReportError::HasFinal(_) | ReportError::NotFinal(_) => Problem::new(StatusCode::CONFLICT, e.to_string()),
         ReportError::NotAuthor(_) => Problem::new(StatusCode::FORBIDDEN, e.to_string()),
         ReportError::Empty | ReportError::TooLong => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         e => Problem::internal("report database", e),

@@ -56,6 +56,36 @@ fn own_draft_claimed(state: &S, id: u64, user: &str) -> Result<(), Problem> {
     Ok(())
 }
 
+/// A report with where it has gone: each delivery's kind, state, attempts and last error.
+fn with_deliveries(r: &crate::reports::Report, deliveries: &[crate::delivery::Entry]) -> Value {
+    let mut v = json!(r);
+    v["deliveries"] = json!(deliveries
+        .iter()
+        .map(|e| json!({
+            "kind": e.kind,
+            "site": e.site,
+            "state": e.state,
+            "attempts": e.attempts,
+            "last_error": e.last_error,
+            "done": e.done_ms.map(crate::dates::iso_ms),
+            "sop_instance_uid": e.sop_uid,
+        }))
+        .collect::<Vec<_>>());
+    v
+}
+
+/// A draft addendum to a final report (a final is never edited).
+pub async fn create_addendum(
+    State(state): State<S>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+    JsonBody(body): JsonBody<ReportText>,
+) -> Result<Response, Problem> {
+    let id = report_id(&p)?;
+    let r = blocking(move || state.reports.addendum(id, &who.user, &body.text).map_err(report_problem)).await?;
+    Ok((StatusCode::CREATED, Json(r)).into_response())
+}
+
 fn report_id(p: &Params) -> Result<u64, Problem> {
     p.get("id").parse().map_err(|_| Problem::bad_request("a report id is a whole number"))
 }
@@ -65,7 +95,9 @@ pub async fn report(State(state): State<S>, Extension(who): Extension<Principal>
     blocking(move || {
         // Someone else's draft is answered as no report at all.
         let r = state.reports.get(id).map_err(report_problem)?.filter(|r| r.readable_by(&who.user, who.role == Role::Admin));
-        r.map(|r| json!(r)).ok_or_else(|| Problem::not_found(format!("no report {id}")))
+        let r = r.ok_or_else(|| Problem::not_found(format!("no report {id}")))?;
+        let deliveries = state.outbox.of_report(id).map_err(|e| Problem::internal("outbox", e))?;
+        Ok(with_deliveries(&r, &deliveries))
     })
     .await
     .map(Json)
@@ -91,9 +123,11 @@ pub async fn sign_report(State(state): State<S>, Extension(who): Extension<Princ
     blocking(move || {
         own_draft_claimed(&state, id, &who.user)?;
         let signed = state.reports.sign(id, &who.user).map_err(report_problem)?;
+        // Its way back to the owning trust is durable before the signature is answered.
+        let deliveries = state.outbox.enqueue(&signed).map_err(|e| Problem::internal("outbox", e))?;
         // Signed off: the study is free (a lapsed claim, or none, is no matter).
         state.claims.release(&signed.study_uid, Some(&who.user)).map_err(claim_problem)?;
-        Ok(json!(signed))
+        Ok(with_deliveries(&signed, &deliveries))
     })
     .await
     .map(Json)
