@@ -16,6 +16,7 @@
 //! - `cli`: the `radhub` admin commands
 
 pub mod app_db;
+pub mod audit;
 pub mod auth;
 pub mod claims;
 pub mod cli;

@@ -97,4 +97,46 @@ fn a_study_is_claimed_by_one_radiologist_at_a_time() {
     // Its holder releases it by hand.
     assert_eq!(call(&base, "DELETE", &claim2, &holder, "").status, 204);
     assert!(get(&base, &format!("/api/studies/{other}"), &clinician).json()["claim"].is_null());
+
+    // Every action above is in the audit trail: who, their role, the request, its outcome, the study and its patient.
+    let trail = get(&base, "/api/admin/audit?limit=1000", &admin).json();
+    let trail = trail.as_array().unwrap();
+    let has = |user: &str, req: &str, status: u16, on: Option<&str>| {
+        trail.iter().any(|e| e["user"] == user && e["request"] == req && e["status"] == status && on.is_none_or(|s| e["study"] == s))
+    };
+    for (user, req, status, on) in [
+        (winner.as_str(), "POST /api/studies/{study}/claim", 200, Some(study.as_str())),
+        (winner.as_str(), "POST /api/studies/{study}/reports", 201, Some(study.as_str())),
+        (winner.as_str(), "PUT /api/reports/{id}", 200, None),
+        (winner.as_str(), "POST /api/reports/{id}/sign", 200, None),
+        (winner.as_str(), "GET /api/worklist", 200, None),
+        (winner.as_str(), "DELETE /api/studies/{study}/claim", 204, Some(other.as_str())),
+        ("root1", "DELETE /api/admin/claims/{study}", 200, Some(other.as_str())),
+        ("root1", "DELETE /api/admin/claims/{study}", 404, Some(other.as_str())),
+        ("clin1", "POST /api/studies/{study}/claim", 403, Some(study.as_str())),
+        ("clin1", "GET /api/studies/{study}", 200, Some(study.as_str())),
+    ] {
+        assert!(has(user, req, status, on), "no audit record of {user} {req} {status} on {on:?}");
+    }
+    assert_eq!(
+        trail.iter().filter(|e| e["request"] == "POST /api/studies/{study}/claim" && e["status"] == 409 && e["study"] == study.as_str()).count(),
+        6,
+        "the five losers' claims, and the one while the draft was open"
+    );
+    let opened = trail.iter().find(|e| e["user"] == "clin1" && e["request"] == "GET /api/studies/{study}").unwrap();
+    assert!(opened["patient"].as_str().is_some_and(|p| p.contains('/')), "{opened}");
+    assert_eq!(
+        (opened["event"].as_str(), opened["action"].as_str(), opened["outcome"].as_u64(), opened["role"].as_str()),
+        (Some("DICOM Instances Accessed"), Some("R"), Some(0), Some("clinician"))
+    );
+    let refused = trail.iter().find(|e| e["user"] == "clin1" && e["status"] == 403).unwrap();
+    assert_eq!(refused["outcome"], 4);
+    // The chain is whole, over the API and by `radhub audit --verify` through the running server.
+    let v = get(&base, "/api/admin/audit/verify", &admin).json();
+    assert!(v["ok"] == true && v["records"].as_u64().unwrap() >= trail.len() as u64, "{v}");
+    let out = support::run(server.data.path(), &["audit", "--verify"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("intact"), "{}", String::from_utf8_lossy(&out.stderr));
+    let export = support::run(server.data.path(), &["audit", "--json", "--user", "clin1", "--limit", "1000"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&export.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(!lines.is_empty() && lines.iter().all(|e| e["user"] == "clin1"), "{lines:?}");
 }

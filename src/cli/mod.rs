@@ -1,6 +1,7 @@
 //! The `radhub` admin commands. Each subcommand lives in its own file and
 //! returns `anyhow::Result`, so errors reach the admin with their context.
 
+mod audit;
 mod demo;
 mod import;
 mod links;
@@ -70,6 +71,8 @@ enum Command {
     Sites(sites::Args),
     /// Harvest the sites' PACS into the index now (through the running server if there is one).
     Sync(sites::SyncArgs),
+    /// The audit trail of access to patient data: list, export (--json), check its chain (--verify).
+    Audit(audit::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -106,6 +109,7 @@ pub fn main() -> ExitCode {
         Command::Quarantine(a) => quarantine::run(&cli.data, a),
         Command::Sites(a) => sites::run(&cli.data, a),
         Command::Sync(a) => sites::sync(&cli.data, a),
+        Command::Audit(a) => audit::run(&cli.data, a),
     };
     match result {
         Ok(code) => code,

@@ -222,6 +222,11 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         outbox: outbox.clone(),
         scu: pacs_gateway::scu::ScuConfig { calling_ae: ae.clone(), ..Default::default() },
     });
+    let audit = Arc::new(crate::audit::Audit::new(&app_db)?);
+    let audit_log = {
+        let hub = hub.clone();
+        audit.clone().writer(move |study| hub.index.study(study).ok().flatten().map(|s| format!("{}/{}", s.patient.issuer, s.patient.patient_id)))
+    };
     let mut state = AppState {
         hub: hub.clone(),
         thumbs,
@@ -229,6 +234,8 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         auth: Arc::new(crate::auth::Auth::new(&app_db)?),
         reports,
         outbox,
+        audit: audit.clone(),
+        audit_log,
         claims: Arc::new(crate::claims::Claims::new(&app_db, std::time::Duration::from_secs(http.claim_lease.max(1)))?),
         limits: Limits {
             max_body: http.max_body,

@@ -276,7 +276,7 @@ where
 }
 
 /// One request to the running server, as `radhub-cli`; the body of a 2xx answer.
-fn call(c: &Control, method: &str, path: &str, body: Option<&[u8]>) -> anyhow::Result<Vec<u8>> {
+pub(super) fn call(c: &Control, method: &str, path: &str, body: Option<&[u8]>) -> anyhow::Result<Vec<u8>> {
     let hostport = c.url.strip_prefix("http://").context("the control file names no http:// URL")?.trim_end_matches('/');
     let mut sock = std::net::TcpStream::connect(hostport)
         .with_context(|| format!("connecting to the running server at {hostport} (is it still running? remove control.json if not)"))?;

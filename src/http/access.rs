@@ -62,7 +62,9 @@ pub async fn check(State((state, access)): State<(S, Access)>, mut req: Request,
         }
         Err(p) => return p.into_response(),
     };
+    let audit = Asked::of(&req);
     if !access.allows(principal.role) {
+        audit.record(&state, &principal, StatusCode::FORBIDDEN).await;
         let what = match access {
             Access::Report => "reporting is for radiologists",
             Access::Store => "storing is for radiologists and admins",
@@ -75,8 +77,69 @@ pub async fn check(State((state, access)): State<(S, Access)>, mut req: Request,
         tracing::warn!(user = %principal.user, origin = ?req.headers().get(header::ORIGIN), "cross-site request refused");
         return cross_site();
     }
-    req.extensions_mut().insert(principal);
-    next.run(req).await
+    req.extensions_mut().insert(principal.clone());
+    let response = next.run(req).await;
+    audit.record(&state, &principal, response.status()).await;
+    response
+}
+
+/// What an audit record needs of a request, taken before it is handled.
+struct Asked {
+    method: String,
+    route: String,
+    path: String,
+    query: String,
+    from: String,
+}
+
+impl Asked {
+    fn of(req: &Request) -> Asked {
+        let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
+        let from = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
+        Asked { method: req.method().to_string(), route, path: req.uri().path().to_owned(), query: req.uri().query().unwrap_or("").to_owned(), from }
+    }
+
+    /// The path's value at the route's `{name}`.
+    fn param(&self, name: &str) -> Option<String> {
+        let want = format!("{{{name}}}");
+        self.route.split('/').zip(self.path.split('/')).find(|(r, _)| *r == want).map(|(_, v)| v.to_owned())
+    }
+
+    /// One record in the audit trail, with the patient and study touched.
+    async fn record(self, state: &S, who: &Principal, status: StatusCode) {
+        let (event, action) = crate::audit::classify(&self.method, &self.route);
+        let outcome = match status.as_u16() {
+            200..=399 => 0,
+            400..=499 => 4,
+            _ => 8,
+        };
+        let study = self.param("study");
+        // A study's patient is looked up by the writer.
+        let patient = match (&study, self.param("nhs")) {
+            (_, Some(nhs)) => Some(format!("NHS/{nhs}")),
+            (Some(_), None) => None,
+            (None, None) => {
+                let q: HashMap<String, String> = serde_urlencoded::from_str(&self.query).unwrap_or_default();
+                q.get("PatientID").or_else(|| q.get("00100020")).or_else(|| q.get("patient_id")).map(|pid| {
+                    let issuer = q.get("IssuerOfPatientID").or_else(|| q.get("00100021")).or_else(|| q.get("issuer"));
+                    format!("{}/{pid}", issuer.map(String::as_str).unwrap_or("*"))
+                })
+            }
+        };
+        let r = crate::audit::Record {
+            event,
+            action,
+            outcome,
+            user: who.user.clone(),
+            role: who.role.as_str().to_owned(),
+            from: self.from,
+            request: format!("{} {}", self.method, self.route),
+            status: status.as_u16(),
+            patient,
+            study,
+        };
+        state.audit_log.record(r).await;
+    }
 }
 
 /// Counts of something each user (or address) holds at once: streaming

@@ -82,6 +82,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub reports: Arc<Reports>,
     pub claims: Arc<crate::claims::Claims>,
+    pub audit: Arc<crate::audit::Audit>,
+    pub audit_log: crate::audit::Recorder,
     pub outbox: Arc<crate::delivery::Outbox>,
     pub limits: Limits,
     /// Where the viewer's files are; `None` serves a short page saying so.
@@ -205,6 +207,8 @@ pub fn router(state: S) -> Router {
         .route("/api/admin/quarantine", get(api::admin::quarantine))
         .route("/api/admin/quarantine/{study}", post(api::admin::file_study))
         .route("/api/admin/claims/{study}", axum::routing::delete(api::claims::break_claim))
+        .route("/api/admin/audit", get(api::admin::audit))
+        .route("/api/admin/audit/verify", get(api::admin::audit_verify))
         .route("/api/sites/{code}/sync", post(api::sites::sync))
         .route("/api/sites/{code}/echo", post(api::sites::echo));
 

@@ -195,3 +195,32 @@ pub async fn file_study(
     .await
     .map(Json)
 }
+
+/// The audit trail, newest first: `user`, `patient` ("issuer/Patient ID"
+/// or "NHS/number"), `study`, `since` and `until` (ms since the epoch),
+/// `limit` (1 to 1000, 100 by default).
+pub async fn audit(State(state): State<S>, q: QueryPairs) -> Result<Json<Value>, Problem> {
+    let n = limit(&q, 100)?;
+    let ms = |k: &str| q.get(k).map(|v| v.parse::<u64>().map_err(|_| Problem::bad_request(format!("{k} is milliseconds since 1970")))).transpose();
+    let f = crate::audit::Filter {
+        user: q.get("user").map(str::to_owned),
+        patient: q.get("patient").map(str::to_owned),
+        study: q.get("study").map(str::to_owned),
+        since_ms: ms("since")?,
+        until_ms: ms("until")?,
+    };
+    state.audit_log.settle().await;
+    blocking(move || state.audit.query(&f, n).map(|e| Json(json!(e))).map_err(|e| Problem::internal("audit trail", e))).await
+}
+
+/// The whole hash chain checked: `{ok, records}` or `{ok: false, error}`.
+pub async fn audit_verify(State(state): State<S>) -> Result<Json<Value>, Problem> {
+    state.audit_log.settle().await;
+    blocking(move || {
+        Ok(Json(match state.audit.verify() {
+            Ok(n) => json!({"ok": true, "records": n}),
+            Err(e) => json!({"ok": false, "error": e.to_string()}),
+        }))
+    })
+    .await
+}
