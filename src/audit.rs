@@ -269,7 +269,7 @@ pub fn classify(method: &str, route: &str) -> (&'static str, &'static str) {
         "DICOM Instances Transferred"
     } else if route.contains("/reports") || route.contains("/addenda") || route.ends_with("/claim") || route.starts_with("/api/admin/claims") {
         "Report"
-    } else if route.starts_with("/api/admin/links") || route.starts_with("/api/patients/") {
+    } else if route.starts_with("/api/admin/links") || route.starts_with("/api/patients/") || route == "/fhir/Patient/{nhs}" {
         "Patient Record"
     } else if route == "/dicom-web/studies"
         || (route.ends_with("/series") && !route.contains("{series}"))
@@ -277,6 +277,7 @@ pub fn classify(method: &str, route: &str) -> (&'static str, &'static str) {
         || route == "/api/studies"
         || route == "/api/patients"
         || route == "/api/worklist"
+        || route.starts_with("/fhir/")
     {
         "Query"
     } else if route.contains("{study}") {
@@ -340,5 +341,7 @@ mod tests {
         assert_eq!(classify("POST", "/dicom-web/studies"), ("DICOM Instances Transferred", "C"));
         assert_eq!(classify("POST", "/api/admin/links"), ("Patient Record", "C"));
         assert_eq!(classify("GET", "/api/admin/audit"), ("Audit Log Used", "R"));
+        assert_eq!(classify("GET", "/fhir/ImagingStudy"), ("Query", "R"));
+        assert_eq!(classify("GET", "/fhir/Patient/{nhs}"), ("Patient Record", "R"));
     }
 }

@@ -120,10 +120,19 @@ impl Asked {
             (Some(_), None) => None,
             (None, None) => {
                 let q: HashMap<String, String> = serde_urlencoded::from_str(&self.query).unwrap_or_default();
-                q.get("PatientID").or_else(|| q.get("00100020")).or_else(|| q.get("patient_id")).map(|pid| {
-                    let issuer = q.get("IssuerOfPatientID").or_else(|| q.get("00100021")).or_else(|| q.get("issuer"));
-                    format!("{}/{pid}", issuer.map(String::as_str).unwrap_or("*"))
-                })
+                // FHIR: a patient by NHS number (patient=, identifier=system|value).
+                let fhir =
+                    q.get("patient").or_else(|| q.get("identifier")).or_else(|| q.get("patient.identifier")).filter(|_| self.route.starts_with("/fhir/"));
+                match fhir {
+                    Some(n) => {
+                        let v = n.rsplit('|').next().unwrap_or(n);
+                        Some(format!("NHS/{}", v.strip_prefix("Patient/").unwrap_or(v)))
+                    }
+                    None => q.get("PatientID").or_else(|| q.get("00100020")).or_else(|| q.get("patient_id")).map(|pid| {
+                        let issuer = q.get("IssuerOfPatientID").or_else(|| q.get("00100021")).or_else(|| q.get("issuer"));
+                        format!("{}/{pid}", issuer.map(String::as_str).unwrap_or("*"))
+                    }),
+                }
             }
         };
         let r = crate::audit::Record {

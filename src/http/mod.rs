@@ -10,6 +10,7 @@
 mod access;
 mod api;
 pub(crate) mod fetching;
+mod fhir;
 mod meta_cache;
 mod multipart;
 mod params;
@@ -180,6 +181,7 @@ pub fn router(state: S) -> Router {
         .route("/api/reports/{id}", get(api::reports::report))
         .route("/api/sites", get(api::sites::sites))
         .merge(qido::routes())
+        .merge(fhir::routes())
         .merge(wado::routes(&state));
 
     let report = Router::new()
