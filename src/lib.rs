@@ -30,6 +30,7 @@ pub mod http;
 pub mod index;
 pub mod ingest;
 pub mod nhs;
+pub mod orders;
 pub mod query;
 pub mod render;
 pub mod reports;

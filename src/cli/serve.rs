@@ -139,6 +139,10 @@ pub struct HttpArgs {
     /// idle keep-alive connection is kept.
     #[arg(long, default_value_t = 20)]
     pub http_header_timeout: u64,
+    /// Address of the HL7 v2 listener (MLLP) for the sites' RIS orders
+    /// (ORM^O01, OMI^O23); none unless given.
+    #[arg(long)]
+    pub hl7_bind: Option<SocketAddr>,
     /// Seconds a radiologist's claim on a study lasts unless renewed (each
     /// save of the draft renews it).
     #[arg(long, default_value_t = 1800)]
@@ -216,6 +220,7 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
     let control_token = crate::auth::random_token();
     let reports = Arc::new(crate::reports::Reports::new(&app_db)?);
     let outbox = Arc::new(crate::delivery::Outbox::new(&app_db)?);
+    let orders = Arc::new(crate::orders::Orders::new(&app_db)?);
     let delivery = Arc::new(crate::delivery::Delivery {
         hub: hub.clone(),
         reports: reports.clone(),
@@ -234,6 +239,7 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         auth: Arc::new(crate::auth::Auth::new(&app_db)?),
         reports,
         outbox,
+        orders: orders.clone(),
         audit: audit.clone(),
         audit_log,
         claims: Arc::new(crate::claims::Claims::new(&app_db, std::time::Duration::from_secs(http.claim_lease.max(1)))?),
@@ -282,6 +288,11 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         federation.start();
         federation.start_prefetch();
         tokio::spawn(delivery.run());
+        if let Some(bind) = http.hl7_bind {
+            let l = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding the HL7 listener to {bind}"))?;
+            tracing::info!(addr = %l.local_addr()?, "HL7 listening");
+            tokio::spawn(crate::orders::mllp::serve(l, orders));
+        }
         let mut out = std::io::stdout();
         let _ = writeln!(out, "radhub: DICOM listening on {dicom_addr} as {ae}\nradhub: HTTP listening on {http_addr}").and_then(|_| out.flush());
         tracing::info!(%dicom_addr, %http_addr, %ae, "listening");

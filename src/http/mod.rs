@@ -86,6 +86,7 @@ pub struct AppState {
     pub audit: Arc<crate::audit::Audit>,
     pub audit_log: crate::audit::Recorder,
     pub outbox: Arc<crate::delivery::Outbox>,
+    pub orders: Arc<crate::orders::Orders>,
     pub limits: Limits,
     /// Where the viewer's files are; `None` serves a short page saying so.
     pub viewer_dir: Option<PathBuf>,
@@ -186,6 +187,7 @@ pub fn router(state: S) -> Router {
 
     let report = Router::new()
         .route("/api/worklist", get(api::studies::worklist))
+        .route("/api/orders", get(api::studies::orders))
         .route("/api/studies/{study}/claim", post(api::claims::claim).delete(api::claims::release))
         .route("/api/studies/{study}/reports", post(api::reports::create_report))
         .route("/api/reports/{id}", axum::routing::put(api::reports::update_report))

@@ -17,6 +17,18 @@ use crate::index::StudyFilter;
 pub fn study_json(state: &S, s: &StudyRecord) -> Result<Value, Problem> {
     let reported = state.reports.is_reported(&s.uid).map_err(report_problem)?;
     let claim = state.claims.get(&s.uid).map_err(super::claim_problem)?;
+    // The RIS's order for it: the same accession at the same site.
+    let order = match s.accession_number.trim() {
+        "" => None,
+        acc => state.orders.get(&s.site, acc).map_err(|e| Problem::internal("orders", e))?,
+    };
+    // An order naming someone else under this accession is never shown as this patient's.
+    let (order, order_conflict) = match order {
+        Some(o) if o.patient_id != s.patient.patient_id || o.issuer != s.patient.issuer => {
+            (None, Some(format!("the RIS order for accession {} names patient {}/{}, not this study's", o.accession, o.issuer, o.patient_id)))
+        }
+        o => (o, None),
+    };
     Ok(json!({
         "uid": s.uid,
         "site": s.site,
@@ -35,10 +47,54 @@ pub fn study_json(state: &S, s: &StudyRecord) -> Result<Value, Problem> {
         "local_instances": s.local_instances,
         "local": s.is_local(),
         "reported": reported,
+        "order": order.as_ref().map(order_json),
+        "order_conflict": order_conflict,
         // Who is reporting it, while their claim is live.
         "claim": claim.as_ref().map(super::claims::claim_json),
         "quarantined": s.site == crate::sites::QUARANTINE,
     }))
+}
+
+pub fn order_json(o: &crate::orders::Order) -> Value {
+    json!({
+        "site": o.site,
+        "accession": o.accession,
+        "patient": {"issuer": o.issuer, "patient_id": o.patient_id, "name": o.patient_name},
+        "procedure": o.procedure,
+        "priority": o.priority,
+        "indication": o.indication,
+        "ordering_clinician": o.ordering_clinician,
+        "received": crate::dates::iso_ms(o.received_ms),
+    })
+}
+
+/// The sites' open orders, most urgent first then oldest: each with its
+/// study once it has arrived (`study`: null while waiting for images) and
+/// whether that study is reported.
+pub async fn orders(State(state): State<S>) -> Result<Json<Vec<Value>>, Problem> {
+    blocking(move || {
+        let open = state.orders.open().map_err(|e| Problem::internal("orders", e))?;
+        let mut out = Vec::with_capacity(open.len());
+        for o in &open {
+            let f = crate::index::StudyFilter { accession: Some(o.accession.clone()), site: Some(o.site.clone()), ..Default::default() };
+            let study = state.hub.index.find_studies(&f).filter_map(Result::ok).find(|s| s.site == o.site);
+            // The same accession under another patient is a conflict for a person, not a match.
+            let conflict = study.as_ref().filter(|s| s.patient.patient_id != o.patient_id || s.patient.issuer != o.issuer).map(|s| s.uid.clone());
+            let study = study.filter(|_| conflict.is_none());
+            let reported = match &study {
+                Some(s) => state.reports.is_reported(&s.uid).map_err(report_problem)?,
+                None => false,
+            };
+            let mut v = order_json(o);
+            v["study"] = json!(study.as_ref().map(|s| s.uid.clone()));
+            v["reported"] = json!(reported);
+            v["conflict"] = json!(conflict.map(|uid| format!("study {uid} has this accession under another patient")));
+            out.push(v);
+        }
+        Ok(out)
+    })
+    .await
+    .map(Json)
 }
 
 /// The study's patient as the site holding the study knows them.

@@ -1,0 +1,92 @@
+//! radhub's MLLP listener for the sites' RIS: each framed message
+//! (VT … FS CR) is parsed, filed when it is an order, and acknowledged
+//! only after it is durable (MSA AA); what cannot be filed is answered AE
+//! or AR with the reason, and the connection stays up for the next.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{ack, parse, OrderError, Orders};
+
+const VT: u8 = 0x0b;
+const FS: u8 = 0x1c;
+const CR: u8 = 0x0d;
+/// The largest message taken: an order is a few hundred bytes.
+const MAX_MESSAGE: usize = 1 << 20;
+/// A connection quiet this long is closed.
+const IDLE: Duration = Duration::from_secs(300);
+
+/// Serves until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, orders: Arc<Orders>) {
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "HL7 listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let orders = orders.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(sock, &orders).await {
+                tracing::info!(%peer, error = %e, "HL7 connection ended");
+            }
+        });
+    }
+}
+
+async fn connection(mut sock: tokio::net::TcpStream, orders: &Arc<Orders>) -> std::io::Result<()> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        // Whole frames first; then read more.
+        while let Some(end) = buf.windows(2).position(|w| w == [FS, CR]) {
+            let frame: Vec<u8> = buf.drain(..end + 2).collect();
+            let start = frame.iter().position(|&b| b == VT).map_or(0, |i| i + 1);
+            let text = String::from_utf8_lossy(&frame[start..end]).into_owned();
+            let answer = handle(&text, orders).await;
+            let mut out = vec![VT];
+            out.extend_from_slice(answer.as_bytes());
+            out.extend_from_slice(&[FS, CR]);
+            sock.write_all(&out).await?;
+        }
+        if buf.len() > MAX_MESSAGE {
+            let answer = ack("", "AR", "message too long");
+            sock.write_all(&[&[VT][..], answer.as_bytes(), &[FS, CR]].concat()).await?;
+            return Ok(());
+        }
+        let n = match tokio::time::timeout(IDLE, sock.read(&mut chunk)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn handle(text: &str, orders: &Arc<Orders>) -> String {
+    let control = text.split(['\r', '\n']).next().and_then(|msh| msh.split('|').nth(9)).unwrap_or("").trim().to_owned();
+    match parse(text) {
+        Ok((control, order)) => {
+            let (o, store) = (order.clone(), orders.clone());
+            match tokio::task::spawn_blocking(move || store.put(&o)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(site = %order.site, accession = %order.accession, priority = %order.priority, control = %order.control, "order received");
+                    ack(&control, "AA", "")
+                }
+                Ok(Err(e)) => ack(&control, "AE", &e.to_string()),
+                Err(e) => ack(&control, "AE", &e.to_string()),
+            }
+        }
+        Err(OrderError::Invalid(why)) => {
+            tracing::warn!(%why, "HL7 message refused");
+            ack(&control, "AR", &why)
+        }
+        Err(e) => ack(&control, "AE", &e.to_string()),
+    }
+}
