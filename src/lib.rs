@@ -25,6 +25,7 @@ pub mod delivery;
 pub mod dicom;
 pub mod dimse;
 pub mod federation;
+pub mod findings;
 pub mod group_commit;
 pub mod http;
 pub mod index;

@@ -143,6 +143,16 @@ pub struct HttpArgs {
     /// (ORM^O01, OMI^O23); none unless given.
     #[arg(long)]
     pub hl7_bind: Option<SocketAddr>,
+    /// Seconds a critical finding may wait to be recorded as communicated
+    /// before it escalates (listed for admins).
+    #[arg(long, default_value_t = 1800)]
+    pub escalate_critical: u64,
+    /// The same for an urgent finding.
+    #[arg(long, default_value_t = 86_400)]
+    pub escalate_urgent: u64,
+    /// The same for an unexpected significant finding.
+    #[arg(long, default_value_t = 604_800)]
+    pub escalate_unexpected: u64,
     /// Seconds a radiologist's claim on a study lasts unless renewed (each
     /// save of the draft renews it).
     #[arg(long, default_value_t = 1800)]
@@ -240,6 +250,14 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         reports,
         outbox,
         orders: orders.clone(),
+        findings: Arc::new(crate::findings::Findings::new(
+            &app_db,
+            crate::findings::Deadlines {
+                critical: std::time::Duration::from_secs(http.escalate_critical),
+                urgent: std::time::Duration::from_secs(http.escalate_urgent),
+                unexpected: std::time::Duration::from_secs(http.escalate_unexpected),
+            },
+        )?),
         audit: audit.clone(),
         audit_log,
         claims: Arc::new(crate::claims::Claims::new(&app_db, std::time::Duration::from_secs(http.claim_lease.max(1)))?),

@@ -87,6 +87,7 @@ pub struct AppState {
     pub audit_log: crate::audit::Recorder,
     pub outbox: Arc<crate::delivery::Outbox>,
     pub orders: Arc<crate::orders::Orders>,
+    pub findings: Arc<crate::findings::Findings>,
     pub limits: Limits,
     /// Where the viewer's files are; `None` serves a short page saying so.
     pub viewer_dir: Option<PathBuf>,
@@ -192,7 +193,9 @@ pub fn router(state: S) -> Router {
         .route("/api/studies/{study}/reports", post(api::reports::create_report))
         .route("/api/reports/{id}", axum::routing::put(api::reports::update_report))
         .route("/api/reports/{id}/sign", post(api::reports::sign_report))
-        .route("/api/reports/{id}/addenda", post(api::reports::create_addendum));
+        .route("/api/reports/{id}/addenda", post(api::reports::create_addendum))
+        .route("/api/reports/{id}/flag", post(api::reports::flag))
+        .route("/api/reports/{id}/communicated", post(api::reports::communicated));
 
     let store = Router::new()
         .route("/dicom-web/studies", post(stow::store))
@@ -212,6 +215,7 @@ pub fn router(state: S) -> Router {
         .route("/api/admin/quarantine/{study}", post(api::admin::file_study))
         .route("/api/admin/claims/{study}", axum::routing::delete(api::claims::break_claim))
         .route("/api/admin/audit", get(api::admin::audit))
+        .route("/api/admin/escalations", get(api::reports::escalations))
         .route("/api/admin/audit/verify", get(api::admin::audit_verify))
         .route("/api/sites/{code}/sync", post(api::sites::sync))
         .route("/api/sites/{code}/echo", post(api::sites::echo));

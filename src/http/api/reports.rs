@@ -74,6 +74,65 @@ fn with_deliveries(r: &crate::reports::Report, deliveries: &[crate::delivery::En
     v
 }
 
+fn finding_problem(e: crate::findings::FindingError) -> Problem {
+    use crate::findings::FindingError;
+    match e {
+        FindingError::NotFlagged(_) => Problem::new(StatusCode::CONFLICT, e.to_string()),
+        FindingError::Incomplete => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        e => Problem::internal("findings database", e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct FlagBody {
+    category: crate::findings::Category,
+}
+
+/// Flags a report's finding as critical, urgent or unexpected (its author).
+pub async fn flag(State(state): State<S>, Extension(who): Extension<Principal>, p: Params, JsonBody(body): JsonBody<FlagBody>) -> Result<Json<Value>, Problem> {
+    let id = report_id(&p)?;
+    blocking(move || {
+        let r = state
+            .reports
+            .get(id)
+            .map_err(report_problem)?
+            .filter(|r| r.readable_by(&who.user, false))
+            .ok_or_else(|| Problem::not_found(format!("no report {id}")))?;
+        if r.author != who.user {
+            return Err(Problem::new(StatusCode::FORBIDDEN, format!("report {id} is {}'s to flag", r.author)));
+        }
+        Ok(Json(json!(state.findings.flag(id, &r.study_uid, &r.site, body.category, &who.user).map_err(finding_problem)?)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct ToldBody {
+    who: String,
+    how: String,
+}
+
+/// Records who was told of a flagged finding, and how (any radiologist).
+pub async fn communicated(
+    State(state): State<S>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+    JsonBody(body): JsonBody<ToldBody>,
+) -> Result<Json<Value>, Problem> {
+    let id = report_id(&p)?;
+    blocking(move || Ok(Json(json!(state.findings.told(id, &body.who, &body.how, &who.user).map_err(finding_problem)?)))).await
+}
+
+/// Flagged findings past their time with nobody recorded as told, most
+/// overdue first, each with its study's site (the referrer's trust).
+pub async fn escalations(State(state): State<S>) -> Result<Json<Value>, Problem> {
+    blocking(move || {
+        let list = state.findings.escalations(crate::ingest::now_ms()).map_err(finding_problem)?;
+        Ok(Json(json!(list.into_iter().map(|(f, overdue)| json!({"finding": f, "overdue_s": overdue / 1000})).collect::<Vec<_>>())))
+    })
+    .await
+}
+
 /// A draft addendum to a final report (a final is never edited).
 pub async fn create_addendum(
     State(state): State<S>,
@@ -97,7 +156,9 @@ pub async fn report(State(state): State<S>, Extension(who): Extension<Principal>
         let r = state.reports.get(id).map_err(report_problem)?.filter(|r| r.readable_by(&who.user, who.role == Role::Admin));
         let r = r.ok_or_else(|| Problem::not_found(format!("no report {id}")))?;
         let deliveries = state.outbox.of_report(id).map_err(|e| Problem::internal("outbox", e))?;
-        Ok(with_deliveries(&r, &deliveries))
+        let mut v = with_deliveries(&r, &deliveries);
+        v["finding"] = json!(state.findings.get(id).map_err(finding_problem)?);
+        Ok(v)
     })
     .await
     .map(Json)
