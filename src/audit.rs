@@ -102,11 +102,85 @@ impl Recorder {
         }
     }
 
+    /// `record` from a thread outside the async runtime (the DICOM
+    /// handler's, on the blocking pool).
+    pub fn record_blocking(&self, r: Record) {
+        if self.tx.blocking_send(Message::Record(r)).is_err() {
+            tracing::error!("the audit writer has stopped: a record is lost");
+        }
+    }
+
     /// Waits until every record sent so far is in the trail.
     pub async fn settle(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.tx.send(Message::Barrier(tx)).await.is_ok() {
             let _ = rx.await;
+        }
+    }
+}
+
+/// What DICOM associations do with patient data, recorded like HTTP
+/// requests: the calling AE title is the user, its role "DICOM AE".
+/// A sender's C-STOREs are one record per study (its first instance in a
+/// while), not one per instance.
+pub struct DimseAudit {
+    log: Recorder,
+    /// (calling AE, study) → when its arrival was last recorded.
+    stores: Mutex<std::collections::HashMap<(String, String), u64>>,
+}
+
+/// A study's arrivals from one sender within this long are one record.
+const STORE_WINDOW_MS: u64 = 10 * 60_000;
+
+impl DimseAudit {
+    pub fn new(log: Recorder) -> Self {
+        DimseAudit { log, stores: Default::default() }
+    }
+
+    fn record(&self, event: &'static str, action: &'static str, ae: &str, request: String, status: u16, study: Option<&str>) {
+        self.log.record_blocking(Record {
+            event,
+            action,
+            outcome: if status == 0 { 0 } else { 4 },
+            user: ae.to_owned(),
+            role: "DICOM AE".into(),
+            from: "DICOM".into(),
+            request,
+            status,
+            patient: None,
+            study: study.map(str::to_owned),
+        });
+    }
+
+    /// A C-STORE received (status 0: stored); `study` unknown when the
+    /// data could not be read.
+    pub fn stored(&self, ae: &str, study: Option<&str>, status: u16) {
+        let now = crate::ingest::now_ms();
+        if let Some(study) = study {
+            let mut seen = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+            let key = (ae.to_owned(), study.to_owned());
+            if status == 0 && seen.get(&key).is_some_and(|t| now.saturating_sub(*t) < STORE_WINDOW_MS) {
+                return;
+            }
+            if seen.len() > 10_000 {
+                seen.retain(|_, t| now.saturating_sub(*t) < STORE_WINDOW_MS);
+            }
+            if status == 0 {
+                seen.insert(key, now);
+            }
+        }
+        self.record("DICOM Instances Transferred", "C", ae, "C-STORE".into(), status, study);
+    }
+
+    /// A C-FIND answered: its level and keys, and how many matches went back.
+    pub fn queried(&self, ae: &str, request: String, matches: usize, failed: bool) {
+        self.record("Query", "E", ae, format!("C-FIND {request} ({matches} matches)"), if failed { 0xC000 } else { 0 }, None);
+    }
+
+    /// Instances a C-MOVE or C-GET selected: one record per study.
+    pub fn retrieved(&self, ae: &str, level: &str, studies: &std::collections::BTreeMap<String, usize>) {
+        for (study, n) in studies {
+            self.record("DICOM Instances Transferred", "R", ae, format!("retrieve {level} ({n} instances)"), 0, Some(study));
         }
     }
 }
@@ -255,7 +329,15 @@ impl Audit {
 pub fn classify(method: &str, route: &str) -> (&'static str, &'static str) {
     let action = match method {
         "GET" | "HEAD" => "R",
-        "POST" if route.ends_with("/sign") || route.ends_with("/sync") || route.ends_with("/echo") || route.ends_with("/send") => "E",
+        "POST"
+            if route.ends_with("/sign")
+                || route.ends_with("/preliminary")
+                || route.ends_with("/sync")
+                || route.ends_with("/echo")
+                || route.ends_with("/send") =>
+        {
+            "E"
+        }
         "POST" => "C",
         "PUT" | "PATCH" => "U",
         "DELETE" => "D",
@@ -267,7 +349,13 @@ pub fn classify(method: &str, route: &str) -> (&'static str, &'static str) {
         "Audit Log Used"
     } else if route.ends_with("/send") || (method == "POST" && route.starts_with("/dicom-web/studies")) {
         "DICOM Instances Transferred"
-    } else if route.contains("/reports") || route.contains("/addenda") || route.ends_with("/claim") || route.starts_with("/api/admin/claims") {
+    } else if route.contains("/reports")
+        || route.contains("/addenda")
+        || route.ends_with("/claim")
+        || route.ends_with("/template")
+        || route.starts_with("/api/admin/claims")
+        || route.starts_with("/api/worklist/")
+    {
         "Report"
     } else if route.starts_with("/api/admin/links") || route.starts_with("/api/patients/") || route == "/fhir/Patient/{nhs}" {
         "Patient Record"

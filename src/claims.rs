@@ -53,6 +53,19 @@ impl Claims {
         Ok(self.read(study_uid)?.map(|(_, c)| c).filter(|c| c.live(now)))
     }
 
+    /// Every live claim's holder, by study (a worklist answer shows them).
+    pub fn holders(&self) -> Result<std::collections::HashMap<String, String>, ClaimError> {
+        let now = now_ms();
+        let mut out = std::collections::HashMap::new();
+        for kv in self.tree.iter() {
+            let c: Claim = postcard::from_bytes(&kv?.1)?;
+            if c.live(now) {
+                out.insert(c.study_uid, c.by);
+            }
+        }
+        Ok(out)
+    }
+
     fn read(&self, study_uid: &str) -> Result<Option<(sled::IVec, Claim)>, ClaimError> {
         match self.tree.get(study_uid.as_bytes())? {
             Some(raw) => {

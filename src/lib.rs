@@ -13,6 +13,8 @@
 //! - `dates`: calendar days and DICOM dates
 //! - `testdata`: deterministic synthetic multi-site studies
 //! - `render`: decoding and the display pipeline; `thumbs`: the thumbnail cache
+//! - `orders`, `worklist`, `claims`, `reports`, `findings`, `delivery`: reporting,
+//!   from a RIS order to the signed report back at the owning trust
 //! - `cli`: the `radhub` admin commands
 
 pub mod app_db;
@@ -37,6 +39,8 @@ pub mod render;
 pub mod reports;
 pub mod sites;
 pub mod store;
+pub mod templates;
 pub mod testdata;
 pub mod thumbs;
 pub mod verify;
+pub mod worklist;

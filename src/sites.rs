@@ -56,6 +56,10 @@ pub struct Site {
     /// besides its PACS's own AE.
     #[serde(default)]
     pub senders: Vec<String>,
+    /// Which of its arrivals need reporting: `arrivals` (every study; for
+    /// sites without an order feed) or `orders` (only ordered ones).
+    #[serde(default)]
+    pub worklist: crate::worklist::Rule,
 }
 
 impl Site {
@@ -101,6 +105,7 @@ pub fn defaults() -> Vec<Site> {
         nhs_patient_ids: false,
         senders: Vec::new(),
         ris: None,
+        worklist: crate::worklist::Rule::Arrivals,
     };
     vec![site("RBD", "Dorset County Hospital", "RBD"), site("RD3", "Poole Hospital", "RD3"), site("R0D", "Royal Bournemouth and Christchurch Hospitals", "R0D")]
 }

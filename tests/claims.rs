@@ -7,11 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{get, request, user_token, Reply, Server};
-
-fn call(base: &str, method: &str, path: &str, token: &str, body: &str) -> Reply {
-    request(base, method, path, &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/json")], body.as_bytes())
-}
+use support::{call, get, user_token, Reply, Server};
 
 #[test]
 fn a_study_is_claimed_by_one_radiologist_at_a_time() {
@@ -52,11 +48,13 @@ fn a_study_is_claimed_by_one_radiologist_at_a_time() {
     assert_eq!(shown["claim"]["by"], winner.as_str(), "{shown}");
     let mine = get(&base, &format!("/api/worklist?claimed_by={winner}"), &holder).json();
     assert!(
-        mine.as_array().unwrap().iter().all(|s| s["claim"]["by"] == winner.as_str()) && mine.as_array().unwrap().iter().any(|s| s["uid"] == study.as_str()),
+        mine["items"].as_array().unwrap().iter().all(|s| s["claimed_by"] == winner.as_str())
+            && mine["items"].as_array().unwrap().iter().any(|s| s["uid"] == study.as_str())
+            && mine["counts"]["claimed_by"][winner.as_str()] == 1,
         "{mine}"
     );
     let free = get(&base, "/api/worklist?claimed_by=", &holder).json();
-    assert!(!free.as_array().unwrap().iter().any(|s| s["uid"] == study.as_str()), "{free}");
+    assert!(!free["items"].as_array().unwrap().iter().any(|s| s["uid"] == study.as_str()), "{free}");
 
     // Another radiologist can neither draft a report on it nor release it.
     let reports = format!("/api/studies/{study}/reports");

@@ -6,11 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{get, request, user_token, Reply, Server};
-
-fn call(base: &str, method: &str, path: &str, token: &str, body: &str) -> Reply {
-    request(base, method, path, &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/json")], body.as_bytes())
-}
+use support::{call, get, user_token, Server};
 
 #[test]
 fn an_untold_critical_finding_escalates_until_recorded() {

@@ -154,7 +154,11 @@ fn sessions_reports_and_users() {
     let id = r.json()["id"].as_u64().unwrap();
     assert_eq!(hub.call("POST", &create, Some(hub.token("clinician")), r#"{"text":"x"}"#).status, 403);
     let on_list = |h: &Hub| {
-        h.call("GET", "/api/worklist?limit=1000", Some(h.token("radiologist")), "").json().as_array().unwrap().iter().any(|s| s["uid"] == h.study.as_str())
+        h.call("GET", "/api/worklist?limit=1000", Some(h.token("radiologist")), "").json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["uid"] == h.study.as_str())
     };
     assert!(on_list(&hub));
     let signed = request(&base, "POST", &format!("/api/reports/{id}/sign"), &[("Cookie", &cookie), ("Origin", &base)], b"");

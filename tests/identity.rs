@@ -163,7 +163,7 @@ fn data_from_a_sender_with_no_site_is_quarantined_until_an_admin_files_it() {
     let listed = get(&base, "/api/admin/quarantine", &admin).json();
     assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
     let worklist = get(&base, "/api/worklist?limit=1000", &reader).json();
-    assert!(worklist.as_array().unwrap().is_empty(), "quarantined studies on the worklist: {worklist}");
+    assert!(worklist["items"].as_array().unwrap().is_empty(), "quarantined studies on the worklist: {worklist}");
 
     // An admin files one under the site that issued its IDs...
     let auth = format!("Bearer {admin}");
@@ -181,7 +181,7 @@ fn data_from_a_sender_with_no_site_is_quarantined_until_an_admin_files_it() {
     let s = get(&base, &format!("/api/studies/{study_s}"), &reader).json();
     assert_eq!((s["site"].as_str(), s["patient"]["issuer"].as_str()), (Some("RBD"), Some("RBD")), "{s}");
     assert_eq!(findscu(&server, "DCH_PACS", "STUDY", &["PatientID=D0001"]).len(), 1, "filed, it answers C-FIND");
-    assert_eq!(get(&base, "/api/worklist?limit=1000", &reader).json().as_array().unwrap().len(), 1);
+    assert_eq!(get(&base, "/api/worklist?limit=1000", &reader).json()["items"].as_array().unwrap().len(), 1);
     // ...and cannot file Poole's Patient ID under Dorset County.
     let r = file(&study_f, "RBD");
     assert_eq!(r.status, 409, "{}", r.text());

@@ -101,8 +101,13 @@ fn a_ris_order_reaches_the_worklist_and_its_study() {
         "{s}"
     );
     let wl = get(&base, "/api/worklist?limit=1000", &rad).json();
-    let item = wl.as_array().unwrap().iter().find(|w| w["uid"] == uid).unwrap_or_else(|| panic!("{wl}"));
-    assert_eq!(item["order"]["accession"], acc);
+    let item = wl["items"].as_array().unwrap().iter().find(|w| w["uid"] == uid).unwrap_or_else(|| panic!("{wl}"));
+    assert_eq!((item["accession_number"].as_str(), item["priority"].as_str(), item["ordered"].as_bool()), (Some(acc), Some("S"), Some(true)), "{item}");
+    assert_eq!(item["indication"], "Fall, ?fracture");
+    // Stat first: nothing routine is listed before it.
+    let first_routine = wl["items"].as_array().unwrap().iter().position(|w| w["priority"] == "R");
+    let at = wl["items"].as_array().unwrap().iter().position(|w| w["uid"] == uid);
+    assert!(first_routine.is_none_or(|r| at < Some(r)), "{wl}");
 
     // An order whose accession belongs to another patient's study: never attached; the conflict is shown.
     let other = studies
@@ -120,10 +125,17 @@ fn a_ris_order_reaches_the_worklist_and_its_study() {
     assert!(o["study"].is_null() && o["conflict"].as_str().is_some_and(|c| c.contains(ouid)), "{o}");
     let acks = send(hl7, out.path(), &[orm("RBD", "M7", "CA", pid, oacc, "A", "Wrong patient")]);
     assert_eq!(acks[0][0], "AA");
+    let listed = |uid: &str| get(&base, "/api/worklist?limit=1000", &rad).json()["items"].as_array().unwrap().iter().any(|w| w["uid"] == uid);
+    assert!(listed(ouid), "a cancellation naming another patient took their study off the worklist");
 
     // A cancellation takes it off the open orders.
     let acks = send(hl7, out.path(), &[orm("RBD", "M5", "CA", "D0000001", "NOTYET1", "R", "Cough")]);
     assert_eq!(acks[0][0], "AA");
     let orders = get(&base, "/api/orders", &rad).json();
     assert_eq!(orders.as_array().unwrap().len(), 1, "{orders}");
+
+    // The study's own order cancelled: off the worklist, and later arrivals do not put it back.
+    assert!(listed(uid));
+    assert_eq!(send(hl7, out.path(), &[orm("RBD", "M8", "CA", pid, acc, "S", "Fall")])[0][0], "AA");
+    assert!(!listed(uid), "a cancelled order's study stayed on the worklist");
 }

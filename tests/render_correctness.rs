@@ -332,7 +332,7 @@ fn renders_match_dcmtk() {
         .unwrap();
     assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
     let mut by_modality: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for e in walk(data.path()) {
+    for e in support::walk(data.path()) {
         let bytes = std::fs::read(&e).unwrap();
         if let Ok(m) = radhub::dicom::extract::read_meta(&bytes) {
             by_modality.entry(m.modality.clone()).or_insert(e);
@@ -346,20 +346,6 @@ fn renders_match_dcmtk() {
     }
     let bad: Vec<_> = results.iter().filter(|(_, m)| *m > MAX_MAD).collect();
     assert!(bad.is_empty(), "renders differ from DCMTK's by more than {MAX_MAD}: {bad:?}");
-}
-
-fn walk(d: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(d).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }
 
 /// JPEG 2000 has no DCMTK decoder here (and pydicom no plugin): lossless

@@ -11,11 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{free_port, get, output, radhub, request, user_token, Reply};
-
-fn call(base: &str, method: &str, path: &str, token: &str, body: &str) -> Reply {
-    request(base, method, path, &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/json")], body.as_bytes())
-}
+use support::{call, free_port, get, output, radhub, user_token};
 
 /// python-hl7's MLLP server, appending each message it acknowledges to `out`.
 struct Ris {

@@ -226,11 +226,12 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
     let renderer = crate::thumbs::Renderer::start(hub.clone(), thumbs.clone(), 1);
     let app_db = crate::app_db::open(data).with_context(|| format!("opening {}", data.join("app").display()))?;
     let federation = crate::federation::Federation::new(hub.clone(), &app_db, &ae, fed.options()).context("the sites' PACS")?;
-    let handler = Arc::new(HubHandler::new(hub.clone(), &ae, sites, Some(renderer.clone())).with_federation(federation.clone()));
     let control_token = crate::auth::random_token();
     let reports = Arc::new(crate::reports::Reports::new(&app_db)?);
     let outbox = Arc::new(crate::delivery::Outbox::new(&app_db)?);
     let orders = Arc::new(crate::orders::Orders::new(&app_db)?);
+    let worklist = Arc::new(crate::worklist::Worklist::open(&app_db, hub.clone(), reports.clone(), orders.clone()).context("the worklist")?);
+
     let delivery = Arc::new(crate::delivery::Delivery {
         hub: hub.clone(),
         reports: reports.clone(),
@@ -242,6 +243,12 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         let hub = hub.clone();
         audit.clone().writer(move |study| hub.index.study(study).ok().flatten().map(|s| format!("{}/{}", s.patient.issuer, s.patient.patient_id)))
     };
+    let handler = Arc::new(
+        HubHandler::new(hub.clone(), &ae, sites, Some(renderer.clone()))
+            .with_federation(federation.clone())
+            .with_worklist(worklist.clone())
+            .with_audit(Arc::new(crate::audit::DimseAudit::new(audit_log.clone()))),
+    );
     let mut state = AppState {
         hub: hub.clone(),
         thumbs,
@@ -250,6 +257,7 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         reports,
         outbox,
         orders: orders.clone(),
+        worklist: worklist.clone(),
         findings: Arc::new(crate::findings::Findings::new(
             &app_db,
             crate::findings::Deadlines {
@@ -309,7 +317,7 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         if let Some(bind) = http.hl7_bind {
             let l = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding the HL7 listener to {bind}"))?;
             tracing::info!(addr = %l.local_addr()?, "HL7 listening");
-            tokio::spawn(crate::orders::mllp::serve(l, orders));
+            tokio::spawn(crate::orders::mllp::serve(l, orders, worklist));
         }
         let mut out = std::io::stdout();
         let _ = writeln!(out, "radhub: DICOM listening on {dicom_addr} as {ae}\nradhub: HTTP listening on {http_addr}").and_then(|_| out.flush());

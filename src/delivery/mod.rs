@@ -46,9 +46,13 @@ impl Delivery {
                 }
                 Err(_) => return,
             };
+            // A report's SR and ORU (and other reports') go out side by side.
+            let mut sending = tokio::task::JoinSet::new();
             for e in due {
-                self.attempt(e).await;
+                let me = self.clone();
+                sending.spawn(async move { me.attempt(e).await });
             }
+            while sending.join_next().await.is_some() {}
             let next = self.outbox.next_due().map(|t| t.saturating_sub(now_ms())).unwrap_or(60_000).clamp(50, 60_000);
             tokio::select! {
                 _ = self.outbox.woken() => {}

@@ -57,12 +57,45 @@ pub struct Outbox {
     entries: sled::Tree,
     /// report id, entry id (big endian) → (): a report's deliveries.
     by_report: sled::Tree,
+    /// next attempt (ms), entry id (big endian) → (): the pending entries by
+    /// when they fall due, so the worker never reads the delivered ones.
+    pending: sled::Tree,
     wake: tokio::sync::Notify,
+}
+
+fn due_key(next_ms: u64, id: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&next_ms.to_be_bytes());
+    k[8..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn split_key(k: &[u8]) -> Option<(u64, u64)> {
+    Some((u64::from_be_bytes(k.get(..8)?.try_into().ok()?), u64::from_be_bytes(k.get(8..16)?.try_into().ok()?)))
 }
 
 impl Outbox {
     pub fn new(db: &sled::Db) -> Result<Self, OutboxError> {
-        Ok(Outbox { db: db.clone(), entries: db.open_tree("outbox")?, by_report: db.open_tree("outbox_by_report")?, wake: tokio::sync::Notify::new() })
+        let o = Outbox {
+            db: db.clone(),
+            entries: db.open_tree("outbox")?,
+            by_report: db.open_tree("outbox_by_report")?,
+            pending: db.open_tree("outbox_pending")?,
+            wake: tokio::sync::Notify::new(),
+        };
+        // An outbox from before the pending index: indexed once.
+        let meta = db.open_tree("outbox_meta")?;
+        if meta.get("pending_indexed")?.is_none() {
+            for kv in o.entries.iter() {
+                let e: Entry = postcard::from_bytes(&kv?.1)?;
+                if e.state == State::Pending {
+                    o.pending.insert(due_key(e.next_ms, e.id), &[])?;
+                }
+            }
+            meta.insert("pending_indexed", &[1])?;
+            db.flush()?;
+        }
+        Ok(o)
     }
 
     /// The deliveries of a signed report (or addendum), made durable; the
@@ -87,6 +120,7 @@ impl Outbox {
                 sop_uid: sr.then(super::sr::new_uid),
                 series_uid: sr.then(super::sr::new_uid),
             };
+            self.pending.insert(due_key(e.next_ms, id), &[])?;
             self.entries.insert(id.to_be_bytes(), postcard::to_stdvec(&e)?)?;
             let mut k = report.id.to_be_bytes().to_vec();
             k.extend_from_slice(&id.to_be_bytes());
@@ -98,8 +132,18 @@ impl Outbox {
         Ok(out)
     }
 
+    /// Saves an entry after an attempt. The new due key is written before
+    /// the entry and the old one removed after: a crash between leaves a
+    /// stale key, which `due` drops, never a pending entry without one.
     pub fn put(&self, e: &Entry) -> Result<(), OutboxError> {
+        let old: Option<Entry> = self.entries.get(e.id.to_be_bytes())?.map(|v| postcard::from_bytes(&v)).transpose()?;
+        if e.state == State::Pending {
+            self.pending.insert(due_key(e.next_ms, e.id), &[])?;
+        }
         self.entries.insert(e.id.to_be_bytes(), postcard::to_stdvec(e)?)?;
+        if let Some(old) = old.filter(|o| e.state != State::Pending || o.next_ms != e.next_ms) {
+            self.pending.remove(due_key(old.next_ms, e.id))?;
+        }
         self.db.flush()?;
         Ok(())
     }
@@ -107,11 +151,22 @@ impl Outbox {
     /// Pending entries due by `now`.
     pub fn due(&self, now: u64) -> Result<Vec<Entry>, OutboxError> {
         let mut out = Vec::new();
-        for kv in self.entries.iter() {
-            let (_, v) = kv?;
-            let e: Entry = postcard::from_bytes(&v)?;
-            if e.state == State::Pending && e.next_ms <= now {
-                out.push(e);
+        for kv in self.pending.range(..=due_key(now, u64::MAX)) {
+            let (k, _) = kv?;
+            let Some((at, id)) = split_key(&k) else { continue };
+            match self.entries.get(id.to_be_bytes())? {
+                Some(v) => {
+                    let e: Entry = postcard::from_bytes(&v)?;
+                    if e.state == State::Pending && e.next_ms == at {
+                        out.push(e);
+                        continue;
+                    }
+                    // Left by a crash mid-`put`: the entry has moved on.
+                    self.pending.remove(&k)?;
+                }
+                None => {
+                    self.pending.remove(&k)?;
+                }
             }
         }
         Ok(out)
@@ -119,13 +174,7 @@ impl Outbox {
 
     /// When the next pending entry falls due.
     pub fn next_due(&self) -> Option<u64> {
-        self.entries
-            .iter()
-            .filter_map(Result::ok)
-            .filter_map(|(_, v)| postcard::from_bytes::<Entry>(&v).ok())
-            .filter(|e| e.state == State::Pending)
-            .map(|e| e.next_ms)
-            .min()
+        self.pending.first().ok().flatten().and_then(|(k, _)| split_key(&k)).map(|(at, _)| at)
     }
 
     pub async fn woken(&self) {
@@ -143,5 +192,43 @@ impl Outbox {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(id: u64) -> Report {
+        let r = crate::reports::Reports::new(&sled::Config::new().temporary(true).open().unwrap()).unwrap();
+        let mut rep = r.create("1.2.3", "RBD", "ann", &crate::reports::Content::text("Normal.")).unwrap();
+        rep.id = id;
+        rep
+    }
+
+    #[test]
+    fn only_pending_entries_are_read_and_each_when_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let ob = Outbox::new(&db).unwrap();
+        let mut made = ob.enqueue(&report(7)).unwrap();
+        let now = now_ms();
+        assert_eq!(ob.due(now).unwrap().len(), 2);
+        made[0].state = State::Sent;
+        ob.put(&made[0]).unwrap();
+        made[1].next_ms = now + 60_000;
+        ob.put(&made[1]).unwrap();
+        assert!(ob.due(now).unwrap().is_empty());
+        assert_eq!(ob.next_due(), Some(now + 60_000));
+        assert_eq!(ob.due(now + 60_000).unwrap().iter().map(|e| e.id).collect::<Vec<_>>(), [made[1].id]);
+        // A key left by a crash between writing the entry and dropping its old key.
+        ob.pending.insert(due_key(now - 1, made[1].id), &[]).unwrap();
+        assert!(ob.due(now).unwrap().is_empty());
+        assert_eq!(ob.next_due(), Some(now + 60_000));
+        // Reopened: the index is kept, not rebuilt; the report's deliveries all listed.
+        drop(ob);
+        let ob = Outbox::new(&db).unwrap();
+        assert_eq!(ob.next_due(), Some(now + 60_000));
+        assert_eq!(ob.of_report(7).unwrap().len(), 2);
     }
 }

@@ -36,15 +36,29 @@ pub struct HubHandler {
     /// The sites' PACS: told of arrivals (fetches wait on them), and asked
     /// for what a retrieve selects that is held only at a site.
     federation: Option<Arc<crate::federation::Federation>>,
+    /// Told of each stored instance: new examinations join it.
+    worklist: Option<Arc<crate::worklist::Worklist>>,
+    /// Where stores, queries and retrieves are recorded.
+    audit: Option<Arc<crate::audit::DimseAudit>>,
 }
 
 impl HubHandler {
     pub fn new(hub: Arc<Hub>, ae_title: &str, sites: HashMap<String, String>, renderer: Option<crate::thumbs::Renderer>) -> Self {
-        HubHandler { hub, renderer, sites, ae_title: ae_title.to_owned(), federation: None }
+        HubHandler { hub, renderer, sites, ae_title: ae_title.to_owned(), federation: None, worklist: None, audit: None }
     }
 
     pub fn with_federation(mut self, f: Arc<crate::federation::Federation>) -> Self {
         self.federation = Some(f);
+        self
+    }
+
+    pub fn with_worklist(mut self, w: Arc<crate::worklist::Worklist>) -> Self {
+        self.worklist = Some(w);
+        self
+    }
+
+    pub fn with_audit(mut self, a: Arc<crate::audit::DimseAudit>) -> Self {
+        self.audit = Some(a);
         self
     }
 
@@ -119,11 +133,27 @@ fn uids(o: &InMemDicomObject, t: Tag) -> Vec<String> {
     set.into_iter().collect()
 }
 
+/// A C-FIND's level and the keys it matched on, for the audit trail.
+fn describe(q: &Query) -> String {
+    let keys = [
+        ("PatientID", tags::PATIENT_ID),
+        ("PatientName", tags::PATIENT_NAME),
+        ("AccessionNumber", tags::ACCESSION_NUMBER),
+        ("StudyInstanceUID", tags::STUDY_INSTANCE_UID),
+        ("StudyDate", tags::STUDY_DATE),
+        ("ModalitiesInStudy", tags::MODALITIES_IN_STUDY),
+    ];
+    let named: Vec<String> =
+        keys.iter().filter_map(|(name, t)| text(&q.identifier, *t).map(|v| format!("{name}={}", v.chars().take(64).collect::<String>()))).collect();
+    format!("{} {}", q.level.as_str(), named.join(" "))
+}
+
 /// Most instances one C-MOVE or C-GET selects.
 const MAX_RETRIEVE: usize = 250_000;
 
-impl Handler for HubHandler {
-    fn store(&self, req: StoreRequest) -> Answer {
+impl HubHandler {
+    /// A C-STORE, and the study it was of (when it could be read).
+    fn store_one(&self, req: StoreRequest) -> (Answer, Option<String>) {
         let site = self.sites.get(&req.calling_ae).map(String::as_str);
         let from = Arrival { site, sender: &req.calling_ae };
         let expect = (req.sop_class_uid.as_str(), req.sop_instance_uid.as_str());
@@ -135,26 +165,31 @@ impl Handler for HubHandler {
                 if let Some(f) = &self.federation {
                     f.arrived(&meta);
                 }
-                match outcome {
+                if let Some(w) = &self.worklist {
+                    w.stored(&meta, self.federation.as_deref());
+                }
+                let answer = match outcome {
                     // Success would tell the sender its correction was taken.
                     Outcome::KeptExisting => Answer::warning(Status::COERCION_OF_DATA_ELEMENTS, "held with other content; this copy was not stored"),
                     _ => Answer::success(),
-                }
+                };
+                (answer, Some(meta.study_uid))
             }
-            Err(IngestError::Rejected(e)) => Answer::failure(Status::CANNOT_UNDERSTAND, e.to_string()),
-            Err(IngestError::Mismatch(what)) => Answer::failure(Status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, what),
+            Err(IngestError::Rejected(e)) => (Answer::failure(Status::CANNOT_UNDERSTAND, e.to_string()), None),
+            Err(IngestError::Mismatch(what)) => (Answer::failure(Status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, what), None),
             Err(IngestError::Identity(what)) => {
                 tracing::warn!(sop = %req.sop_instance_uid, calling_ae = %req.calling_ae, %what, "C-STORE refused: patient identity");
-                Answer::failure(Status::CANNOT_UNDERSTAND, what)
+                (Answer::failure(Status::CANNOT_UNDERSTAND, what), None)
             }
             Err(e) => {
                 tracing::error!(sop = %req.sop_instance_uid, error = %e, "C-STORE failed");
-                Answer::failure(Status::OUT_OF_RESOURCES, "storage failure")
+                (Answer::failure(Status::OUT_OF_RESOURCES, "storage failure"), None)
             }
         }
     }
 
-    fn find(&self, q: &Query, matches: &Matches) -> Result<(), Answer> {
+    /// C-FIND's matches, and how many were sent.
+    fn search(&self, q: &Query, matches: &Matches) -> (Result<(), Answer>, usize) {
         let mut keys = keys(&q.identifier);
         self.scope(&q.calling_ae, &mut keys);
         debug_assert!(q.level != Level::Patient || q.model == Model::PatientRoot);
@@ -168,7 +203,9 @@ impl Handler for HubHandler {
         // (the NHS number travels in it): a harvest by another hub links by it.
         let other_ids = q.identifier.get(query::OTHER_PATIENT_IDS_SEQUENCE).is_some();
         let mut known: HashMap<PatientKey, Vec<crate::index::model::OtherId>> = HashMap::new();
+        let mut n = 0usize;
         let mut send = |row: crate::query::rows::Row| {
+            n += 1;
             let mut r = query::response(&keys, &row, q.level.as_str(), &self.ae_title);
             if other_ids {
                 let key = PatientKey {
@@ -180,7 +217,27 @@ impl Handler for HubHandler {
             }
             matches.send(r)
         };
-        matching::each(self.index(), level, &keys, &mut send, &|| matches.wanted()).map_err(failure)
+        let out = matching::each(self.index(), level, &keys, &mut send, &|| matches.wanted()).map_err(failure);
+        (out, n)
+    }
+}
+
+impl Handler for HubHandler {
+    fn store(&self, req: StoreRequest) -> Answer {
+        let calling_ae = req.calling_ae.clone();
+        let (answer, study) = self.store_one(req);
+        if let Some(a) = &self.audit {
+            a.stored(&calling_ae, study.as_deref(), answer.status.0);
+        }
+        answer
+    }
+
+    fn find(&self, q: &Query, matches: &Matches) -> Result<(), Answer> {
+        let (out, n) = self.search(q, matches);
+        if let Some(a) = &self.audit {
+            a.queried(&q.calling_ae, describe(q), n, out.is_err());
+        }
+        out
     }
 
     fn select(&self, q: &Query) -> Result<Vec<InstanceRef>, Answer> {
@@ -240,6 +297,13 @@ impl Handler for HubHandler {
         }
         self.fetch_remote(&mut found)?;
         crate::index::model::sort_instances(&mut found);
+        if let Some(a) = &self.audit {
+            let mut studies = std::collections::BTreeMap::new();
+            for i in &found {
+                *studies.entry(i.study_uid.clone()).or_insert(0usize) += 1;
+            }
+            a.retrieved(&q.calling_ae, q.level.as_str(), &studies);
+        }
         Ok(found.into_iter().map(|i| InstanceRef { sop_class_uid: i.sop_class_uid, sop_instance_uid: i.sop_uid, transfer_syntax: i.transfer_syntax }).collect())
     }
 

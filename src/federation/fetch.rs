@@ -87,6 +87,11 @@ impl Fetches {
         }
     }
 
+    /// Whether radhub is fetching any of the study from a site.
+    pub(super) fn has_study(&self, study: &str) -> bool {
+        self.lock().keys().any(|s| s.study == study)
+    }
+
     fn subscribe(&self, scope: &Scope) -> Option<watch::Receiver<FetchState>> {
         self.lock().get(scope).map(watch::Sender::subscribe)
     }

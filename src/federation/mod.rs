@@ -445,6 +445,12 @@ impl Federation {
     }
 
     /// Fetches under way.
+    /// Whether an arrival of this study is radhub's own fetch from a site
+    /// (a prior, a retrieve on demand) rather than a new examination.
+    pub fn fetching(&self, study: &str) -> bool {
+        self.fetches.has_study(study)
+    }
+
     pub fn fetches_in_flight(&self) -> usize {
         self.fetches.in_flight()
     }

@@ -88,6 +88,7 @@ pub struct AppState {
     pub outbox: Arc<crate::delivery::Outbox>,
     pub orders: Arc<crate::orders::Orders>,
     pub findings: Arc<crate::findings::Findings>,
+    pub worklist: Arc<crate::worklist::Worklist>,
     pub limits: Limits,
     /// Where the viewer's files are; `None` serves a short page saying so.
     pub viewer_dir: Option<PathBuf>,
@@ -187,7 +188,11 @@ pub fn router(state: S) -> Router {
         .merge(wado::routes(&state));
 
     let report = Router::new()
-        .route("/api/worklist", get(api::studies::worklist))
+        .route("/api/worklist", get(api::worklist::worklist))
+        .route("/api/templates", get(api::reports::templates))
+        .route("/api/studies/{study}/template", get(api::reports::study_template))
+        .route("/api/reports/{id}/preliminary", post(api::reports::preliminary))
+        .route("/api/reports/{id}/versions", get(api::reports::versions))
         .route("/api/orders", get(api::studies::orders))
         .route("/api/studies/{study}/claim", post(api::claims::claim).delete(api::claims::release))
         .route("/api/studies/{study}/reports", post(api::reports::create_report))
@@ -216,6 +221,9 @@ pub fn router(state: S) -> Router {
         .route("/api/admin/claims/{study}", axum::routing::delete(api::claims::break_claim))
         .route("/api/admin/audit", get(api::admin::audit))
         .route("/api/admin/escalations", get(api::reports::escalations))
+        .route("/api/turnaround", get(api::reports::turnaround))
+        .route("/api/worklist/{study}/assign", post(api::worklist::assign))
+        .route("/api/worklist/{study}/dismiss", post(api::worklist::dismiss))
         .route("/api/admin/audit/verify", get(api::admin::audit_verify))
         .route("/api/sites/{code}/sync", post(api::sites::sync))
         .route("/api/sites/{code}/echo", post(api::sites::echo));

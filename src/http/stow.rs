@@ -116,6 +116,7 @@ fn store_one(state: &S, user: &str, bytes: &[u8], study: Option<&str>) -> Outcom
             if let Some(f) = &state.federation {
                 f.arrived(&meta);
             }
+            state.worklist.stored(&meta, state.federation.as_deref());
             if outcome == IngestOutcome::KeptExisting {
                 out.warning = Some((COERCION, "held with other content; this copy was not stored".into()));
             }

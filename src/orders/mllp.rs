@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{ack, parse, OrderError, Orders};
+use crate::worklist::Worklist;
 
 const VT: u8 = 0x0b;
 const FS: u8 = 0x1c;
@@ -18,8 +19,10 @@ const MAX_MESSAGE: usize = 1 << 20;
 /// A connection quiet this long is closed.
 const IDLE: Duration = Duration::from_secs(300);
 
-/// Serves until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, orders: Arc<Orders>) {
+/// Serves until the process ends. Each order filed is put to the worklist
+/// (its studies already here join it, or leave it when it is cancelled).
+pub async fn serve(listener: tokio::net::TcpListener, orders: Arc<Orders>, worklist: Arc<Worklist>) {
+    let desk = Arc::new(Desk { orders, worklist });
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -29,16 +32,21 @@ pub async fn serve(listener: tokio::net::TcpListener, orders: Arc<Orders>) {
                 continue;
             }
         };
-        let orders = orders.clone();
+        let desk = desk.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(sock, &orders).await {
+            if let Err(e) = connection(sock, &desk).await {
                 tracing::info!(%peer, error = %e, "HL7 connection ended");
             }
         });
     }
 }
 
-async fn connection(mut sock: tokio::net::TcpStream, orders: &Arc<Orders>) -> std::io::Result<()> {
+struct Desk {
+    orders: Arc<Orders>,
+    worklist: Arc<Worklist>,
+}
+
+async fn connection(mut sock: tokio::net::TcpStream, desk: &Arc<Desk>) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -47,7 +55,7 @@ async fn connection(mut sock: tokio::net::TcpStream, orders: &Arc<Orders>) -> st
             let frame: Vec<u8> = buf.drain(..end + 2).collect();
             let start = frame.iter().position(|&b| b == VT).map_or(0, |i| i + 1);
             let text = String::from_utf8_lossy(&frame[start..end]).into_owned();
-            let answer = handle(&text, orders).await;
+            let answer = handle(&text, desk).await;
             let mut out = vec![VT];
             out.extend_from_slice(answer.as_bytes());
             out.extend_from_slice(&[FS, CR]);
@@ -69,12 +77,20 @@ async fn connection(mut sock: tokio::net::TcpStream, orders: &Arc<Orders>) -> st
     }
 }
 
-async fn handle(text: &str, orders: &Arc<Orders>) -> String {
+async fn handle(text: &str, desk: &Arc<Desk>) -> String {
     let control = text.split(['\r', '\n']).next().and_then(|msh| msh.split('|').nth(9)).unwrap_or("").trim().to_owned();
     match parse(text) {
         Ok((control, order)) => {
-            let (o, store) = (order.clone(), orders.clone());
-            match tokio::task::spawn_blocking(move || store.put(&o)).await {
+            let (o, desk) = (order.clone(), desk.clone());
+            let filed = tokio::task::spawn_blocking(move || {
+                desk.orders.put(&o)?;
+                // Filed is what the ACK says; the worklist catches up at its next arrival.
+                if let Err(e) = desk.worklist.ordered(&o) {
+                    tracing::error!(accession = %o.accession, error = %e, "worklist not updated for an order");
+                }
+                Ok::<_, OrderError>(())
+            });
+            match filed.await {
                 Ok(Ok(())) => {
                     tracing::info!(site = %order.site, accession = %order.accession, priority = %order.priority, control = %order.control, "order received");
                     ack(&control, "AA", "")

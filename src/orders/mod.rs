@@ -35,14 +35,19 @@ impl Order {
         matches!(self.control.as_str(), "CA" | "DC" | "OC")
     }
 
-    /// Sort key: stat first, then ASAP, then the rest.
     pub fn urgency(&self) -> u8 {
-        match self.priority.as_str() {
-            "S" => 0,
-            "A" | "T" => 1,
-            "P" => 2,
-            _ => 3,
-        }
+        urgency(&self.priority)
+    }
+}
+
+/// Sort key of an HL7 priority: stat first, then ASAP and timing
+/// critical, pre-op, then routine.
+pub fn urgency(priority: &str) -> u8 {
+    match priority {
+        "S" => 0,
+        "A" | "T" => 1,
+        "P" => 2,
+        _ => 3,
     }
 }
 

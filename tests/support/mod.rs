@@ -258,6 +258,11 @@ pub fn stow(base: &str, token: &str, parts: &[&[u8]]) -> Reply {
     )
 }
 
+/// A JSON request with a bearer token.
+pub fn call(base: &str, method: &str, path: &str, token: &str, body: &str) -> Reply {
+    request(base, method, path, &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/json")], body.as_bytes())
+}
+
 /// A GET with a bearer token.
 pub fn get(base: &str, target: &str, token: &str) -> Reply {
     request(base, "GET", target, &[("Authorization", &format!("Bearer {token}"))], b"")
@@ -299,6 +304,21 @@ pub fn closed_within(sock: &mut std::net::TcpStream, wait: std::time::Duration) 
         Ok(_) => false,
         Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
     }
+}
+
+/// Every file under `d`, sorted.
+pub fn walk(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
 }
 
 /// `radhub testdata` into `out`, then imported into `data` each site's

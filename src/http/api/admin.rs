@@ -188,6 +188,8 @@ pub async fn file_study(
             Err(e) => return Err(Problem::internal("filing a study", e)),
         };
         let s = state.hub.index.study(&uid)?.ok_or_else(|| Problem::not_found("no such study"))?;
+        // Out of quarantine it waits for reporting like any arrival at its site.
+        state.worklist.reconsider(&s).map_err(super::worklist::worklist_problem)?;
         let mut v = study_json(&state, &s)?;
         v["instances_filed"] = json!(moved);
         Ok(v)

@@ -1,6 +1,7 @@
 //! radhub's own JSON API, one file per resource: sign-in and tokens
 //! (`session`), the patient record linked across sites (`patients`),
-//! studies and the worklist (`studies`), reports (`reports`), the sites'
+//! studies and orders (`studies`), the reporting worklist (`worklist`),
+//! reports, templates and turnaround (`reports`), the sites'
 //! PACS (`sites`), and what admins manage: users, counts, NHS-number
 //! links, quarantine (`admin`).
 
@@ -11,6 +12,7 @@ pub mod reports;
 pub mod session;
 pub mod sites;
 pub mod studies;
+pub mod worklist;
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
@@ -67,7 +69,8 @@ fn report_problem(e: ReportError) -> Problem {
         ReportError::NotFound(_) => Problem::not_found(e.to_string()),
         ReportError::Final(_) | ReportError::HasFinal(_) | ReportError::NotFinal(_) => Problem::new(StatusCode::CONFLICT, e.to_string()),
         ReportError::NotAuthor(_) => Problem::new(StatusCode::FORBIDDEN, e.to_string()),
-        ReportError::Empty | ReportError::TooLong => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        ReportError::AddendumPreliminary(_) => Problem::new(StatusCode::CONFLICT, e.to_string()),
+        ReportError::Empty | ReportError::TooLong | ReportError::BadSections => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         e => Problem::internal("report database", e),
     }
 }

@@ -164,36 +164,3 @@ pub async fn study(State(state): State<S>, Extension(who): Extension<Principal>,
     .await
     .map(Json)
 }
-
-/// Studies awaiting a signed report, newest first.
-pub async fn worklist(State(state): State<S>, Extension(who): Extension<Principal>, q: QueryPairs) -> Result<Json<Vec<Value>>, Problem> {
-    let mut f = study_filter(&q, &who)?;
-    f.quarantine = false;
-    let n = limit(&q, 100)?;
-    // `claimed_by=NAME`, or `claimed_by=` (empty) for the studies no one has claimed.
-    let claimed_by = q.get("claimed_by").map(str::to_owned);
-    blocking(move || {
-        let mut out = Vec::new();
-        for s in state.hub.index.find_studies(&f) {
-            if out.len() >= n {
-                break;
-            }
-            let s = s?;
-            if let Some(want) = &claimed_by {
-                let holder = state.claims.get(&s.uid).map_err(super::claim_problem)?.map(|c| c.by).unwrap_or_default();
-                if holder != *want {
-                    continue;
-                }
-            }
-            // Quarantined studies wait for an admin, not a radiologist; a
-            // site's history found by a harvest (nothing of it sent to
-            // radhub) was reported there.
-            if s.site != crate::sites::QUARANTINE && s.local_instances > 0 && !state.reports.is_reported(&s.uid).map_err(report_problem)? {
-                out.push(study_json(&state, &s)?);
-            }
-        }
-        Ok(out)
-    })
-    .await
-    .map(Json)
-}
