@@ -7,19 +7,9 @@ mod support;
 
 use std::process::Command;
 
+use radhub::orders::segment as seg;
 use serde_json::Value;
 use support::{free_port, get, output, user_token, Server};
-
-/// One segment with `values` at their field numbers.
-fn seg(name: &str, values: &[(usize, &str)]) -> String {
-    let n = values.iter().map(|(i, _)| *i).max().unwrap_or(0);
-    let mut f = vec![""; n + 1];
-    f[0] = name;
-    for (i, v) in values {
-        f[*i] = v;
-    }
-    f.join("|")
-}
 
 fn orm(facility: &str, control: &str, order: &str, pid: &str, accession: &str, priority: &str, indication: &str) -> String {
     [

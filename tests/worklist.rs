@@ -56,7 +56,11 @@ fn a_study_goes_from_the_county_worklist_to_its_final_report() {
     assert_eq!(uids(&page), uids(&all)[1..3]);
 
     // An admin assigns; radiologists cannot, and only to a radiologist.
-    let (first, second, third) = (uids(&all)[0].clone(), uids(&all)[1].clone(), uids(&all)[2].clone());
+    // The first with an accession number (the RIS's key to its report).
+    let with_acc = items(&all).into_iter().find(|i| !i["accession_number"].as_str().unwrap_or("").is_empty()).unwrap_or_else(|| panic!("{all}"));
+    let first = with_acc["uid"].as_str().unwrap().to_owned();
+    let others: Vec<String> = uids(&all).into_iter().filter(|u| *u != first).collect();
+    let (second, third) = (others[0].clone(), others[1].clone());
     let assign = |uid: &str, token: &str, to: &str| call(&base, "POST", &format!("/api/worklist/{uid}/assign"), token, &format!(r#"{{"to":{to}}}"#));
     assert_eq!(assign(&first, &ann, r#""ann""#).status, 403);
     assert_eq!(assign(&first, &admin, r#""cli1""#).status, 422);
@@ -103,6 +107,16 @@ fn a_study_goes_from_the_county_worklist_to_its_final_report() {
     assert_eq!(versions[1]["sections"], sections["sections"]);
     assert!(item(&first).is_none(), "a final report left its study on the worklist");
     assert_eq!(get(&base, "/api/worklist?limit=1000", &ann).json()["total"].as_u64(), Some(total as u64 - 1));
+
+    // Found by accession number at the site that issued it (never by the number alone).
+    let (acc, site) = (with_acc["accession_number"].as_str().unwrap(), with_acc["site"].as_str().unwrap());
+    let found = get(&base, &format!("/api/reports?accession={acc}&issuer={site}"), &clinician).json();
+    assert_eq!((found[0]["study"].as_str(), found[0]["reports"][0]["id"].as_u64()), (Some(first.as_str()), Some(id)), "{found}");
+    assert_eq!(get(&base, &format!("/api/reports?accession={acc}"), &clinician).status, 400);
+    assert_eq!(get(&base, &format!("/api/reports?accession={acc}&issuer=NOWHERE"), &clinician).status, 404);
+    let elsewhere = ["RBD", "RD3", "R0D"].into_iter().find(|s| *s != site).unwrap();
+    let there = get(&base, &format!("/api/reports?accession={acc}&issuer={elsewhere}"), &clinician).json();
+    assert!(there.as_array().unwrap().iter().all(|f| f["study"] != first.as_str()), "{there}");
 
     // Turnaround for admins: exam end to final, per site, modality and radiologist.
     assert_eq!(get(&base, "/api/turnaround", &ann).status, 403);

@@ -2,7 +2,9 @@
 //! site PACS (each a `radhub serve` of its own, holding one trust's
 //! generated studies) are started beside the hub, which harvests them into
 //! one index, links each person's records by NHS number and fetches a study
-//! from its site when someone opens it. Serves DICOM and HTTP until Ctrl-C.
+//! from its site when someone opens it. Once it is serving, each site's
+//! PACS sends it today's new examinations, and the sites' RIS order some of
+//! them over HL7: the county worklist. Serves DICOM and HTTP until Ctrl-C.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -87,6 +89,7 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let token = auth.new_token("demo-clinician", "demo")?;
+    let rad_token = auth.new_token("demo-radiologist", "demo")?;
     drop(auth);
     drop(app_db);
     if a.no_serve {
@@ -98,7 +101,10 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         drop(children);
         return Ok(code);
     }
-    let http = a.http.http_bind;
+    let mut http_args = a.http.clone();
+    // The sites' RIS order today's examinations here.
+    let hl7 = *http_args.hl7_bind.get_or_insert(std::net::SocketAddr::new(a.dicom_bind.ip(), a.dicom_bind.port().saturating_add(10)));
+    let http = http_args.http_bind;
     let d = data.display();
     println!("serving the hub: DICOM as RADHUB on {} and HTTP on http://{http}; Ctrl-C stops it and the three site PACS.", a.dicom_bind);
     println!("the sites' PACS (simulated, each a radhub of its own) are harvested now and every 5 minutes:");
@@ -113,6 +119,16 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     println!("  curl -H 'Authorization: Bearer {token}' 'http://{http}/api/patients?limit=5'   # people linked across sites");
     println!("  curl -H 'Authorization: Bearer {token}' 'http://{http}/api/patients/NHS_NUMBER'   # one record, every site's studies");
     println!("  curl -H 'Authorization: Bearer {token}' -o study.multipart 'http://{http}/dicom-web/studies/STUDY_UID'   # fetched from its site on demand");
+    println!("  curl -H 'Authorization: Bearer {rad_token}' 'http://{http}/api/worklist?priority=S'   # the county worklist: today's studies, stat first");
+    println!("RIS orders (HL7 v2 over MLLP) are taken on {hl7}.");
+    let today = GenOptions { seed: opts.seed ^ 0x7ad4, patients: 3, studies_per_patient: 1, ..opts.clone() };
+    let (today_dir, dicom) = (data.join("demo-today"), a.dicom_bind);
+    std::thread::spawn(move || match send_today(&today_dir, &today, dicom, hl7) {
+        Ok((n, ordered)) => {
+            println!("today: the sites' PACS sent {n} new instances and their RIS ordered {ordered} of the studies stat: on the county worklist")
+        }
+        Err(e) => eprintln!("today's examinations were not sent: {e:#}"),
+    });
     let sites = crate::testdata::modality_sites();
     let config = pacs_gateway::Config { ae_title: "RADHUB".into(), bind: a.dicom_bind, accept_any: true, ..Default::default() };
     let mut peers: Vec<pacs_gateway::KnownAe> = Vec::new();
@@ -124,10 +140,78 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let mut all_senders = crate::sites::senders();
     all_senders.extend(sites);
     let config = pacs_gateway::Config { known_aes: peers, ..config };
-    let served = super::serve::listen(data, hub, config, all_senders, &a.http, &a.federation);
+    let served = super::serve::listen(data, hub, config, all_senders, &http_args, &a.federation);
     drop(children);
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Today's examinations: a few new studies per site, sent to the hub by
+/// the site's PACS once the hub is listening, and for the first of each
+/// site's a stat order from its RIS. Returns (instances sent, orders).
+fn send_today(dir: &Path, opts: &GenOptions, hub: std::net::SocketAddr, hl7: std::net::SocketAddr) -> anyhow::Result<(usize, usize)> {
+    use pacs_gateway::scu::{self, Peer, ScuConfig, StoreAssociation};
+    if !dir.is_dir() {
+        super::testdata::generate(dir, opts)?;
+    }
+    let t = std::time::Instant::now();
+    while std::net::TcpStream::connect(hub).is_err() {
+        anyhow::ensure!(t.elapsed() < std::time::Duration::from_secs(60), "the hub is not listening on {hub}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (mut sent, mut ordered) = (0, 0);
+    for site in crate::sites::all() {
+        let Some((ae, _, _)) = site.pacs() else { continue };
+        let folder = dir.join(&site.code);
+        if !folder.is_dir() {
+            continue;
+        }
+        let files = super::import::collect(&[folder])?.iter().map(std::fs::read).collect::<Result<Vec<_>, _>>()?;
+        if files.is_empty() {
+            continue;
+        }
+        let refs = files.iter().map(|b| scu::describe(b)).collect::<Result<Vec<_>, _>>()?;
+        let cfg = ScuConfig { calling_ae: ae.to_owned(), ..Default::default() };
+        let peer = Peer::new("RADHUB", hub.ip().to_string(), hub.port());
+        rt.block_on(async {
+            let mut a = StoreAssociation::connect(&cfg, &peer, &scu::classes_of(&refs)).await?;
+            for b in &files {
+                a.store(b).await?;
+            }
+            a.release().await?;
+            anyhow::Ok(())
+        })?;
+        sent += files.len();
+        let first = crate::dicom::extract::read_meta(&files[0])?;
+        if !first.accession_number.is_empty() && order(hl7, site, &first).is_ok() {
+            ordered += 1;
+        }
+    }
+    Ok((sent, ordered))
+}
+
+/// A stat ORM^O01 from the site's RIS for the study `m` is of.
+fn order(hl7: std::net::SocketAddr, site: &Site, m: &crate::index::model::InstanceMeta) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let msg = crate::orders::orm(&crate::orders::OrmMessage {
+        site: &site.code,
+        control_id: &format!("DEMO{}", m.accession_number),
+        order_control: "NW",
+        patient_id: &m.patient_id,
+        patient_name: &m.patient_name,
+        accession: &m.accession_number,
+        procedure: &format!("^{}", m.study_description),
+        priority: "S",
+        indication: "Collapse, ?stroke",
+    });
+    let mut sock = std::net::TcpStream::connect(hl7)?;
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    sock.write_all(&[&[0x0b][..], msg.as_bytes(), &[0x1c, 0x0d]].concat())?;
+    let mut ack = vec![0u8; 4096];
+    let n = sock.read(&mut ack)?;
+    anyhow::ensure!(String::from_utf8_lossy(&ack[..n]).contains("MSA|AA"), "order refused: {}", String::from_utf8_lossy(&ack[..n]));
+    Ok(())
 }
 
 /// Generates and imports one site's studies into its simulated PACS, once.

@@ -134,7 +134,8 @@ impl Summary {
     }
 }
 
-fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// Every file under `paths` (a file stands for itself), by name.
+pub(super) fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?;

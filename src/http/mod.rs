@@ -181,6 +181,7 @@ pub fn router(state: S) -> Router {
         .route("/api/studies", get(api::studies::studies))
         .route("/api/studies/{study}", get(api::studies::study))
         .route("/api/studies/{study}/reports", get(api::reports::study_reports))
+        .route("/api/reports", get(api::reports::by_accession))
         .route("/api/reports/{id}", get(api::reports::report))
         .route("/api/sites", get(api::sites::sites))
         .merge(qido::routes())

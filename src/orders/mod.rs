@@ -127,6 +127,57 @@ pub fn parse(message: &str) -> Result<(String, Order), OrderError> {
     Ok((control_id, order))
 }
 
+/// One HL7 v2 segment with `values` at their field numbers.
+pub fn segment(name: &str, values: &[(usize, &str)]) -> String {
+    let n = values.iter().map(|(i, _)| *i).max().unwrap_or(0);
+    let mut f = vec![""; n + 1];
+    f[0] = name;
+    for (i, v) in values {
+        f[*i] = v;
+    }
+    f.join("|")
+}
+
+/// What an ORM^O01 from a site's RIS says (`orm` writes it).
+pub struct OrmMessage<'a> {
+    pub site: &'a str,
+    pub control_id: &'a str,
+    /// ORC-1: NW, XO, CA...
+    pub order_control: &'a str,
+    pub patient_id: &'a str,
+    pub patient_name: &'a str,
+    pub accession: &'a str,
+    /// OBR-4 as code^text.
+    pub procedure: &'a str,
+    pub priority: &'a str,
+    pub indication: &'a str,
+}
+
+/// An ORM^O01 as a site's RIS sends it (the demo's RIS; tests).
+pub fn orm(m: &OrmMessage) -> String {
+    let ts = crate::dates::iso_ms(now_ms())[..19].replace(['-', ':', 'T'], "");
+    let timing = format!("^^^^^{}", m.priority);
+    [
+        format!("MSH|^~\\&|RIS|{}|RADHUB|DORSET|{ts}||ORM^O01^ORM_O01|{}|P|2.5.1", m.site, m.control_id),
+        segment("PID", &[(1, "1"), (3, &format!("{}^^^{}^MR", m.patient_id, m.site)), (5, m.patient_name)]),
+        segment("ORC", &[(1, m.order_control), (2, m.accession), (3, m.accession), (5, "SC"), (7, &timing)]),
+        segment(
+            "OBR",
+            &[
+                (1, "1"),
+                (2, m.accession),
+                (3, m.accession),
+                (4, m.procedure),
+                (16, "^JONES^ANNA"),
+                (18, m.accession),
+                (27, &timing),
+                (31, &format!("^{}", m.indication)),
+            ],
+        ),
+    ]
+    .join("\r")
+}
+
 /// The ACK for a message with control ID `control` (AA, or AE/AR with why).
 pub fn ack(control: &str, code: &str, text: &str) -> String {
     let ts = crate::dates::iso_ms(now_ms())[..19].replace(['-', ':', 'T'], "");
@@ -185,16 +236,7 @@ impl Orders {
 mod tests {
     use super::*;
 
-    /// One segment with `values` at their field numbers.
-    fn seg(name: &str, values: &[(usize, &str)]) -> String {
-        let n = values.iter().map(|(i, _)| *i).max().unwrap_or(0);
-        let mut f = vec![""; n + 1];
-        f[0] = name;
-        for (i, v) in values {
-            f[*i] = v;
-        }
-        f.join("|")
-    }
+    use super::segment as seg;
 
     fn orm() -> String {
         [
@@ -231,5 +273,26 @@ mod tests {
         assert!(parse(&m.replace("ORM^O01", "ADT^A01")).is_err());
         assert!(parse("garbage").is_err());
         assert!(ack("MSG0001", "AA", "").contains("MSA|AA|MSG0001"));
+    }
+
+    #[test]
+    fn an_orm_written_here_reads_back() {
+        let m = OrmMessage {
+            site: "RD3",
+            control_id: "C1",
+            order_control: "NW",
+            patient_id: "P1",
+            patient_name: "DOE^JO",
+            accession: "A1",
+            procedure: "^MR head",
+            priority: "S",
+            indication: "Collapse, ?stroke",
+        };
+        let (control, o) = parse(&super::orm(&m)).unwrap();
+        assert_eq!((control.as_str(), o.site.as_str(), o.patient_id.as_str(), o.accession.as_str()), ("C1", "RD3", "P1", "A1"));
+        assert_eq!(
+            (o.priority.as_str(), o.procedure.as_str(), o.indication.as_str(), o.patient_name.as_str()),
+            ("S", "MR head", "Collapse, ?stroke", "DOE^JO")
+        );
     }
 }

@@ -326,3 +326,30 @@ pub async fn turnaround(State(state): State<S>, q: QueryPairs) -> Result<Json<Va
     })
     .await
 }
+
+/// The reports of the studies an accession number names at the site that
+/// issued it (`issuer`: the site's code or its issuer; an accession number
+/// is unique only there), for a RIS or EPR that knows the order, not the study.
+pub async fn by_accession(State(state): State<S>, Extension(who): Extension<Principal>, q: QueryPairs) -> Result<Json<Value>, Problem> {
+    let accession = super::text(&q, "accession").ok_or_else(|| Problem::bad_request("accession is required"))?;
+    let issuer = super::text(&q, "issuer").ok_or_else(|| Problem::bad_request("issuer is required: an accession number is unique only at its site"))?;
+    let sites: Vec<String> = crate::sites::all().iter().filter(|s| s.code == issuer || s.issuer == issuer).map(|s| s.code.clone()).collect();
+    if sites.is_empty() {
+        return Err(Problem::not_found(format!("no site issues accession numbers as {issuer:?}")));
+    }
+    blocking(move || {
+        let f = crate::index::StudyFilter { accession: Some(accession.clone()), ..Default::default() };
+        let mut out = Vec::new();
+        for s in state.hub.index.find_studies(&f) {
+            let s = s?;
+            if s.accession_number != accession || !sites.contains(&s.site) || !super::studies::visible(&who, &s) {
+                continue;
+            }
+            let reports: Vec<_> =
+                state.reports.of_study(&s.uid).map_err(report_problem)?.into_iter().filter(|r| r.readable_by(&who.user, who.role == Role::Admin)).collect();
+            out.push(json!({"study": s.uid, "site": s.site, "accession_number": s.accession_number, "reports": reports}));
+        }
+        Ok(Json(json!(out)))
+    })
+    .await
+}
