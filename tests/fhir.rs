@@ -49,7 +49,9 @@ fn an_epr_reads_a_patients_studies_and_reports_from_every_site() {
     let r = post(&format!("/api/studies/{first}/reports"), r#"{"text":"Findings: No acute abnormality."}"#);
     let id = r.json()["id"].as_u64().unwrap();
     assert_eq!(post(&format!("/api/reports/{id}/sign"), "").status, 200);
-    assert_eq!(post(&format!("/api/studies/{second}/reports"), r#"{"text":"Draft only."}"#).status, 201);
+    let draft = post(&format!("/api/studies/{second}/reports"), r#"{"text":"Draft only."}"#);
+    assert_eq!(draft.status, 201);
+    let draft = draft.json()["id"].as_u64().unwrap();
 
     // Patient by NHS number: one, with the NHS number and every site's local ID.
     let r = get(&base, &format!("/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"), &clin);
@@ -96,6 +98,12 @@ fn an_epr_reads_a_patients_studies_and_reports_from_every_site() {
     assert_eq!((d["status"].as_str(), d["conclusion"].as_str()), (Some("final"), Some("Findings: No acute abnormality.")));
     assert_eq!(d["imagingStudy"][0]["reference"], format!("ImagingStudy/{first}"));
     assert!(d["issued"].as_str().is_some_and(|t| t.ends_with('Z')), "{d}");
+    // Issued as preliminary, the draft is readable by the EPR too, as preliminary.
+    assert_eq!(post(&format!("/api/reports/{draft}/preliminary"), "").status, 200);
+    let b = get(&base, &format!("/fhir/DiagnosticReport?patient={nhs}"), &clin).json();
+    valid(&b, dir, "reports-with-preliminary");
+    let statuses: std::collections::BTreeSet<&str> = b["entry"].as_array().unwrap().iter().map(|e| e["resource"]["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["final", "preliminary"].into(), "{b}");
 
     // The capability statement; bad searches answer an OperationOutcome.
     valid(&get(&base, "/fhir/metadata", &clin).json(), dir, "capabilities");

@@ -281,7 +281,11 @@ fn diagnostic_report(nhs: &str, s: &StudyRecord, r: &Report) -> Value {
         "resourceType": "DiagnosticReport",
         "id": format!("report-{}", r.id),
         "identifier": [{"system": "urn:radhub:report", "value": r.id.to_string(), "assigner": {"display": site}}],
-        "status": if r.addendum_of.is_some() { "appended" } else { "final" },
+        "status": match (r.status, r.addendum_of) {
+            (Status::Preliminary, _) => "preliminary",
+            (_, Some(_)) => "appended",
+            _ => "final",
+        },
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD", "display": "Radiology"}]}],
         "code": {"coding": [{"system": "http://loinc.org", "code": "18748-4", "display": "Diagnostic imaging study"}]},
         "subject": {"reference": format!("Patient/{nhs}")},
@@ -291,7 +295,7 @@ fn diagnostic_report(nhs: &str, s: &StudyRecord, r: &Report) -> Value {
         "conclusion": r.text,
         "presentedForm": [{"contentType": "text/plain; charset=utf-8", "data": base64::engine::general_purpose::STANDARD.encode(r.text.as_bytes()), "title": format!("Report from {site}")}],
     });
-    if let Some(t) = r.signed_ms {
+    if let Some(t) = r.signed_ms.or(r.preliminary_ms) {
         v["issued"] = json!(crate::dates::iso_ms(t));
     }
     if let Some(d) = date(&s.date) {
@@ -305,8 +309,8 @@ async fn search_reports(State(state): State<S>, q: QueryPairs) -> Response {
         let nhs = nhs_of(&q, "patient")?;
         let mut out = Vec::new();
         for s in studies(&state, &nhs)? {
-            // Signed reports only: a draft is its author's.
-            for r in state.reports.of_study(&s.uid).map_err(internal)?.into_iter().filter(|r| r.status == Status::Final) {
+            // Issued reports only (preliminary or signed): a draft is its author's.
+            for r in state.reports.of_study(&s.uid).map_err(internal)?.into_iter().filter(|r| r.status != Status::Draft) {
                 out.push(diagnostic_report(&nhs, &s, &r));
             }
         }
