@@ -133,35 +133,29 @@ pub struct Page {
 #[derive(Default)]
 struct Open {
     items: HashMap<String, Item>,
-    order: BTreeSet<(u8, u64, String)>,
-    /// Bumped by every change a query sees (the rows are rebuilt).
+    /// Bumped by every change the rows show (they are rebuilt).
     generation: u64,
 }
 
 impl Open {
     fn put(&mut self, item: Item) {
-        if let Some(old) = self.items.get(&item.study_uid) {
-            // An arrival only moves the exam's end on: no row changes.
-            let same = old.sort_key() == item.sort_key()
+        // What only the item shows (exam end, report state) leaves the rows as they are.
+        let same_row = self.items.get(&item.study_uid).is_some_and(|old| {
+            old.sort_key() == item.sort_key()
                 && old.modalities == item.modalities
                 && old.body_parts == item.body_parts
                 && old.assigned_to == item.assigned_to
                 && old.site == item.site
-                && old.priority == item.priority;
-            if same {
-                self.items.insert(item.study_uid.clone(), item);
-                return;
-            }
-            self.order.remove(&old.sort_key());
+                && old.priority == item.priority
+        });
+        if !same_row {
+            self.generation += 1;
         }
-        self.generation += 1;
-        self.order.insert(item.sort_key());
         self.items.insert(item.study_uid.clone(), item);
     }
 
     fn take(&mut self, study: &str) -> Option<Item> {
         let old = self.items.remove(study)?;
-        self.order.remove(&old.sort_key());
         self.generation += 1;
         Some(old)
     }
@@ -228,8 +222,10 @@ impl Rows {
     fn build(open: &Open) -> Rows {
         let mut r = Rows { generation: open.generation, ..Default::default() };
         r.assignee.id("");
-        for (_, _, uid) in &open.order {
-            let Some(item) = open.items.get(uid) else { continue };
+        let mut order: Vec<&Item> = open.items.values().collect();
+        order.sort_by_cached_key(|i| i.sort_key());
+        for item in order {
+            let uid = &item.study_uid;
             let row = Row {
                 added_ms: item.added_ms,
                 modalities: mask(&mut r.modality, &item.modalities),
@@ -259,7 +255,7 @@ pub struct Worklist {
     rules: HashMap<String, Rule>,
     open: RwLock<Open>,
     /// The rows of the open items' last generation a query saw.
-    rows: std::sync::Mutex<Arc<Rows>>,
+    rows: std::sync::Mutex<Option<Arc<Rows>>>,
 }
 
 /// What the worklist reads of the index (the hub's, in the server).
@@ -321,11 +317,11 @@ impl Worklist {
                 if let Some(s) = w.index.study(&item.study_uid)? {
                     item.exam_end_ms = item.exam_end_ms.max(s.last_received_ms);
                 }
-                if w.reports.is_reported(&item.study_uid)? {
+                item.report = w.report_state(&item.study_uid)?;
+                if item.report == Some(Status::Final) {
                     w.tree.remove(item.study_uid.as_bytes())?;
                     continue;
                 }
-                item.report = w.report_state(&item.study_uid)?;
                 open.put(item);
             }
         } else {
@@ -378,7 +374,8 @@ impl Worklist {
         Ok(self.orders.get(&s.site, acc)?.filter(|o| o.patient_id == s.patient.patient_id && o.issuer == s.patient.issuer))
     }
 
-    /// The furthest state of a study's report in progress.
+    /// The furthest state of a study's report (addenda aside): final means
+    /// reported.
     fn report_state(&self, study: &str) -> Result<Option<Status>, WorklistError> {
         Ok(self.reports.of_study(study)?.into_iter().filter(|r| r.addendum_of.is_none()).map(|r| r.status).max_by_key(|st| st.rank()))
     }
@@ -398,10 +395,10 @@ impl Worklist {
                 return Ok(None);
             }
         }
-        if self.reports.is_reported(&s.uid)? {
+        let report = self.report_state(&s.uid)?;
+        if report == Some(Status::Final) {
             return Ok(None);
         }
-        let report = self.report_state(&s.uid)?;
         Ok(Some(Item {
             study_uid: s.uid.clone(),
             site: s.site.clone(),
@@ -431,17 +428,17 @@ impl Worklist {
         }
         {
             let mut open = self.write();
-            if let Some(item) = open.items.get(&meta.study_uid) {
-                let mut item = item.clone();
+            if let Some(item) = open.items.get_mut(&meta.study_uid) {
+                item.exam_end_ms = item.exam_end_ms.max(meta.received_ms);
                 let new_part = !meta.body_part_examined.is_empty() && !item.body_parts.contains(&meta.body_part_examined);
                 let new_modality = !meta.modality.is_empty() && !item.modalities.contains(&meta.modality);
-                item.exam_end_ms = item.exam_end_ms.max(meta.received_ms);
                 if new_part || new_modality {
-                    item.body_parts.extend(Some(meta.body_part_examined.clone()).filter(|b| !b.is_empty()));
-                    item.modalities.extend(Some(meta.modality.clone()).filter(|m| !m.is_empty()));
-                    self.persist(&item)?;
+                    drop(open);
+                    self.change(&meta.study_uid, |item| {
+                        item.body_parts.extend(Some(meta.body_part_examined.clone()).filter(|b| !b.is_empty()));
+                        item.modalities.extend(Some(meta.modality.clone()).filter(|m| !m.is_empty()));
+                    })?;
                 }
-                open.put(item);
                 return Ok(());
             }
         }
@@ -473,6 +470,26 @@ impl Worklist {
         }
     }
 
+    /// Changes a listed item and writes it: the changed item, or `None` when
+    /// the study is not listed.
+    fn change(&self, study: &str, f: impl FnOnce(&mut Item)) -> Result<Option<Item>, WorklistError> {
+        let mut open = self.write();
+        let Some(mut item) = open.items.get(study).cloned() else { return Ok(None) };
+        f(&mut item);
+        self.persist(&item)?;
+        open.put(item.clone());
+        Ok(Some(item))
+    }
+
+    /// Takes an item off the list and out of the database.
+    fn remove(&self, study: &str) -> Result<Option<Item>, WorklistError> {
+        let taken = self.write().take(study);
+        if taken.is_some() {
+            self.tree.remove(study.as_bytes())?;
+        }
+        Ok(taken)
+    }
+
     fn add(&self, item: Item) -> Result<(), WorklistError> {
         let mut open = self.write();
         // Another arrival of the study may have added it meanwhile.
@@ -495,26 +512,20 @@ impl Worklist {
                 continue;
             }
             if o.cancelled() {
-                if self.write().take(&s.uid).is_some() {
-                    self.tree.remove(s.uid.as_bytes())?;
+                if self.remove(&s.uid)?.is_some() {
                     tracing::info!(study = %s.uid, accession = %o.accession, "off the worklist: order cancelled");
                 }
                 continue;
             }
-            let listed = self.read().items.get(&s.uid).cloned();
-            match listed {
-                Some(mut item) => {
-                    item.priority = o.priority.clone();
-                    item.procedure = o.procedure.clone();
-                    item.indication = o.indication.clone();
-                    item.ordered = true;
-                    self.persist(&item)?;
-                    self.write().put(item);
-                }
-                None => {
-                    if let Some(item) = self.judge(&s, false)? {
-                        self.add(item)?;
-                    }
+            let listed = self.change(&s.uid, |item| {
+                item.priority = o.priority.clone();
+                item.procedure = o.procedure.clone();
+                item.indication = o.indication.clone();
+                item.ordered = true;
+            })?;
+            if listed.is_none() {
+                if let Some(item) = self.judge(&s, false)? {
+                    self.add(item)?;
                 }
             }
         }
@@ -525,30 +536,18 @@ impl Worklist {
     /// A study's report changed: a final takes it off, a draft or
     /// preliminary shows on it.
     pub fn reported(&self, study: &str, status: Status) -> Result<(), WorklistError> {
-        let mut open = self.write();
         if status == Status::Final {
-            if open.take(study).is_some() {
-                self.tree.remove(study.as_bytes())?;
-            }
-            return Ok(());
-        }
-        if let Some(item) = open.items.get(study) {
-            let mut item = item.clone();
-            item.report = Some(status);
-            self.persist(&item)?;
-            open.put(item);
+            self.remove(study)?;
+        } else {
+            self.change(study, |item| item.report = Some(status))?;
         }
         Ok(())
     }
 
     /// Assigns an item to a radiologist (`None`: to no one).
     pub fn assign(&self, study: &str, to: Option<&str>) -> Result<Item, WorklistError> {
-        let mut open = self.write();
-        let mut item = open.items.get(study).cloned().ok_or_else(|| WorklistError::NotListed(study.to_owned()))?;
-        item.assigned_to = to.map(str::to_owned);
-        self.persist(&item)?;
+        let item = self.change(study, |item| item.assigned_to = to.map(str::to_owned))?.ok_or_else(|| WorklistError::NotListed(study.to_owned()))?;
         self.db.flush()?;
-        open.put(item.clone());
         Ok(item)
     }
 
@@ -556,8 +555,12 @@ impl Worklist {
     /// later arrivals of the study do not put it back.
     pub fn dismiss(&self, study: &str, why: &str) -> Result<Item, WorklistError> {
         let mut open = self.write();
-        let item = open.take(study).ok_or_else(|| WorklistError::NotListed(study.to_owned()))?;
+        if !open.items.contains_key(study) {
+            return Err(WorklistError::NotListed(study.to_owned()));
+        }
+        // Marked off before it leaves, so that no arrival puts it back.
         self.off.insert(study.as_bytes(), why.as_bytes())?;
+        let item = open.take(study).ok_or_else(|| WorklistError::NotListed(study.to_owned()))?;
         self.tree.remove(study.as_bytes())?;
         self.db.flush()?;
         Ok(item)
@@ -581,10 +584,10 @@ impl Worklist {
         let open = self.read();
         let rows = {
             let mut cached = self.rows.lock().unwrap_or_else(|p| p.into_inner());
-            if cached.generation != open.generation || (cached.rows.is_empty() && !open.items.is_empty()) {
-                *cached = Arc::new(Rows::build(&open));
+            match cached.as_ref().filter(|r| r.generation == open.generation) {
+                Some(r) => r.clone(),
+                None => cached.insert(Arc::new(Rows::build(&open))).clone(),
             }
-            cached.clone()
         };
         // Each live claim's holder by row (0: unclaimed).
         let mut holder_names = Facet::default();

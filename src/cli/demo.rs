@@ -184,17 +184,21 @@ fn send_today(dir: &Path, opts: &GenOptions, hub: std::net::SocketAddr, hl7: std
         })?;
         sent += files.len();
         let first = crate::dicom::extract::read_meta(&files[0])?;
-        if !first.accession_number.is_empty() && order(hl7, site, &first).is_ok() {
-            ordered += 1;
+        if !first.accession_number.is_empty() {
+            // The hub's ACK (AA) is checked: an order refused is not counted.
+            let sent = rt.block_on(crate::delivery::hl7::send(&hl7.to_string(), &order(site, &first), std::time::Duration::from_secs(10)));
+            match sent {
+                Ok(()) => ordered += 1,
+                Err(e) => eprintln!("{}'s order was not taken: {e}", site.code),
+            }
         }
     }
     Ok((sent, ordered))
 }
 
 /// A stat ORM^O01 from the site's RIS for the study `m` is of.
-fn order(hl7: std::net::SocketAddr, site: &Site, m: &crate::index::model::InstanceMeta) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
-    let msg = crate::orders::orm(&crate::orders::OrmMessage {
+fn order(site: &Site, m: &crate::index::model::InstanceMeta) -> String {
+    crate::orders::orm(&crate::orders::OrmMessage {
         site: &site.code,
         control_id: &format!("DEMO{}", m.accession_number),
         order_control: "NW",
@@ -204,14 +208,7 @@ fn order(hl7: std::net::SocketAddr, site: &Site, m: &crate::index::model::Instan
         procedure: &format!("^{}", m.study_description),
         priority: "S",
         indication: "Collapse, ?stroke",
-    });
-    let mut sock = std::net::TcpStream::connect(hl7)?;
-    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    sock.write_all(&[&[0x0b][..], msg.as_bytes(), &[0x1c, 0x0d]].concat())?;
-    let mut ack = vec![0u8; 4096];
-    let n = sock.read(&mut ack)?;
-    anyhow::ensure!(String::from_utf8_lossy(&ack[..n]).contains("MSA|AA"), "order refused: {}", String::from_utf8_lossy(&ack[..n]));
-    Ok(())
+    })
 }
 
 /// Generates and imports one site's studies into its simulated PACS, once.

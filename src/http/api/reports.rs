@@ -8,6 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::worklist::worklist_problem;
 use super::{blocking, claim_problem, report_problem, JsonBody};
 use crate::auth::{Principal, Role};
 use crate::http::params::{Params, QueryPairs};
@@ -26,14 +27,10 @@ pub async fn study_reports(State(state): State<S>, Extension(who): Extension<Pri
     .map(Json)
 }
 
-fn worklist_problem(e: crate::worklist::WorklistError) -> Problem {
-    super::worklist::worklist_problem(e)
-}
-
 /// The template a study is reported in: by its modalities and body parts,
 /// with the clinical details from its order, if any.
 fn template_for(state: &S, s: &crate::index::model::StudyRecord) -> Result<crate::templates::Template, Problem> {
-    let body_parts: Vec<String> = state.hub.index.series_of(&s.uid)?.into_iter().map(|x| x.body_part_examined).collect();
+    let body_parts = crate::worklist::IndexLookup::body_parts(&*state.hub, &s.uid)?;
     let mut t = crate::templates::choose(s.modalities.iter().map(String::as_str), body_parts.iter().map(String::as_str));
     let indication = state.worklist.get(&s.uid).map(|i| i.indication).filter(|i| !i.is_empty());
     if let (Some(ind), Some(clinical)) = (indication, t.sections.iter_mut().find(|x| x.name == crate::templates::CLINICAL)) {
