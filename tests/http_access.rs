@@ -122,11 +122,17 @@ fn sessions_reports_and_users() {
     let base = hub.server.http();
 
     // The viewer's files (tests run from the repository root, the default --viewer-dir's base).
-    let page = request(&base, "GET", "/", &[], b"");
-    assert!(page.status == 200 && page.header("content-type").is_some_and(|t| t.starts_with("text/html")) && page.text().contains("/viewer/radhub.js"));
-    let js = request(&base, "GET", "/viewer/radhub.js", &[], b"");
+    for start in ["/", "/viewer/", "/viewer/?nhs=9434765919"] {
+        let page = request(&base, "GET", start, &[], b"");
+        assert!(page.status == 200 && page.header("content-type").is_some_and(|t| t.starts_with("text/html")) && page.text().contains("/viewer/app.js"), "{start}");
+    }
+    assert_eq!(request(&base, "GET", "/viewer", &[], b"").header("location"), Some("/viewer/"));
+    let js = request(&base, "GET", "/viewer/app.js", &[], b"");
     assert_eq!(js.header("content-type"), Some("text/javascript; charset=utf-8"));
     assert!(js.text().contains("/api/session"));
+    let wasm = request(&base, "GET", "/viewer/pkg/viewer_wasm_bg.wasm", &[], b"");
+    assert_eq!((wasm.status, wasm.header("content-type")), (200, Some("application/wasm")), "scripts/build-viewer builds it");
+    assert!(wasm.body.starts_with(b"\0asm"));
 
     // Sign in: an HttpOnly, SameSite=Strict cookie that works until sign-out.
     let bad = request(&base, "POST", "/api/session", &[("Content-Type", "application/json")], br#"{"username":"radiologist1","password":"nope-nope"}"#);

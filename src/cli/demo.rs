@@ -112,7 +112,9 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         let (ae, host, port) = s.pacs().unwrap_or_default();
         println!("  {} {}: {ae}@{host}:{port}, retrieved by {}", s.code, s.name, if s.retrieve == Retrieve::CGet { "C-GET" } else { "C-MOVE" });
     }
-    println!("users demo-clinician, demo-radiologist, demo-admin; password {DEMO_PASSWORD}. Try, in another terminal:");
+    println!("users demo-clinician, demo-radiologist, demo-admin; password {DEMO_PASSWORD}.");
+    println!("open the viewer at http://{http}/viewer/ (the county worklist; a patient: /viewer/?nhs=NHS_NUMBER; a study: /viewer/?study=UID)");
+    println!("or try, in another terminal:");
     println!("  target/release/radhub --data {d} sites list                 # each site, its last harvest");
     println!("  target/release/radhub --data {d} sync --full                # harvest now, with progress");
     println!("  target/release/radhub --data {d} patients proposals         # records that may be one person");

@@ -168,6 +168,8 @@ fn guarded(state: &S, access: Access, routes: Router<S>) -> Router<S> {
 pub fn router(state: S) -> Router {
     let public = Router::new()
         .route("/", get(viewer::index))
+        .route("/viewer", get(|| async { axum::response::Redirect::permanent("/viewer/") }))
+        .route("/viewer/", get(viewer::index))
         .route("/viewer/{*path}", get(viewer::file))
         .route("/api/openapi.json", get(openapi))
         .route("/api/health", get(health))
