@@ -124,7 +124,10 @@ fn sessions_reports_and_users() {
     // The viewer's files (tests run from the repository root, the default --viewer-dir's base).
     for start in ["/", "/viewer/", "/viewer/?nhs=9434765919"] {
         let page = request(&base, "GET", start, &[], b"");
-        assert!(page.status == 200 && page.header("content-type").is_some_and(|t| t.starts_with("text/html")) && page.text().contains("/viewer/app.js"), "{start}");
+        assert!(
+            page.status == 200 && page.header("content-type").is_some_and(|t| t.starts_with("text/html")) && page.text().contains("/viewer/app.js"),
+            "{start}"
+        );
     }
     assert_eq!(request(&base, "GET", "/viewer", &[], b"").header("location"), Some("/viewer/"));
     let js = request(&base, "GET", "/viewer/app.js", &[], b"");

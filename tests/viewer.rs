@@ -358,6 +358,9 @@ fn radiologist_reads_reports_and_compares_across_sites_in_the_browser() {
     let reports = get(&http, &format!("/api/studies/{CURRENT}/reports"), &rad).json();
     let fin = reports.as_array().unwrap().iter().find(|r| r["status"] == "final").unwrap_or_else(|| panic!("a final report: {reports}"));
     assert!(fin["text"].as_str().unwrap().contains("Phantom markers 80 mm apart"), "{fin}");
+    // An addendum to the final: a new draft of its own.
+    b.click("#addendum");
+    b.until("the addendum's editor", "return document.querySelector('#draft') && document.querySelector('#draft').textContent.includes('Addendum')");
     let wl = get(&http, "/api/worklist", &rad).json();
     assert!(!wl["items"].as_array().unwrap().iter().any(|i| i["uid"] == CURRENT), "reported: off the worklist");
 

@@ -9,13 +9,22 @@ use crate::multipart::first_part;
 use crate::Error;
 
 /// Decodes the answer to a frame request (`content_type` is the response's).
-pub fn frame(content_type: &str, body: &[u8], d: &PixelDesc) -> Result<Frame, Error> {
+/// `decoded_by_hub`: an uncompressed answer for a frame stored compressed,
+/// whose colour the hub has already made RGB.
+pub fn frame(content_type: &str, body: &[u8], d: &PixelDesc, decoded_by_hub: bool) -> Result<Frame, Error> {
     let part = first_part(content_type, body)?;
     let media = part.media();
     let ts = part.transfer_syntax().unwrap_or("");
+    let rgb;
+    let d = if decoded_by_hub && d.samples == 3 {
+        rgb = PixelDesc { photometric: "RGB".into(), planar: false, ..d.clone() };
+        &rgb
+    } else {
+        d
+    };
     let pixels = match media.as_str() {
         "application/octet-stream" => native(part.body, d)?,
-        "image/x-dicom-rle" | "image/dicom-rle" => rle(part.body, d)?,
+        "image/dicom-rle" | "image/x-dicom-rle" => rle(part.body, d)?,
         _ if ts == "1.2.840.10008.1.2.5" => rle(part.body, d)?,
         "image/jpeg" => jpeg(part.body, d)?,
         other => return Err(Error::Unsupported(format!("{other} {ts}"))),
@@ -162,8 +171,47 @@ fn packbits(src: &[u8], out: &mut [u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// What the colour decision needs from a JPEG's markers before its first
+/// scan: the frame marker (SOFn), its precision, and the Adobe APP14
+/// transform flag if present.
+fn jpeg_markers(b: &[u8]) -> Option<(u8, u8, Option<u8>)> {
+    let mut pos = 2;
+    let mut adobe = None;
+    while b.get(pos) == Some(&0xFF) {
+        let m = *b.get(pos + 1)?;
+        if m == 0xFF {
+            pos += 1;
+            continue;
+        }
+        let len = u16::from_be_bytes([*b.get(pos + 2)?, *b.get(pos + 3)?]) as usize;
+        let seg = b.get(pos + 4..pos + 2 + len)?;
+        match m {
+            0xEE if seg.starts_with(b"Adobe") && seg.len() >= 12 => adobe = Some(seg[11]),
+            0xC0..=0xCF if !matches!(m, 0xC4 | 0xC8 | 0xCC) => return Some((m, *seg.first()?, adobe)),
+            0xDA => return None,
+            _ => {}
+        }
+        pos += 2 + len;
+    }
+    None
+}
+
+/// JPEG baseline, extended (8-bit) and lossless. Colour as the hub decides
+/// it (PS3.5 8.2.1): the DICOM header says whether a colour transform was
+/// applied, unless an Adobe marker says otherwise; lossless is never
+/// transformed. 12-bit lossy is refused (the hub decodes it).
 pub fn jpeg(b: &[u8], d: &PixelDesc) -> Result<Pixels, Error> {
+    let (sof, precision, adobe) = jpeg_markers(b).ok_or_else(|| Error::Jpeg("no frame header before the first scan".into()))?;
+    let lossless = matches!(sof, 0xC3 | 0xC7 | 0xCB | 0xCF);
+    if !lossless && precision > 8 {
+        return Err(Error::Unsupported(format!("{precision}-bit lossy JPEG")));
+    }
     let mut dec = jpeg_decoder::Decoder::new(b);
+    if d.samples == 3 {
+        let ycc = adobe.map_or(d.photometric != "RGB", |t| t != 0);
+        // jpeg-decoder's `None` repeats the first component; `RGB` keeps all three.
+        dec.set_color_transform(if lossless || !ycc { jpeg_decoder::ColorTransform::RGB } else { jpeg_decoder::ColorTransform::YCbCr });
+    }
     let data = dec.decode().map_err(|e| Error::Jpeg(e.to_string()))?;
     let info = dec.info().ok_or_else(|| Error::Jpeg("no frame header".into()))?;
     if (info.width as u32, info.height as u32) != (d.columns, d.rows) {
@@ -175,6 +223,7 @@ pub fn jpeg(b: &[u8], d: &PixelDesc) -> Result<Pixels, Error> {
         L8 => Pixels::U8(data),
         // Native endian, per jpeg-decoder; sign and Bits Stored from the metadata.
         L16 => sixteen(data.chunks_exact(2).map(|c| u16::from_ne_bytes([c[0], c[1]])), d),
+        RGB24 if precision > 8 => return Err(Error::Unsupported("16-bit colour JPEG".into())),
         RGB24 => Pixels::Rgb(data),
         CMYK32 => return Err(Error::Jpeg("CMYK".into())),
     })

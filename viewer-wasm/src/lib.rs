@@ -79,10 +79,11 @@ impl Stack {
     }
 
     /// Decodes a frame answer for slice `i`; an error means the page should
-    /// ask again for `application/octet-stream` (the hub decodes).
-    pub fn put(&mut self, i: usize, content_type: &str, body: &[u8]) -> Result<(), JsError> {
+    /// ask again for `application/octet-stream` (the hub decodes), and say
+    /// so with `decoded_by_hub`.
+    pub fn put(&mut self, i: usize, content_type: &str, body: &[u8], decoded_by_hub: bool) -> Result<(), JsError> {
         let s = self.series.slices.get(i).ok_or_else(|| JsError::new("no such slice"))?;
-        let f = decode::frame(content_type, body, &s.desc).map_err(js)?;
+        let f = decode::frame(content_type, body, &s.desc, decoded_by_hub).map_err(js)?;
         self.frames[i] = Some(f);
         Ok(())
     }

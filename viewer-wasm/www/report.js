@@ -66,7 +66,9 @@ export async function openReport(study) {
         const add = el("button", { textContent: "Addendum", id: "addendum" });
         add.onclick = async () => {
           try {
-            await api(`/api/reports/${finals[finals.length - 1].id}/addenda`, { method: "POST", body: { text: "" } });
+            // A draft is never empty: it starts by saying what it adds to.
+            const last = finals[finals.length - 1];
+            await api(`/api/reports/${last.id}/addenda`, { method: "POST", body: { text: `Addendum to the report signed ${when(last.signed_ms)}:\n` } });
             openReport(study);
           } catch (e) {
             fail(e);

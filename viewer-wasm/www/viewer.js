@@ -21,7 +21,7 @@ export function ready(wasm) {
 const JPEG = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"];
 const ACCEPT = [
   ...JPEG.map((ts) => `multipart/related; type="image/jpeg"; transfer-syntax=${ts}`),
-  `multipart/related; type="image/x-dicom-rle"; transfer-syntax=1.2.840.10008.1.2.5`,
+  `multipart/related; type="image/dicom-rle"; transfer-syntax=1.2.840.10008.1.2.5`,
   `multipart/related; type="application/octet-stream"`,
 ].join(", ");
 const NATIVE = `multipart/related; type="application/octet-stream"`;
@@ -155,11 +155,11 @@ class Viewport {
           const url = this.frameUrl(k);
           let [type, body] = await frameFetch(url, ACCEPT, signal);
           try {
-            stack.put(k, type, body);
+            stack.put(k, type, body, false);
           } catch {
             // Not decodable here (e.g. 12-bit lossy JPEG): the hub decodes.
             [type, body] = await frameFetch(url, NATIVE, signal);
-            stack.put(k, type, body);
+            stack.put(k, type, body, true);
           }
         } catch (e) {
           if (signal.aborted) return;
@@ -712,7 +712,16 @@ export async function openStudy(uid) {
   seriesStrip();
   toolbar();
   openReport(study);
-  loading.then(() => toolbar()).catch(report);
+  loading
+    .then(async () => {
+      toolbar();
+      // Fetched from its site: the strip's thumbnails can be drawn now.
+      if (!study.local && open === state.open) {
+        Object.assign(study, await api(`/api/studies/${enc(uid)}`));
+        seriesStrip();
+      }
+    })
+    .catch(report);
   findPriors(study).then(() => open === state.open && toolbar()).catch(() => {});
   status(`${study.site}: ${list.length} series, ${study.instances} images${study.local ? "" : " (fetching from the site)"}`);
 }
