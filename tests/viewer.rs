@@ -3,8 +3,8 @@
 //! phantom at two sites (tests/viewer/phantom.py): the current study sent by
 //! STOW-RS to Dorset County (JPEG lossless, so on the worklist) and a prior
 //! at Royal Bournemouth (RLE), one person linked by NHS number. Pixels are
-//! read back from the canvas; screenshots go to
-//! `$CARGO_TARGET_TMPDIR/viewer-screenshots`.
+//! read back from the canvas; screenshots go to `viewer-screenshots/` in
+//! `$RADHUB_ARTIFACTS` (CI's artefacts) or `$CARGO_TARGET_TMPDIR`.
 
 mod support;
 
@@ -91,7 +91,8 @@ impl Browser {
         }}}});
         let v = wd(&base, "POST", "/session", &caps);
         let session = v["sessionId"].as_str().expect("a session id").to_owned();
-        let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("viewer-screenshots");
+        // CI keeps $RADHUB_ARTIFACTS (scripts/test sets it).
+        let shots = std::env::var_os("RADHUB_ARTIFACTS").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from).join("viewer-screenshots");
         std::fs::create_dir_all(&shots).unwrap();
         Browser { driver, base, session, shots }
     }

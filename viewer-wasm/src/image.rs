@@ -151,14 +151,18 @@ pub struct Display {
     pub invert: bool,
 }
 
-/// Renders frames to RGBA (one `u32` per pixel, little endian: R, G, B, A),
-/// keeping the last table while the display and the frame's value range
-/// and rescale stay the same, as when scrolling.
+/// Renders frames to RGBA (one `u32` per pixel, little endian: R, G, B, A).
+/// The table spans the stored values seen (not every 16-bit value: a
+/// 12-bit CT needs 4,096 entries, not 65,536) and is kept while the
+/// display and rescale stay the same, as when scrolling; a frame with
+/// values outside it widens it.
 #[derive(Default)]
 pub struct Renderer {
     pub out: Vec<u32>,
     lut: Vec<u32>,
-    key: Option<(Display, i32, i32, u64, u64, bool)>,
+    key: Option<(Display, u64, u64, bool, bool)>,
+    lo: i32,
+    hi: i32,
 }
 
 fn grey(g: u8) -> u32 {
@@ -171,35 +175,30 @@ impl Renderer {
         let invert = d.invert ^ f.monochrome1;
         let n = (f.width * f.height) as usize;
         self.out.resize(n, 0);
-        // The table spans the stored values this frame can hold (all 8- or
-        // 16-bit values, so slices of a series share one table).
-        let (lo, hi) = match &f.pixels {
-            Pixels::U8(_) | Pixels::Rgb(_) => (0, 255),
-            Pixels::U16(_) => (0, 65535),
-            Pixels::I16(_) => (-32768, 32767),
-            Pixels::I32(_) => (f.min, f.max),
-        };
-        let key = (d, lo, hi, f.slope.to_bits(), f.intercept.to_bits(), invert);
-        if self.key != Some(key) || (hi - lo + 1) as usize > self.lut.len() {
+        let colour = f.is_colour();
+        let key = (d, f.slope.to_bits(), f.intercept.to_bits(), invert, colour);
+        let (lo, hi) = if colour { (0, 255) } else { (f.min, f.max) };
+        if self.key != Some(key) || lo < self.lo || hi > self.hi {
+            let (lo, hi) = if self.key == Some(key) { (lo.min(self.lo), hi.max(self.hi)) } else { (lo, hi) };
             self.lut.clear();
-            let colour = f.is_colour();
             self.lut.extend((lo..=hi).map(|s| {
                 let m = if colour { s as f64 } else { f.modality(s) };
                 let g = window_linear(m, d.center, d.width);
                 grey(if invert { 255 - g } else { g })
             }));
-            self.key = Some(key);
+            (self.key, self.lo, self.hi) = (Some(key), lo, hi);
         }
-        let lut = &self.lut[..];
+        let (lut, lo) = (&self.lut[..], self.lo);
+        let at = |s: i32| lut[(s - lo) as usize];
         match &f.pixels {
-            Pixels::U8(v) => self.out.iter_mut().zip(v).for_each(|(o, &s)| *o = lut[s as usize]),
-            Pixels::U16(v) => self.out.iter_mut().zip(v).for_each(|(o, &s)| *o = lut[s as usize]),
-            Pixels::I16(v) => self.out.iter_mut().zip(v).for_each(|(o, &s)| *o = lut[(s as i32 + 32768) as usize]),
-            Pixels::I32(v) => self.out.iter_mut().zip(v).for_each(|(o, &s)| *o = lut[(s - lo) as usize]),
+            Pixels::U8(v) => self.out.iter_mut().zip(v).for_each(|(o, &s)| *o = at(s as i32)),
+            Pixels::U16(v) => self.out.iter_mut().zip(v).for_each(|(o, &s)| *o = at(s as i32)),
+            Pixels::I16(v) => self.out.iter_mut().zip(v).for_each(|(o, &s)| *o = at(s as i32)),
+            Pixels::I32(v) => self.out.iter_mut().zip(v).for_each(|(o, &s)| *o = at(s)),
             Pixels::Rgb(v) => {
                 // Each channel through the same table: window as contrast.
                 for (o, p) in self.out.iter_mut().zip(v.chunks_exact(3)) {
-                    let c = |k: usize| lut[p[k] as usize] & 0xFF;
+                    let c = |k: usize| at(p[k] as i32) & 0xFF;
                     *o = 0xFF00_0000 | (c(2) << 16) | (c(1) << 8) | c(0);
                 }
             }
@@ -238,6 +237,17 @@ mod tests {
         assert_eq!(r.out[0] & 0xFF, 255);
         assert_eq!(f.value(1, 0), Some(40.0));
         assert_eq!(f.full_window(), ((-1024.0 + 1976.0) / 2.0 + 0.5, 3001.0));
+    }
+
+    #[test]
+    fn the_table_widens_for_a_frame_with_other_values() {
+        let mut r = Renderer::default();
+        let d = Display { center: 40.0, width: 400.0, invert: false };
+        r.render(&ct(vec![1000, 1100]), d);
+        r.render(&ct(vec![0, 3000]), d);
+        assert_eq!(r.out.iter().map(|p| p & 0xFF).collect::<Vec<_>>(), vec![0, 255]);
+        r.render(&ct(vec![1064]), d);
+        assert!((127..=129).contains(&(r.out[0] & 0xFF)));
     }
 
     #[test]

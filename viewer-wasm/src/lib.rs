@@ -73,6 +73,11 @@ impl Stack {
         self.slice(i).map(|s| s.sop_uid.clone()).unwrap_or_default()
     }
 
+    /// The slice that is frame `frame` (1-based) of instance `sop_uid`, or -1.
+    pub fn index_of(&self, sop_uid: &str, frame: u32) -> i32 {
+        self.series.slices.iter().position(|s| s.sop_uid == sop_uid && s.frame == frame).map_or(-1, |i| i as i32)
+    }
+
     /// The 1-based frame of the instance that slice `i` is.
     pub fn frame_number(&self, i: usize) -> u32 {
         self.slice(i).map_or(1, |s| s.frame)

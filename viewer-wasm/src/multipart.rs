@@ -60,8 +60,18 @@ pub fn first_part<'a>(content_type: &'a str, body: &'a [u8]) -> Result<Part<'a>,
     Ok(Part { content_type: part_type, body: &data[..end] })
 }
 
+/// A byte loop to the needle's first byte, then a compare: a frame is
+/// hundreds of kilobytes, and a window compare at every offset costs
+/// milliseconds in the browser before the code is optimised.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let (&first, mut from) = (needle.first()?, 0);
+    loop {
+        let at = from + hay.get(from..)?.iter().position(|&c| c == first)?;
+        if hay[at..].starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,41 @@ pub struct Series {
     pub slices: Vec<Slice>,
 }
 
+/// The tags read below; a series' metadata is mostly others, which are
+/// skipped without being built.
+const WANTED: [&str; 25] = [
+    "00080018", "00200013", "00280008", "00280010", "00280011", "00280100", "00280101", "00280103", "00280002", "00280004", "00280006", "00281053", "00281052",
+    "00281050", "00281051", "00281055", "00181063", "00180040", "00280030", "00181164", "00200032", "00200037", "00201041", "00180050", "52009230",
+];
+
+/// One instance's attributes, only the `WANTED` ones (and the shared
+/// functional groups).
+struct Wanted(Value);
+
+impl<'de> serde::Deserialize<'de> for Wanted {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keep;
+        impl<'de> serde::de::Visitor<'de> for Keep {
+            type Value = Wanted;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a DICOM JSON data set")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Wanted, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if WANTED.contains(&k.as_ref()) || k == "52009229" {
+                        out.insert(k.into_owned(), m.next_value()?);
+                    } else {
+                        m.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(Wanted(Value::Object(out)))
+            }
+        }
+        d.deserialize_map(Keep)
+    }
+}
+
 fn attr<'a>(o: &'a Value, tag: &str) -> Option<&'a Value> {
     o.get(tag)?.get("Value")
 }
@@ -104,10 +139,9 @@ fn grouped(o: &Value, per_frame: Option<&Value>, group: &str, tag: &str) -> Vec<
 
 impl Series {
     pub fn from_metadata(json: &str) -> Result<Series, Error> {
-        let v: Value = serde_json::from_str(json).map_err(|e| Error::Metadata(e.to_string()))?;
-        let list = v.as_array().ok_or_else(|| Error::Metadata("not an array of instances".into()))?;
+        let list: Vec<Wanted> = serde_json::from_str(json).map_err(|e| Error::Metadata(format!("not an array of instances: {e}")))?;
         let mut slices = Vec::new();
-        for o in list {
+        for Wanted(o) in &list {
             let Some(sop_uid) = text(o, "00080018") else { continue };
             let (Some(rows), Some(columns)) = (first(o, "00280010"), first(o, "00280011")) else { continue };
             let frames = first(o, "00280008").unwrap_or(1.0).max(1.0) as u32;

@@ -34,7 +34,7 @@ export async function api(path, options = {}) {
     body = JSON.stringify(body);
     headers["Content-Type"] = "application/json";
   }
-  const r = await fetch(path, { credentials: "same-origin", ...options, headers, body });
+  const r = await (early(path, options) || fetch(path, { credentials: "same-origin", ...options, headers, body }));
   if (r.status === 401) {
     showSignIn();
     throw new SignedOut("signed out");
@@ -44,6 +44,23 @@ export async function api(path, options = {}) {
     throw new Error(p.detail || p.title || `${r.status} ${r.statusText}`);
   }
   return r.status === 204 ? null : r.json();
+}
+
+/// The page's early request for `path` (index.html), once, if it made one.
+function early(path, options) {
+  const e = window.radhubEarly;
+  if (!e || (options.method && options.method !== "GET")) return null;
+  if (path === "/api/session" && e.session) {
+    const r = e.session;
+    e.session = null;
+    return r;
+  }
+  if (e.study && path === `/api/studies/${enc(e.study.uid)}`) {
+    const r = e.study.answer;
+    e.study = null;
+    return r;
+  }
+  return null;
 }
 
 export function status(text) {
@@ -331,5 +348,6 @@ document.addEventListener("click", (e) => {
 });
 window.addEventListener("popstate", route);
 
-ready(await init());
+// The WASM module compiles while the session and the study are asked for.
+ready(init({ module_or_path: window.radhubEarly?.wasm }).catch(() => init()));
 route();

@@ -10,10 +10,13 @@ import { openReport, closeReport } from "./report.js";
 
 let memory = null;
 let PRESETS = [];
-/// Called once the WASM module is instantiated (app.js).
-export function ready(wasm) {
-  memory = wasm.memory;
-  PRESETS = JSON.parse(presets_json());
+let wasmReady = null;
+/// Given the WASM module's instantiation (app.js); stacks wait for it.
+export function ready(instantiating) {
+  wasmReady = instantiating.then((wasm) => {
+    memory = wasm.memory;
+    PRESETS = JSON.parse(presets_json());
+  });
 }
 // Frames as stored when the WASM side decodes them (JPEG baseline,
 // extended, lossless; RLE), else uncompressed from the hub (which decodes
@@ -51,6 +54,16 @@ const state = {
 
 class FetchFailed extends Error {}
 
+async function metadataText(url, signal) {
+  const r = await fetch(url, { headers: { Accept: "application/dicom+json" }, credentials: "same-origin", signal });
+  if (r.status === 401) throw new SignedOut("signed out");
+  if (!r.ok) {
+    const p = await r.json().catch(() => ({}));
+    throw new Error(p.detail || `metadata: ${r.status}`);
+  }
+  return r.text();
+}
+
 async function frameFetch(url, accept, signal) {
   const r = await fetch(url, { headers: { Accept: accept }, credentials: "same-origin", signal });
   if (r.status === 401) throw new SignedOut("signed out");
@@ -72,7 +85,6 @@ class Viewport {
     this.ov = Object.fromEntries(["tl", "tr", "bl", "br"].map((c) => [c, el("div", { className: `ov ${c}` })]));
     this.bar = el("div", { className: "progress" });
     this.el.append(this.canvas, ...Object.values(this.ov), this.bar);
-    this.view = new View();
     this.stack = null;
     this.i = 0;
     this.window = null;
@@ -88,6 +100,13 @@ class Viewport {
     this.bind();
   }
 
+  /// Made on first use: the first image's requests go out before the WASM
+  /// module is ready.
+  get view() {
+    this._view ??= new View();
+    return this._view;
+  }
+
   // ---- loading ----
 
   async load(study, series) {
@@ -97,18 +116,31 @@ class Viewport {
     this.stopCine();
     this.stack?.free();
     Object.assign(this, { stack: null, study, series, i: 0, window: null, invert: false, rendered: "", measures: new Map(), failed: new Set(), fileWindow: -1, syncOffset: 0 });
-    this.view.reset();
+    this._view?.reset();
     this.note = study.local ? "Loading…" : `Fetching from ${study.site}…`;
     this.paint();
     const poll = study.local ? 0 : setInterval(() => this.fetchProgress(study), 700);
+    // The series' first image on its own, beside the series' metadata: it
+    // is drawn as soon as it is in, and the rest follow.
+    // The series' metadata is asked for once that image is in: on a hub that
+    // has not encoded it yet, its encoding would hold up that frame.
+    const first = series.first_image ? this.firstImage(study, series, signal).catch(() => null) : Promise.resolve(null);
     try {
-      const r = await fetch(`/dicom-web/studies/${enc(study.uid)}/series/${enc(series.uid)}/metadata`, { headers: { Accept: "application/dicom+json" }, credentials: "same-origin", signal });
-      if (r.status === 401) throw new SignedOut("signed out");
-      if (!r.ok) {
-        const p = await r.json().catch(() => ({}));
-        throw new Error(p.detail || `metadata: ${r.status}`);
+      await first;
+      const text = await metadataText(`/dicom-web/studies/${enc(study.uid)}/series/${enc(series.uid)}/metadata`, signal);
+      await wasmReady;
+      const full = new Stack(text);
+      const quick = await first;
+      if (signal.aborted) return full.free();
+      if (quick) {
+        const k = full.index_of(series.first_image, 1);
+        if (k >= 0) {
+          full.put(k, quick.type, quick.body, quick.byHub);
+          this.i = k;
+        }
       }
-      this.stack = new Stack(await r.text());
+      if (this.stack !== full) this.stack?.free();
+      this.stack = full;
     } catch (e) {
       if (signal.aborted) return;
       this.note = e.message;
@@ -121,6 +153,31 @@ class Viewport {
     this.started = performance.now();
     this.paint();
     this.fetchAll(signal);
+  }
+
+  /// The series' first image alone, shown in a one-slice stack until the
+  /// series' own arrives.
+  async firstImage(study, series, signal) {
+    const base = `/dicom-web/studies/${enc(study.uid)}/series/${enc(series.uid)}/instances/${enc(series.first_image)}`;
+    const [meta, frame] = await Promise.all([metadataText(`${base}/metadata`, signal), frameFetch(`${base}/frames/1`, ACCEPT, signal)]);
+    await wasmReady;
+    const one = new Stack(meta);
+    let [type, body] = frame;
+    let byHub = false;
+    try {
+      one.put(0, type, body, false);
+    } catch {
+      [type, body] = await frameFetch(`${base}/frames/1`, NATIVE, signal);
+      byHub = true;
+      one.put(0, type, body, true);
+    }
+    if (!this.stack && !signal.aborted) {
+      this.stack = one;
+      this.i = 0;
+      this.note = "";
+      this.draw();
+    } else one.free();
+    return { type, body, byHub };
   }
 
   async fetchProgress(study) {
@@ -230,6 +287,7 @@ class Viewport {
         state.firstImage = true;
         performance.mark("radhub:first-image");
       }
+      this.drawnOnce?.();
     }
     this.overlay(drawn);
     const waiters = this.waiters;
@@ -286,6 +344,8 @@ class Viewport {
     const at = (p) => [m[0] * p[0] + m[2] * p[1] + m[4], m[1] * p[0] + m[3] * p[1] + m[5]];
     const list = [...(this.measures.get(this.i) || [])];
     if (this.pending) list.push(this.pending);
+    // Setting a font costs about 2 ms: not on every window/level step.
+    if (!list.length) return;
     ctx.lineWidth = 1.5;
     ctx.font = "13px ui-monospace, monospace";
     for (const mm of list) {
@@ -711,7 +771,18 @@ export async function openStudy(uid) {
   const loading = first ? state.viewports[0].load(study, first) : Promise.resolve();
   seriesStrip();
   toolbar();
-  openReport(study);
+  // The report panel and the priors once the first image is up (or soon),
+  // so that their requests do not queue ahead of its frame.
+  const v0 = state.viewports[0];
+  new Promise((resolve) => {
+    v0.drawnOnce = resolve;
+    setTimeout(resolve, 1500);
+  }).then(() => {
+    v0.drawnOnce = null;
+    if (open !== state.open) return;
+    openReport(study);
+    findPriors(study).then(() => open === state.open && toolbar()).catch(() => {});
+  });
   loading
     .then(async () => {
       toolbar();
@@ -722,7 +793,6 @@ export async function openStudy(uid) {
       }
     })
     .catch(report);
-  findPriors(study).then(() => open === state.open && toolbar()).catch(() => {});
   status(`${study.site}: ${list.length} series, ${study.instances} images${study.local ? "" : " (fetching from the site)"}`);
 }
 

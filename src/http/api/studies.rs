@@ -2,6 +2,8 @@
 //! first, and the reporting worklist: read lazily from the index, so an
 //! answer of 100 studies reads about 100, however many are held.
 
+use std::collections::HashMap;
+
 use axum::extract::{Extension, State};
 use axum::Json;
 use serde_json::{json, Value};
@@ -146,18 +148,30 @@ pub async fn study(State(state): State<S>, Extension(who): Extension<Principal>,
         let mut v = study_json(&state, &s)?;
         let mut series = state.hub.index.series_of(&uid)?;
         sort_series(&mut series);
+        let instances = state.hub.index.instances_of(&uid, None)?;
+        // Each series' first image (lowest Instance Number), so that a viewer
+        // can show it before the series' metadata has arrived.
+        let mut first: HashMap<&str, &crate::index::model::InstanceRecord> = HashMap::new();
+        for i in instances.iter().filter(|i| i.has_pixel_data) {
+            let e = first.entry(i.series_uid.as_str()).or_insert(i);
+            if (i.number.unwrap_or(i64::MAX), &i.sop_uid) < (e.number.unwrap_or(i64::MAX), &e.sop_uid) {
+                *e = i;
+            }
+        }
         v["series_list"] = json!(series
             .iter()
-            .map(|x| json!({"uid": x.uid, "number": x.number, "modality": x.modality, "description": x.description, "body_part": x.body_part_examined, "instances": x.instances}))
+            .map(|x| json!({"uid": x.uid, "number": x.number, "modality": x.modality, "description": x.description, "body_part": x.body_part_examined,
+                "instances": x.instances, "first_image": first.get(x.uid.as_str()).map(|i| &i.sop_uid)}))
             .collect::<Vec<_>>());
         // UIDs PS3.5 9.1 does not allow, held as the archive sent them.
         let odd: Vec<String> = std::iter::once(s.uid.clone())
             .chain(series.iter().map(|x| x.uid.clone()))
-            .chain(state.hub.index.instances_of(&uid, None)?.into_iter().map(|i| i.sop_uid))
+            .chain(instances.iter().map(|i| i.sop_uid.clone()))
             .filter(|u| !crate::dicom::scan::uid_is_conformant(u))
             .collect();
         v["nonconformant_uids"] = json!(odd);
-        let reports: Vec<_> = state.reports.of_study(&uid).map_err(report_problem)?.into_iter().filter(|r| r.readable_by(&who.user, who.role == Role::Admin)).collect();
+        let reports: Vec<_> =
+            state.reports.of_study(&uid).map_err(report_problem)?.into_iter().filter(|r| r.readable_by(&who.user, who.role == Role::Admin)).collect();
         v["reports"] = json!(reports);
         Ok(v)
     })
