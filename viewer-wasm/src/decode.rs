@@ -39,6 +39,9 @@ fn samples(d: &PixelDesc) -> usize {
 /// Uncompressed little-endian values, masked to Bits Stored and sign
 /// extended (high bits may carry overlays).
 pub fn native(b: &[u8], d: &PixelDesc) -> Result<Pixels, Error> {
+    if d.photometric == "YBR_FULL_422" && d.samples == 3 && d.bits_allocated == 8 {
+        return ybr_422(b, d);
+    }
     let n = samples(d);
     let need = match d.bits_allocated {
         1 => n.div_ceil(8),
@@ -102,6 +105,26 @@ fn interleave(b: &[u8], d: &PixelDesc) -> Vec<u8> {
         ybr_to_rgb(&mut rgb);
     }
     rgb
+}
+
+/// Uncompressed YBR_FULL_422 (PS3.3 C.7.6.3.1.2): each pair of pixels in
+/// a row is Y1 Y2 Cb Cr; both take the pair's chroma.
+fn ybr_422(b: &[u8], d: &PixelDesc) -> Result<Pixels, Error> {
+    let (w, h) = (d.columns as usize, d.rows as usize);
+    let row = w.div_ceil(2) * 4;
+    let need = row * h;
+    if b.len() < need {
+        return Err(Error::Short { need, have: b.len() });
+    }
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let g = &b[y * row + (x / 2) * 4..][..4];
+            rgb.extend([g[x % 2], g[2], g[3]]);
+        }
+    }
+    ybr_to_rgb(&mut rgb);
+    Ok(Pixels::Rgb(rgb))
 }
 
 fn ybr_to_rgb(px: &mut [u8]) {
@@ -250,6 +273,17 @@ mod tests {
             _ => panic!(),
         }
         assert!(matches!(native(&b[..7], &desc(16, 12, false, 1)), Err(Error::Short { need: 8, have: 7 })));
+    }
+
+    #[test]
+    fn ybr_full_422_pairs_share_their_chroma() {
+        // Two pixels: Y 0 and 255 with neutral chroma: black and white.
+        let d = PixelDesc { rows: 1, columns: 2, bits_allocated: 8, bits_stored: 8, samples: 3, photometric: "YBR_FULL_422".into(), ..PixelDesc::default() };
+        match native(&[0, 255, 128, 128], &d).unwrap() {
+            Pixels::Rgb(v) => assert_eq!(v, vec![0, 0, 0, 255, 255, 255]),
+            _ => panic!(),
+        }
+        assert!(native(&[0, 255, 128], &d).is_err());
     }
 
     #[test]
