@@ -695,7 +695,17 @@ fn three_pacs_harvested_linked_and_fetched_on_demand() {
         "an answer cut by its site must not end as if whole ({} bytes, {before_kill} before the kill)",
         cut.len()
     );
-    let s = hub.json(&format!("/api/studies/{long}"), &reader);
+    // What arrived before the kill may still be committing: wait until the
+    // count stops moving, so that the listing below is of the same moment.
+    let mut s = hub.json(&format!("/api/studies/{long}"), &reader);
+    for _ in 0..20 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let again = hub.json(&format!("/api/studies/{long}"), &reader);
+        if again["local_instances"] == s["local_instances"] {
+            break;
+        }
+        s = again;
+    }
     let held = s["local_instances"].as_u64().unwrap();
     assert!(held >= 1 && held < LONGER as u64, "{held} of {LONGER} held after the site was killed part way: {s}");
     // Each instance that arrived is whole: served from here, byte for byte as the site's file.
