@@ -37,35 +37,12 @@ impl Drop for Browser {
     }
 }
 
-/// One WebDriver command. chromedriver keeps connections open whatever
-/// the client asks, so the answer is read by its Content-Length.
+/// One WebDriver command.
 fn wd(base: &str, method: &str, path: &str, body: &Value) -> Value {
-    use std::io::{BufRead, BufReader, Read, Write};
     let body = if method == "POST" { body.to_string() } else { String::new() };
-    let addr = base.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("chromedriver at {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-    let mut r = BufReader::new(s);
-    let (mut line, mut status, mut len) = (String::new(), 0u16, 0usize);
-    r.read_line(&mut line).unwrap();
-    status = line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(status);
-    loop {
-        line.clear();
-        r.read_line(&mut line).unwrap();
-        if line.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    let mut buf = vec![0; len];
-    r.read_exact(&mut buf).unwrap();
-    let v: Value = serde_json::from_slice(&buf).unwrap_or(Value::Null);
-    assert!(status == 200, "WebDriver {method} {path}: {status} {v}");
+    let r = request(base, method, path, &[("Content-Type", "application/json")], body.as_bytes());
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    assert!(r.status == 200, "WebDriver {method} {path}: {} {v}", r.status);
     v["value"].clone()
 }
 

@@ -213,8 +213,30 @@ pub fn request(base: &str, method: &str, target: &str, headers: &[(&str, &str)],
     head.push_str("\r\n");
     // The server may answer (and close) before reading a refused body.
     let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(body));
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
+    // To the end of the answer: its Content-Length when it gives one (some
+    // servers, chromedriver among them, keep the connection open whatever
+    // the client asks), else until the server closes.
+    let (mut raw, mut buf) = (Vec::new(), vec![0u8; 64 << 10]);
+    let mut end: Option<usize> = None;
+    loop {
+        if end.is_none() {
+            if let Some(h) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..h]).to_ascii_lowercase();
+                let status = head.lines().next().unwrap_or("");
+                let bodiless = method == "HEAD" || status.contains(" 204 ") || status.contains(" 304 ");
+                let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
+                end = Some(if bodiless { h + 4 } else { len.map_or(usize::MAX, |n| h + 4 + n) });
+            }
+        }
+        if let Some(e) = end.filter(|&e| raw.len() >= e) {
+            raw.truncate(e);
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer to {method} {target}: {raw:?}"));
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");

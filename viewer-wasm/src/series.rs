@@ -60,13 +60,12 @@ pub struct Series {
 
 /// The tags read below; a series' metadata is mostly others, which are
 /// skipped without being built.
-const WANTED: [&str; 25] = [
+const WANTED: [&str; 26] = [
     "00080018", "00200013", "00280008", "00280010", "00280011", "00280100", "00280101", "00280103", "00280002", "00280004", "00280006", "00281053", "00281052",
-    "00281050", "00281051", "00281055", "00181063", "00180040", "00280030", "00181164", "00200032", "00200037", "00201041", "00180050", "52009230",
+    "00281050", "00281051", "00281055", "00181063", "00180040", "00280030", "00181164", "00200032", "00200037", "00201041", "00180050", "52009229", "52009230",
 ];
 
-/// One instance's attributes, only the `WANTED` ones (and the shared
-/// functional groups).
+/// One instance's attributes, only the `WANTED` ones.
 struct Wanted(Value);
 
 impl<'de> serde::Deserialize<'de> for Wanted {
@@ -80,7 +79,7 @@ impl<'de> serde::Deserialize<'de> for Wanted {
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Wanted, A::Error> {
                 let mut out = serde_json::Map::new();
                 while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if WANTED.contains(&k.as_ref()) || k == "52009229" {
+                    if WANTED.contains(&k.as_ref()) {
                         out.insert(k.into_owned(), m.next_value()?);
                     } else {
                         m.next_value::<serde::de::IgnoredAny>()?;

@@ -35,15 +35,20 @@ export async function api(path, options = {}) {
     headers["Content-Type"] = "application/json";
   }
   const r = await (early(path, options) || fetch(path, { credentials: "same-origin", ...options, headers, body }));
-  if (r.status === 401) {
-    showSignIn();
-    throw new SignedOut("signed out");
-  }
   if (!r.ok) {
-    const p = await r.json().catch(() => ({}));
-    throw new Error(p.detail || p.title || `${r.status} ${r.statusText}`);
+    const e = await refusal(r);
+    if (e instanceof SignedOut) showSignIn();
+    throw e;
   }
   return r.status === 204 ? null : r.json();
+}
+
+/// The error a refused answer carries: its problem+json detail, or
+/// SignedOut for a 401.
+export async function refusal(r) {
+  if (r.status === 401) return new SignedOut("signed out");
+  const p = await r.json().catch(() => ({}));
+  return new Error(p.detail || p.title || `${r.status} ${r.statusText}`);
 }
 
 /// The page's early request for `path` (index.html), once, if it made one.
@@ -256,10 +261,6 @@ async function findStudiesOf(r) {
   if (s.length) go(`/viewer/?study=${enc(s[0].uid)}`);
 }
 
-export function reportState(s) {
-  return s.reported ? "final" : "";
-}
-
 async function patientRecord(nhs) {
   const p = await api(`/api/patients/${enc(nhs)}`);
   const first = p.records[0] || {};
@@ -290,18 +291,15 @@ async function patientRecord(nhs) {
       li.dataset.uid = s.uid;
       const thumbs = el("div", { className: "thumbs" });
       li.append(thumbs);
-      // Series thumbnails only for what radhub holds: a remote study is
-      // fetched when opened, not while browsing the record.
-      if (s.local) {
+      // One read of the study for both its series (thumbnails only for what
+      // radhub holds: a remote study is fetched when opened, not while
+      // browsing the record) and its reports.
+      if (s.local || s.reported) {
         api(`/api/studies/${enc(s.uid)}`).then((d) => {
-          for (const x of d.series_list || []) {
+          for (const x of s.local ? d.series_list || [] : []) {
             thumbs.append(el("img", { loading: "lazy", alt: `${x.modality} ${x.description || ""}`, title: `${x.modality} ${x.description || ""} (${x.instances})`, src: `/dicom-web/studies/${enc(s.uid)}/series/${enc(x.uid)}/thumbnail` }));
           }
-        }).catch(() => {});
-      }
-      if (s.reported) {
-        api(`/api/studies/${enc(s.uid)}/reports`).then((rs) => {
-          for (const r of rs.reports || rs) {
+          for (const r of d.reports || []) {
             if (r.status === "draft") continue;
             li.append(el("div", { className: "report-text", textContent: `${r.status.toUpperCase()} · ${r.author}\n${r.text}` }));
           }

@@ -27,12 +27,13 @@ export async function openReport(study) {
   const panel = $("#report");
   const me = { study, timer: 0, save: async () => {} };
   current = me;
-  const [reports, templates] = await Promise.all([
-    api(`/api/studies/${enc(study.uid)}/reports`),
+  // The study as it is now: its reports (those this user may read) and its claim.
+  const [fresh, templates] = await Promise.all([
+    api(`/api/studies/${enc(study.uid)}`),
     session.role === "radiologist" ? api("/api/templates").catch(() => []) : Promise.resolve([]),
-  ]).catch((e) => (fail(e), [[], []]));
+  ]).catch((e) => (fail(e), [study, []]));
   if (current !== me) return;
-  const fresh = await api(`/api/studies/${enc(study.uid)}`).catch(() => study);
+  const reports = fresh.reports || [];
   const claim = fresh.claim;
   const finals = reports.filter((r) => r.status === "final" && !r.addendum_of);
   const mine = reports.find((r) => r.author === session.user && r.status !== "final");

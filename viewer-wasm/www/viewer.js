@@ -5,7 +5,7 @@
 // (Stack), drawn to a canvas through an offscreen image and the view's
 // matrix (View), so a drag costs no round trip to the hub.
 import { Stack, View, presets_json } from "./pkg/viewer_wasm.js";
-import { api, el, enc, $, status, personName, dicomDate, SignedOut } from "./app.js";
+import { api, el, enc, $, status, personName, dicomDate, SignedOut, refusal } from "./app.js";
 import { openReport, closeReport } from "./report.js";
 
 let memory = null;
@@ -52,26 +52,33 @@ const state = {
   open: 0,
 };
 
-class FetchFailed extends Error {}
+async function answer(url, accept, signal) {
+  const r = await fetch(url, { headers: { Accept: accept }, credentials: "same-origin", signal });
+  if (!r.ok) throw await refusal(r);
+  return r;
+}
 
 async function metadataText(url, signal) {
-  const r = await fetch(url, { headers: { Accept: "application/dicom+json" }, credentials: "same-origin", signal });
-  if (r.status === 401) throw new SignedOut("signed out");
-  if (!r.ok) {
-    const p = await r.json().catch(() => ({}));
-    throw new Error(p.detail || `metadata: ${r.status}`);
-  }
-  return r.text();
+  return (await answer(url, "application/dicom+json", signal)).text();
 }
 
 async function frameFetch(url, accept, signal) {
-  const r = await fetch(url, { headers: { Accept: accept }, credentials: "same-origin", signal });
-  if (r.status === 401) throw new SignedOut("signed out");
-  if (!r.ok) {
-    const p = await r.json().catch(() => ({}));
-    throw new FetchFailed(p.detail || `${r.status}`);
-  }
+  const r = await answer(url, accept, signal);
   return [r.headers.get("content-type") || "", new Uint8Array(await r.arrayBuffer())];
+}
+
+/// Puts a frame answer into slice `k`; one not decodable here (e.g. 12-bit
+/// lossy JPEG) is asked for again uncompressed, decoded by the hub. Answers
+/// what was put, to put into another stack.
+async function putFrame(stack, k, [type, body], url, signal) {
+  try {
+    stack.put(k, type, body, false);
+    return { type, body, byHub: false };
+  } catch {
+    const [t, b] = await frameFetch(url, NATIVE, signal);
+    stack.put(k, t, b, true);
+    return { type: t, body: b, byHub: true };
+  }
 }
 
 class Viewport {
@@ -159,25 +166,18 @@ class Viewport {
   /// series' own arrives.
   async firstImage(study, series, signal) {
     const base = `/dicom-web/studies/${enc(study.uid)}/series/${enc(series.uid)}/instances/${enc(series.first_image)}`;
-    const [meta, frame] = await Promise.all([metadataText(`${base}/metadata`, signal), frameFetch(`${base}/frames/1`, ACCEPT, signal)]);
+    const url = `${base}/frames/1`;
+    const [meta, frame] = await Promise.all([metadataText(`${base}/metadata`, signal), frameFetch(url, ACCEPT, signal)]);
     await wasmReady;
     const one = new Stack(meta);
-    let [type, body] = frame;
-    let byHub = false;
-    try {
-      one.put(0, type, body, false);
-    } catch {
-      [type, body] = await frameFetch(`${base}/frames/1`, NATIVE, signal);
-      byHub = true;
-      one.put(0, type, body, true);
-    }
+    const put = await putFrame(one, 0, frame, url, signal);
     if (!this.stack && !signal.aborted) {
       this.stack = one;
       this.i = 0;
       this.note = "";
       this.draw();
     } else one.free();
-    return { type, body, byHub };
+    return put;
   }
 
   async fetchProgress(study) {
@@ -210,14 +210,7 @@ class Viewport {
         inflight.add(k);
         try {
           const url = this.frameUrl(k);
-          let [type, body] = await frameFetch(url, ACCEPT, signal);
-          try {
-            stack.put(k, type, body, false);
-          } catch {
-            // Not decodable here (e.g. 12-bit lossy JPEG): the hub decodes.
-            [type, body] = await frameFetch(url, NATIVE, signal);
-            stack.put(k, type, body, true);
-          }
+          await putFrame(stack, k, await frameFetch(url, ACCEPT, signal), url, signal);
         } catch (e) {
           if (signal.aborted) return;
           if (e instanceof SignedOut) throw e;
@@ -868,8 +861,7 @@ window.radhubViewer = {
     const a = active();
     await waitFor(() => a.stack && a.stack.loaded(Math.min(i, a.stack.len() - 1)));
     a.setSlice(i);
-    a.draw();
-    await new Promise((r) => requestAnimationFrame(r));
+    await a.paint();
   },
   async setWindow(center, width) {
     const a = active();
