@@ -60,6 +60,33 @@ pub struct Site {
     /// sites without an order feed) or `orders` (only ordered ones).
     #[serde(default)]
     pub worklist: crate::worklist::Rule,
+    /// AEs allowed to call radhub for this site, each from its hosts and
+    /// networks (`[[site.caller]]`: `ae_title`, `from = ["10.1.5.0/24",
+    /// "2001:db8::/32"]`); they store for the site, as senders do. One with
+    /// the PACS's AE title lets the PACS call from those networks too.
+    #[serde(default, rename = "caller")]
+    pub callers: Vec<CallerAe>,
+    /// C-MOVE destinations of the site (`[[site.destination]]`:
+    /// `ae_title`, `host`, `port`), not allowed to call unless also callers.
+    #[serde(default, rename = "destination")]
+    pub destinations: Vec<DestinationAe>,
+}
+
+/// An AE allowed to call from the hosts and networks of `from` (CIDR).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerAe {
+    pub ae_title: String,
+    pub from: Vec<String>,
+}
+
+/// A C-MOVE destination.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationAe {
+    pub ae_title: String,
+    pub host: String,
+    pub port: u16,
 }
 
 impl Site {
@@ -106,6 +133,8 @@ pub fn defaults() -> Vec<Site> {
         senders: Vec::new(),
         ris: None,
         worklist: crate::worklist::Rule::Arrivals,
+        callers: Vec::new(),
+        destinations: Vec::new(),
     };
     vec![site("RBD", "Dorset County Hospital", "RBD"), site("RD3", "Poole Hospital", "RD3"), site("R0D", "Royal Bournemouth and Christchurch Hospitals", "R0D")]
 }
@@ -146,6 +175,24 @@ fn check(sites: &[Site]) -> Result<(), SitesError> {
                 return bad(format!("site {}: AE title {ae:?} is 1 to 16 printable characters", s.code));
             }
         }
+        for c in &s.callers {
+            if !printable(&c.ae_title) {
+                return bad(format!("site {}: caller AE title {:?} is 1 to 16 printable characters", s.code, c.ae_title));
+            }
+            if c.from.is_empty() {
+                return bad(format!("site {}: caller {} needs `from`, its hosts or networks", s.code, c.ae_title));
+            }
+            for n in &c.from {
+                if let Err(e) = pacs_gateway::Network::parse(n) {
+                    return bad(format!("site {}: caller {}: {e}", s.code, c.ae_title));
+                }
+            }
+        }
+        for d in &s.destinations {
+            if !printable(&d.ae_title) || d.host.trim().is_empty() || d.port == 0 {
+                return bad(format!("site {}: destination {:?} needs a 1 to 16 character ae_title, a host and a port", s.code, d.ae_title));
+            }
+        }
         if let Some(ris) = &s.ris {
             let ok = ris.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
             if !ok {
@@ -179,9 +226,30 @@ pub fn known(code: &str) -> Result<&'static str, String> {
     })
 }
 
-/// The site each sending AE title stores for: every site's PACS and senders.
+/// The site each sending AE title stores for: every site's PACS, senders
+/// and callers.
 pub fn senders() -> std::collections::HashMap<String, String> {
-    all().iter().flat_map(|s| s.ae_title.iter().chain(&s.senders).map(move |ae| (ae.clone(), s.code.clone()))).collect()
+    all()
+        .iter()
+        .flat_map(|s| s.ae_title.iter().chain(&s.senders).chain(s.callers.iter().map(|c| &c.ae_title)).map(move |ae| (ae.clone(), s.code.clone())))
+        .collect()
+}
+
+/// The sites' callers and move destinations, for the DICOM listener
+/// (`pacs_gateway::Handler::peers`). Checked at load: a network that does
+/// not parse is left out here.
+pub fn peers(sites: &[Site]) -> pacs_gateway::Peers {
+    let mut p = pacs_gateway::Peers::default();
+    for s in sites {
+        for c in &s.callers {
+            let from = c.from.iter().filter_map(|n| pacs_gateway::Network::parse(n).ok()).collect();
+            p.callers.push(pacs_gateway::Caller { title: c.ae_title.clone(), from });
+        }
+        for d in &s.destinations {
+            p.destinations.push(pacs_gateway::Destination { title: d.ae_title.clone(), host: d.host.clone(), port: d.port });
+        }
+    }
+    p
 }
 
 /// Where an instance is filed: the site holding it and the issuer its
@@ -289,5 +357,27 @@ issuer = "R0D"
         assert!(load(&p).unwrap_err().to_string().contains("host:port"));
         std::fs::write(&p, "[[site]]\ncode = \"RBD\"\nname = \"x\"\nissuer = \"RBD\"\nris = \"ris.dch.nhs.uk:2575\"\n").unwrap();
         assert_eq!(load(&p).unwrap()[0].ris.as_deref(), Some("ris.dch.nhs.uk:2575"));
+
+        // Callers by network, and move destinations, apart.
+        let site = "[[site]]\ncode = \"RBD\"\nname = \"x\"\nissuer = \"RBD\"\n";
+        std::fs::write(
+            &p,
+            format!(
+                "{site}[[site.caller]]\nae_title = \"DCH_CT01\"\nfrom = [\"10.1.5.0/24\", \"2001:db8::/32\", \"10.1.6.7\"]\n\
+                 [[site.destination]]\nae_title = \"DCH_WS1\"\nhost = \"10.1.6.8\"\nport = 104\n"
+            ),
+        )
+        .unwrap();
+        let s = load(&p).unwrap();
+        let peers = peers(&s);
+        assert_eq!(peers.callers.len(), 1);
+        assert!(peers.callers[0].from.iter().any(|n| n.contains("2001:db8::9".parse().unwrap())));
+        assert_eq!(peers.destinations[0].port, 104);
+        std::fs::write(&p, format!("{site}[[site.caller]]\nae_title = \"CT\"\nfrom = [\"10.1.5.0/40\"]\n")).unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains("prefix"));
+        std::fs::write(&p, format!("{site}[[site.caller]]\nae_title = \"CT\"\nfrom = []\n")).unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains("needs `from`"));
+        std::fs::write(&p, format!("{site}[[site.destination]]\nae_title = \"WS\"\nhost = \"h\"\nport = 0\n")).unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains("destination"));
     }
 }

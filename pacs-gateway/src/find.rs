@@ -42,7 +42,7 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
         if tokio::time::Instant::now() >= deadline {
             break Some(late());
         }
-        let m = match tokio::time::timeout_at(deadline, rx.recv()).await {
+        let (m, unsupported_keys) = match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(m)) => m,
             Ok(None) => break None,
             Err(_) => break Some(late()),
@@ -58,7 +58,8 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
             Ok(b) => b,
             Err(e) => break Some(Answer::failure(Status::OUT_OF_RESOURCES, e)),
         };
-        let rsp = Command::response_to(rq, field::C_FIND_RSP, Status::PENDING, true);
+        let pending = if unsupported_keys { Status::PENDING_OPTIONAL_KEYS } else { Status::PENDING };
+        let rsp = Command::response_to(rq, field::C_FIND_RSP, pending, true);
         // A peer reading slowly enough to pass every write timeout still meets the deadline.
         match tokio::time::timeout_at(deadline, message::send(assoc, pc.id, &rsp, Some(&bytes), ctx.config.write_timeout)).await {
             Ok(r) => r?,

@@ -98,14 +98,23 @@ pub struct InstanceRef {
 /// Where a C-FIND's matches go: to the gateway, which sends them on as the
 /// peer takes them.
 pub struct Matches {
-    pub(crate) tx: tokio::sync::mpsc::Sender<InMemDicomObject>,
+    /// Each match, and whether one or more of its optional keys were not
+    /// supported for matching or return (sent with FF01, else FF00).
+    pub(crate) tx: tokio::sync::mpsc::Sender<(InMemDicomObject, bool)>,
 }
 
 impl Matches {
     /// Hands one match over, waiting while the gateway is a few ahead;
     /// false once it wants no more.
     pub fn send(&self, m: InMemDicomObject) -> bool {
-        self.tx.blocking_send(m).is_ok()
+        self.tx.blocking_send((m, false)).is_ok()
+    }
+
+    /// Hands over a match of an identifier holding optional keys the
+    /// application does not support: its pending response is FF01 (PS3.4
+    /// C.4.1.1.4, Table C.4-1), those keys returned empty.
+    pub fn send_with_unsupported_keys(&self, m: InMemDicomObject) -> bool {
+        self.tx.blocking_send((m, true)).is_ok()
     }
 
     /// Whether the gateway still wants matches. A search asks as it goes,
@@ -146,4 +155,10 @@ pub trait Handler: Send + Sync + 'static {
     /// Failure Reason (PS3.4 J.3.3.1: 0110 processing failure, 0112 no such
     /// object instance, 0119 class/instance conflict).
     fn committed(&self, calling_ae: &str, refs: &[(String, String)]) -> Vec<Option<u16>>;
+
+    /// Callers (by network) and move destinations the application
+    /// configures, added to the gateway's `Config` when it is made.
+    fn peers(&self) -> crate::server::Peers {
+        crate::server::Peers::default()
+    }
 }

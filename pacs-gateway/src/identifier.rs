@@ -18,12 +18,25 @@ pub const FAILED_SOP_INSTANCE_UID_LIST: Tag = Tag(0x0008, 0x0058);
 
 pub fn parse(data: &[u8], ts_uid: &str) -> Result<InMemDicomObject, String> {
     dicom_scan::scan_dataset(data, ts_uid, &[]).map_err(|e| e.to_string())?;
-    let ts = TransferSyntaxRegistry.get(ts_uid).ok_or_else(|| format!("unknown transfer syntax {ts_uid}"))?;
+    let ts = registered(ts_uid)?;
     InMemDicomObject::read_dataset_with_ts(data, ts).map_err(|e| e.to_string())
 }
 
+/// The registry's transfer syntax, or for one it lacks that the gateway
+/// accepts (the retired JPEG processes) Explicit VR Little Endian, which
+/// encodes every data set but the implicit, big endian and deflated ones
+/// (PS3.5 10, A.4).
+fn registered(ts_uid: &str) -> Result<&'static dicom_encoding::TransferSyntax, String> {
+    let known = |uid: &str| TransferSyntaxRegistry.get(uid).ok_or_else(|| format!("unknown transfer syntax {ts_uid}"));
+    match known(ts_uid) {
+        Ok(ts) => Ok(ts),
+        Err(e) if crate::sop_classes::ACCEPTED_TRANSFER_SYNTAXES.iter().any(|(u, _)| *u == ts_uid) => known(dicom_scan::TS_EXPLICIT_LE).map_err(|_| e),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn encode(obj: &InMemDicomObject, ts_uid: &str) -> Result<Vec<u8>, String> {
-    let ts = TransferSyntaxRegistry.get(ts_uid).ok_or_else(|| format!("unknown transfer syntax {ts_uid}"))?;
+    let ts = registered(ts_uid)?;
     let cs = obj
         .get(SPECIFIC_CHARACTER_SET)
         .and_then(|e| e.to_str().ok())

@@ -30,4 +30,4 @@ pub mod status;
 pub mod store;
 
 pub use handler::{Answer, Handler, InstanceRef, Level, Matches, Model, Query, StoreRequest};
-pub use server::{Config, Gateway, KnownAe};
+pub use server::{Caller, Config, Destination, Gateway, KnownAe, Network, Peers};

@@ -122,7 +122,7 @@ pub(crate) async fn serve_move(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationCo
         return refuse(assoc, ctx, pc.id, rq, rsp_field, Answer::failure(Status::SOP_CLASS_NOT_SUPPORTED, "not a C-MOVE model")).await;
     };
     let dest_title = rq.str(tag::MOVE_DESTINATION).unwrap_or_default();
-    let Some(dest) = ctx.config.known(&dest_title).cloned() else {
+    let Some(dest) = ctx.config.destination(&dest_title) else {
         return refuse(assoc, ctx, pc.id, rq, rsp_field, Answer::failure(Status::MOVE_DESTINATION_UNKNOWN, format!("unknown destination {dest_title:?}")))
             .await;
     };

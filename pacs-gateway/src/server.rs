@@ -29,12 +29,94 @@ use crate::handler::Handler;
 use crate::sop_classes;
 
 /// A peer radhub knows: allowed to connect (from `host`), and a C-MOVE
-/// destination at `host:port`.
+/// destination at `host:port`. `host` may instead be a network in CIDR
+/// notation ("10.1.5.0/24", "2001:db8::/32"): the AE may then call from
+/// any address in it, and is no move destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KnownAe {
     pub title: String,
     pub host: String,
     pub port: u16,
+}
+
+/// An IPv4 or IPv6 network: an address and a prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NetworkError {
+    #[error("{0:?} is no IP address or network (ADDRESS or ADDRESS/PREFIX)")]
+    Address(String),
+    #[error("{0:?}: the prefix length is 0 to 32 for IPv4, 0 to 128 for IPv6")]
+    Prefix(String),
+}
+
+impl Network {
+    /// `10.0.0.0/8`, `2001:db8::/32`, or one address (`127.0.0.1`: /32, /128 for IPv6).
+    pub fn parse(s: &str) -> Result<Network, NetworkError> {
+        let s = s.trim();
+        let (a, p) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+        let addr = a.trim_matches(['[', ']']).parse::<IpAddr>().map_err(|_| NetworkError::Address(s.to_owned()))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| NetworkError::Prefix(s.to_owned()))?,
+        };
+        // An IPv4-mapped IPv6 network (::ffff:10.0.0.0/104) is the IPv4 one it maps.
+        match addr.to_canonical() {
+            v4 @ IpAddr::V4(_) if addr.is_ipv6() && prefix >= 96 => Ok(Network { addr: v4, prefix: prefix - 96 }),
+            _ => Ok(Network { addr, prefix }),
+        }
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn masked(bits: u128, width: u32, prefix: u8) -> u128 {
+            if prefix == 0 {
+                0
+            } else {
+                bits >> (width - u32::from(prefix))
+            }
+        }
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => masked(u32::from(n).into(), 32, self.prefix) == masked(u32::from(a).into(), 32, self.prefix),
+            (IpAddr::V6(n), IpAddr::V6(a)) => masked(u128::from(n), 128, self.prefix) == masked(u128::from(a), 128, self.prefix),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// An AE allowed to call radhub from any of `from` (its hosts and
+/// networks); not a move destination unless also configured as one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub title: String,
+    pub from: Vec<Network>,
+}
+
+/// A C-MOVE destination at `host:port`, not allowed to call radhub unless
+/// also configured as a caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    pub title: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// AEs the application configures besides `Config`'s (radhub: its sites
+/// file), added when the gateway is made (`Handler::peers`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peers {
+    pub callers: Vec<Caller>,
+    pub destinations: Vec<Destination>,
 }
 
 impl KnownAe {
@@ -82,7 +164,12 @@ pub struct Config {
     pub max_find_matches: usize,
     /// How long shutdown waits for in-flight associations.
     pub shutdown_grace: Duration,
+    /// Peers that may call (from their host) and are move destinations.
     pub known_aes: Vec<KnownAe>,
+    /// AEs that may call from their networks (not move destinations).
+    pub callers: Vec<Caller>,
+    /// Move destinations (that may not call).
+    pub move_destinations: Vec<Destination>,
     /// Accept any calling AE from anywhere (demos only).
     pub accept_any: bool,
     /// The largest data set held for one C-STORE.
@@ -108,6 +195,8 @@ impl Default for Config {
             max_find_matches: 10_000,
             shutdown_grace: Duration::from_secs(30),
             known_aes: Vec::new(),
+            callers: Vec::new(),
+            move_destinations: Vec::new(),
             accept_any: false,
             max_data_set_bytes: 512 << 20,
         }
@@ -117,6 +206,17 @@ impl Default for Config {
 impl Config {
     pub fn known(&self, title: &str) -> Option<&KnownAe> {
         self.known_aes.iter().find(|k| k.title == title)
+    }
+
+    /// Where a C-MOVE to `title` goes: a known AE with a host (not a
+    /// network), else a configured move destination.
+    pub fn destination(&self, title: &str) -> Option<Destination> {
+        self.known_aes
+            .iter()
+            .filter(|k| k.title == title && !k.host.contains('/'))
+            .map(|k| Destination { title: k.title.clone(), host: k.host.clone(), port: k.port })
+            .chain(self.move_destinations.iter().filter(|d| d.title == title).cloned())
+            .next()
     }
 }
 
@@ -138,7 +238,13 @@ impl Resolved {
 
     /// Resolves every known AE's host name at once, 5 s each at most.
     async fn refresh(&self, config: &Config) {
-        let hosts: std::collections::BTreeSet<String> = config.known_aes.iter().map(|a| a.host.clone()).filter(|h| h.parse::<IpAddr>().is_err()).collect();
+        let hosts: std::collections::BTreeSet<String> = config
+            .known_aes
+            .iter()
+            .map(|a| a.host.clone())
+            .chain(config.move_destinations.iter().map(|d| d.host.clone()))
+            .filter(|h| h.parse::<IpAddr>().is_err() && !h.contains('/'))
+            .collect();
         let mut lookups = JoinSet::new();
         for host in hosts {
             lookups.spawn(async move {
@@ -181,11 +287,20 @@ impl Access {
         if self.config.accept_any {
             return Ok(());
         }
-        let known = self.config.known(calling_ae.trim()).ok_or(AssociationRJServiceUserReason::CallingAETitleNotRecognized)?;
-        if self.resolved.addrs(&known.host).contains(&self.peer) {
+        let title = calling_ae.trim();
+        let known: Vec<&KnownAe> = self.config.known_aes.iter().filter(|k| k.title == title).collect();
+        let callers: Vec<&Caller> = self.config.callers.iter().filter(|c| c.title == title).collect();
+        if known.is_empty() && callers.is_empty() {
+            return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
+        }
+        let from_host = known.iter().any(|k| match Network::parse(&k.host) {
+            Ok(n) if k.host.contains('/') => n.contains(self.peer),
+            _ => self.resolved.addrs(&k.host).contains(&self.peer),
+        });
+        if from_host || callers.iter().any(|c| c.from.iter().any(|n| n.contains(self.peer))) {
             Ok(())
         } else {
-            tracing::warn!(calling_ae, peer = %self.peer, expected = %known.host, "known AE title from an unexpected address");
+            tracing::warn!(calling_ae, peer = %self.peer, "known AE title from an address outside its hosts and networks");
             Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized)
         }
     }
@@ -198,13 +313,53 @@ impl AccessControl for Access {
 }
 
 /// SCU/SCP role selection as the requestor asks: C-GET needs the SCU to
-/// take the SCP role for storage.
+/// take the SCP role for storage. SOP Class Extended Negotiation answered
+/// for the query/retrieve classes (`extended_negotiation`).
 struct RolesAsRequested;
 
 impl Negotiation for RolesAsRequested {
     fn negotiate_roles(&self, _sop_class_uid: &str, scu: bool, scp: bool) -> Option<RequestorRoles> {
         Some(RequestorRoles { scu, scp })
     }
+
+    fn extended_negotiation(&self, sop_class_uid: &str, input: &[u8]) -> Option<Vec<u8>> {
+        extended_negotiation(sop_class_uid.trim_end_matches(['\0', ' ']), input)
+    }
+}
+
+/// The options of SOP Class Extended Negotiation radhub takes, by byte
+/// (PS3.4 C.5.1.1 for C-FIND, C.5.2.1 / C.5.3.1 for C-MOVE and C-GET):
+/// C-FIND byte 1 relational queries (taken: keys of any level are matched
+/// without the unique keys of the levels above); byte 2 combined date-time
+/// matching, 3 fuzzy semantic matching of person names, 4 timezone query
+/// adjustment, 5 enhanced multi-frame image conversion, 6 empty value
+/// matching and 7 multiple value matching are declined (0). C-MOVE and
+/// C-GET byte 1 relational retrieval is declined (a retrieve needs the
+/// unique keys of every level above its own, C.4.2.2.1), byte 2 enhanced
+/// multi-frame image conversion too. The answer has as many bytes as the
+/// request (PS3.7 D.3.3.5); for any other SOP class no item is returned.
+pub const FIND_EXTENDED_NEGOTIATION: &[(&str, bool)] = &[
+    ("relational-queries", true),
+    ("combined date-time matching", false),
+    ("fuzzy semantic matching of person names", false),
+    ("timezone query adjustment", false),
+    ("enhanced multi-frame image conversion", false),
+    ("empty value matching", false),
+    ("multiple value matching", false),
+];
+
+/// C-MOVE and C-GET: relational retrieval, enhanced multi-frame image conversion.
+pub const RETRIEVE_EXTENDED_NEGOTIATION: &[(&str, bool)] = &[("relational-retrieval", false), ("enhanced multi-frame image conversion", false)];
+
+fn extended_negotiation(sop_class_uid: &str, input: &[u8]) -> Option<Vec<u8>> {
+    let table = match sop_class_uid {
+        sop_classes::PATIENT_ROOT_FIND | sop_classes::STUDY_ROOT_FIND => FIND_EXTENDED_NEGOTIATION,
+        sop_classes::PATIENT_ROOT_MOVE | sop_classes::STUDY_ROOT_MOVE | sop_classes::PATIENT_ROOT_GET | sop_classes::STUDY_ROOT_GET => {
+            RETRIEVE_EXTENDED_NEGOTIATION
+        }
+        _ => return None,
+    };
+    Some(input.iter().enumerate().map(|(i, asked)| u8::from(*asked == 1 && table.get(i).is_some_and(|(_, taken)| *taken))).collect())
 }
 
 /// Connections from one address still in their handshake; a slot is
@@ -248,7 +403,12 @@ struct Handshake {
 }
 
 impl Gateway {
-    pub fn new(config: Config, handler: Arc<dyn Handler>) -> Self {
+    /// The gateway over `config`, with the callers and move destinations
+    /// the handler configures (`Handler::peers`) added.
+    pub fn new(mut config: Config, handler: Arc<dyn Handler>) -> Self {
+        let more = handler.peers();
+        config.callers.extend(more.callers);
+        config.move_destinations.extend(more.destinations);
         Gateway { config: Arc::new(config), handler, resolved: Arc::new(Resolved::default()) }
     }
 
@@ -317,30 +477,29 @@ impl Gateway {
     }
 }
 
-fn options(config: Arc<Config>, resolved: Arc<Resolved>, peer: IpAddr) -> ServerAssociationOptions<'static, Access, RolesAsRequested> {
+/// The association options for one connection. `proposed`: the abstract
+/// syntaxes its request proposes, so that storage classes radhub cannot
+/// list (private ones) are accepted when they are proposed.
+fn options(config: Arc<Config>, resolved: Arc<Resolved>, peer: IpAddr, proposed: &[String]) -> ServerAssociationOptions<'static, Access, RolesAsRequested> {
     let mut o = ServerAssociationOptions::new()
         .with_negotiation(RolesAsRequested)
         .ae_title(config.ae_title.clone())
+        .implementation_class_uid(crate::store::IMPLEMENTATION_CLASS_UID)
+        .implementation_version_name(Some(crate::store::IMPLEMENTATION_VERSION_NAME.to_owned()))
+        .accept_unregistered_transfer_syntaxes(true)
         .max_pdu_length(config.max_pdu_length)
         .strict(true)
         .read_timeout(config.idle_timeout)
         .write_timeout(config.write_timeout);
-    for uid in [
-        sop_classes::VERIFICATION,
-        sop_classes::PATIENT_ROOT_FIND,
-        sop_classes::PATIENT_ROOT_MOVE,
-        sop_classes::PATIENT_ROOT_GET,
-        sop_classes::STUDY_ROOT_FIND,
-        sop_classes::STUDY_ROOT_MOVE,
-        sop_classes::STUDY_ROOT_GET,
-        crate::commitment::PUSH_MODEL,
-    ]
-    .into_iter()
-    .chain(sop_classes::STORAGE.iter().map(|(u, _)| *u))
-    {
-        o = o.with_abstract_syntax(uid);
+    for (uid, _) in sop_classes::SERVICES.iter().chain(sop_classes::STORAGE) {
+        o = o.with_abstract_syntax(*uid);
     }
-    for ts in sop_classes::STORAGE_TRANSFER_SYNTAXES {
+    for uid in proposed {
+        if !sop_classes::is_storage(uid) && sop_classes::accepted_as_storage(uid) {
+            o = o.with_abstract_syntax(uid.clone());
+        }
+    }
+    for (ts, _) in sop_classes::ACCEPTED_TRANSFER_SYNTAXES {
         o = o.with_transfer_syntax(*ts);
     }
     o.ae_access_control(Access { config, resolved, peer })
@@ -350,9 +509,17 @@ fn options(config: Arc<Config>, resolved: Arc<Resolved>, peer: IpAddr) -> Server
 /// one (rare: long user identities) is negotiated without the early check.
 const MAX_PEEKED_RQ: usize = 64 << 10;
 
+/// What an association request says, as far as the listener looks.
+struct Peeked {
+    calling: String,
+    called: String,
+    /// The abstract syntaxes of its presentation contexts, each once.
+    abstract_syntaxes: Vec<String>,
+}
+
 /// What the association request says, read without consuming it (dicom-ul
-/// reads it again to negotiate): calling and called AE titles.
-async fn peek_request(sock: &TcpStream, max_pdu: u32) -> std::io::Result<Option<(String, String)>> {
+/// reads it again to negotiate).
+async fn peek_request(sock: &TcpStream, max_pdu: u32) -> std::io::Result<Option<Peeked>> {
     let mut buf = vec![0u8; MAX_PEEKED_RQ];
     loop {
         let n = sock.peek(&mut buf).await?;
@@ -369,7 +536,16 @@ async fn peek_request(sock: &TcpStream, max_pdu: u32) -> std::io::Result<Option<
             }
             if n >= len + 6 {
                 return Ok(match dicom_ul::read_pdu(&mut &buf[..n], max_pdu.max(16 << 10), false) {
-                    Ok(Some(Pdu::AssociationRQ(rq))) => Some((rq.calling_ae_title, rq.called_ae_title)),
+                    Ok(Some(Pdu::AssociationRQ(rq))) => {
+                        let mut abstract_syntaxes: Vec<String> = Vec::new();
+                        for pc in &rq.presentation_contexts {
+                            let uid = pc.abstract_syntax.trim_end_matches(['\0', ' ']);
+                            if !abstract_syntaxes.iter().any(|u| u == uid) {
+                                abstract_syntaxes.push(uid.to_owned());
+                            }
+                        }
+                        Some(Peeked { calling: rq.calling_ae_title, called: rq.called_ae_title, abstract_syntaxes })
+                    }
                     _ => None,
                 });
             }
@@ -410,7 +586,7 @@ async fn connection(
     // that could not be looked at first (over 64 KiB, or not one at all)
     // takes none until negotiation has checked it.
     let slot = match &request {
-        Some((calling, called)) if access.check(&config.ae_title, calling, called).is_ok() => match slots.clone().try_acquire_owned() {
+        Some(rq) if access.check(&config.ae_title, &rq.calling, &rq.called).is_ok() => match slots.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
                 reject_busy(sock, &config).await;
@@ -419,7 +595,8 @@ async fn connection(
         },
         _ => None,
     };
-    let opts = options(config.clone(), resolved.clone(), peer.ip());
+    let proposed = request.map(|rq| rq.abstract_syntaxes).unwrap_or_default();
+    let opts = options(config.clone(), resolved.clone(), peer.ip(), &proposed);
     // Within what is left of the handshake deadline (and never past ARTIM).
     let left = config.handshake_timeout.saturating_sub(started.elapsed()).min(config.artim_timeout);
     let established = tokio::time::timeout(left, opts.establish_async(sock)).await;
@@ -474,4 +651,61 @@ async fn drain_request(sock: &mut TcpStream, max: u32) -> std::io::Result<()> {
         sock.read_exact(&mut rest).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_in_cidr_notation() {
+        let n = |s: &str| Network::parse(s).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(n("10.0.0.0/8").contains(ip("10.200.3.4")) && !n("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(n("127.0.0.1").contains(ip("127.0.0.1")) && !n("127.0.0.1/32").contains(ip("127.0.0.2")));
+        assert!(n("0.0.0.0/0").contains(ip("192.0.2.1")) && !n("0.0.0.0/0").contains(ip("2001:db8::1")));
+        assert!(n("2001:db8::/32").contains(ip("2001:db8:ffff::1")) && !n("2001:db8::/32").contains(ip("2001:db9::1")));
+        assert!(n("::1").contains(ip("::1")) && n("[::1]/128").contains(ip("::1")));
+        // An IPv4 peer of a dual-stack listener, and a mapped network.
+        assert!(n("10.1.2.0/24").contains(ip("::ffff:10.1.2.9")));
+        assert!(n("::ffff:10.1.2.0/120").contains(ip("10.1.2.9")) && !n("::ffff:10.1.2.0/120").contains(ip("10.1.3.9")));
+        assert_eq!(Network::parse("10.0.0.0/33"), Err(NetworkError::Prefix("10.0.0.0/33".into())));
+        assert!(matches!(Network::parse("pacs.example/24"), Err(NetworkError::Address(_))));
+        assert_eq!(n("10.1.2.3/24").to_string(), "10.1.2.3/24");
+    }
+
+    #[test]
+    fn callers_and_destinations_are_apart() {
+        let net = |s: &str| Network::parse(s).unwrap();
+        let config = Config {
+            known_aes: vec![
+                KnownAe { title: "PACS".into(), host: "127.0.0.1".into(), port: 104 },
+                KnownAe { title: "CT".into(), host: "10.9.0.0/16".into(), port: 0 },
+            ],
+            callers: vec![Caller { title: "PACS".into(), from: vec![net("10.1.0.0/16")] }, Caller { title: "WS".into(), from: vec![net("2001:db8::/32")] }],
+            move_destinations: vec![Destination { title: "VIEWER".into(), host: "10.2.0.7".into(), port: 11112 }],
+            ..Config::default()
+        };
+        let access = |peer: &str| Access { config: Arc::new(config.clone()), resolved: Arc::new(Resolved::default()), peer: peer.parse().unwrap() };
+        let ok = |peer: &str, ae: &str| access(peer).check("RADHUB", ae, "RADHUB").is_ok();
+        assert!(ok("127.0.0.1", "PACS") && ok("10.1.4.4", "PACS") && !ok("10.3.0.1", "PACS"));
+        assert!(ok("10.9.1.1", "CT") && !ok("10.8.1.1", "CT"));
+        assert!(ok("2001:db8::5", "WS") && !ok("10.1.4.4", "WS"));
+        assert!(!ok("10.2.0.7", "VIEWER"), "a move destination only may not call");
+        assert_eq!(config.destination("VIEWER").map(|d| d.port), Some(11112));
+        assert_eq!(config.destination("PACS").map(|d| d.host), Some("127.0.0.1".into()));
+        assert_eq!(config.destination("WS"), None, "a caller only is no destination");
+        assert_eq!(config.destination("CT"), None, "a network is no destination");
+    }
+
+    #[test]
+    fn extended_negotiation_takes_relational_queries_only() {
+        // Relational queries, combined date-time, fuzzy PN asked: relational taken.
+        assert_eq!(extended_negotiation(sop_classes::STUDY_ROOT_FIND, &[1, 1, 1]), Some(vec![1, 0, 0]));
+        assert_eq!(extended_negotiation(sop_classes::PATIENT_ROOT_FIND, &[0]), Some(vec![0]));
+        // Seven bytes and more: the answer is as long as the request.
+        assert_eq!(extended_negotiation(sop_classes::STUDY_ROOT_FIND, &[1; 9]), Some(vec![1, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(extended_negotiation(sop_classes::STUDY_ROOT_MOVE, &[1, 1]), Some(vec![0, 0]));
+        assert_eq!(extended_negotiation("1.2.840.10008.5.1.4.1.1.2", &[1]), None);
+    }
 }

@@ -232,16 +232,7 @@ pub const STUDY_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.2.3";
 
 /// A SOP class's name and UID, for messages.
 pub fn name(uid: &str) -> String {
-    let qr = [
-        (VERIFICATION, "Verification"),
-        (PATIENT_ROOT_FIND, "Patient Root Query/Retrieve - FIND"),
-        (PATIENT_ROOT_MOVE, "Patient Root Query/Retrieve - MOVE"),
-        (PATIENT_ROOT_GET, "Patient Root Query/Retrieve - GET"),
-        (STUDY_ROOT_FIND, "Study Root Query/Retrieve - FIND"),
-        (STUDY_ROOT_MOVE, "Study Root Query/Retrieve - MOVE"),
-        (STUDY_ROOT_GET, "Study Root Query/Retrieve - GET"),
-    ];
-    match STORAGE.iter().chain(qr.iter()).find(|(u, _)| *u == uid) {
+    match STORAGE.iter().chain(SERVICES.iter()).find(|(u, _)| *u == uid) {
         Some((_, n)) => format!("{n} ({uid})"),
         None => uid.to_owned(),
     }
@@ -252,7 +243,10 @@ pub fn ts_name(uid: &str) -> String {
     use dicom_encoding::TransferSyntaxIndex;
     match dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(uid) {
         Some(ts) => format!("{} ({uid})", ts.name()),
-        None => uid.to_owned(),
+        None => match ACCEPTED_TRANSFER_SYNTAXES.iter().find(|(u, _)| *u == uid) {
+            Some((_, n)) => format!("{n} ({uid})"),
+            None => uid.to_owned(),
+        },
     }
 }
 
@@ -264,9 +258,56 @@ pub fn is_storage(uid: &str) -> bool {
     STORAGE.iter().any(|(u, _)| *u == uid)
 }
 
-/// The transfer syntaxes the gateway accepts for storage, in radhub's order
-/// of preference; the requestor's own order decides among them, so an
-/// instance is stored in the syntax it was sent in.
+/// The services other than storage that the SCP provides.
+pub const SERVICES: &[(&str, &str)] = &[
+    (VERIFICATION, "Verification SOP Class"),
+    (PATIENT_ROOT_FIND, "Patient Root Query/Retrieve Information Model - FIND"),
+    (PATIENT_ROOT_MOVE, "Patient Root Query/Retrieve Information Model - MOVE"),
+    (PATIENT_ROOT_GET, "Patient Root Query/Retrieve Information Model - GET"),
+    (STUDY_ROOT_FIND, "Study Root Query/Retrieve Information Model - FIND"),
+    (STUDY_ROOT_MOVE, "Study Root Query/Retrieve Information Model - MOVE"),
+    (STUDY_ROOT_GET, "Study Root Query/Retrieve Information Model - GET"),
+    (STORAGE_COMMITMENT_PUSH_MODEL, "Storage Commitment Push Model SOP Class"),
+];
+
+pub const STORAGE_COMMITMENT_PUSH_MODEL: &str = "1.2.840.10008.1.20.1";
+
+/// The arc under which PS3.4 Annex B's storage SOP classes are assigned.
+const STORAGE_ARC: &str = "1.2.840.10008.5.1.4.1.1.";
+
+/// Whether a presentation context proposing `uid` is accepted for storage
+/// (PS3.4 B.4.1: an SCP may accept SOP classes beyond the standard ones):
+/// the storage classes of `STORAGE`; any private class (a UID outside the
+/// DICOM root 1.2.840.10008, such as GE's 1.2.840.113619.4.x or Siemens'
+/// CSA Non-Image 1.3.12.2.1107.5.9.1); and a standard class under the
+/// storage arc newer than the dictionary. A standard UID the dictionary
+/// knows as some other service (Modality Worklist, MPPS, Print...) is not
+/// storage and is declined, as is anything not a well-formed UID.
+pub fn accepted_as_storage(uid: &str) -> bool {
+    use dicom_core::dictionary::UidDictionary;
+    let uid = uid.trim_end_matches(['\0', ' ']);
+    if is_storage(uid) {
+        return true;
+    }
+    if !well_formed_uid(uid) || SERVICES.iter().any(|(u, _)| *u == uid) {
+        return false;
+    }
+    if uid.starts_with("1.2.840.10008.") {
+        return uid.starts_with(STORAGE_ARC) && dicom_dictionary_std::StandardSopClassDictionary.by_uid(uid).is_none();
+    }
+    true
+}
+
+/// PS3.5 9.1: 1 to 64 characters, digits and dots, components without
+/// leading zeros (a private class's UID is taken as its maker wrote it
+/// but for that).
+fn well_formed_uid(uid: &str) -> bool {
+    !uid.is_empty() && uid.len() <= 64 && uid.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0')))
+}
+
+/// The transfer syntaxes the gateway proposes for storage as an SCU (a
+/// C-GET's storage contexts), in radhub's order of preference. (The SCP
+/// accepts more: `ACCEPTED_TRANSFER_SYNTAXES`.)
 pub const STORAGE_TRANSFER_SYNTAXES: &[&str] = &[
     "1.2.840.10008.1.2.1",     // Explicit VR Little Endian
     "1.2.840.10008.1.2",       // Implicit VR Little Endian
@@ -287,5 +328,118 @@ pub const STORAGE_TRANSFER_SYNTAXES: &[&str] = &[
     "1.2.840.10008.1.2.4.203", // HTJ2K
 ];
 
+/// Every transfer syntax the SCP accepts, on any context (PS3.5 Table
+/// A-1 and PS3.6 Table A-1, retired ones included: archives hold them):
+/// data sets are stored and served as received, pixel data never decoded
+/// to accept them. Left out: RFC 2557 MIME (1.2.840.10008.1.2.6.1) and XML
+/// (1.2.840.10008.1.2.6.2) encodings and Papyrus 3 (1.2.840.10008.1.20),
+/// which are no network encoding of a data set, and JPIP Referenced Deflate
+/// (1.2.840.10008.1.2.4.95) and JPIP HTJ2K Referenced Deflate
+/// (1.2.840.10008.1.2.4.205), whose deflated data sets radhub's scanner
+/// (dicom-scan, which inflates 1.2.840.10008.1.2.1.99 only) cannot read.
+#[rustfmt::skip]
+pub const ACCEPTED_TRANSFER_SYNTAXES: &[(&str, &str)] = &[
+    ("1.2.840.10008.1.2", "Implicit VR Little Endian"),
+    ("1.2.840.10008.1.2.1", "Explicit VR Little Endian"),
+    ("1.2.840.10008.1.2.1.98", "Encapsulated Uncompressed Explicit VR Little Endian"),
+    ("1.2.840.10008.1.2.1.99", "Deflated Explicit VR Little Endian"),
+    ("1.2.840.10008.1.2.2", "Explicit VR Big Endian (Retired)"),
+    ("1.2.840.10008.1.2.4.50", "JPEG Baseline (Process 1)"),
+    ("1.2.840.10008.1.2.4.51", "JPEG Extended (Process 2 & 4)"),
+    ("1.2.840.10008.1.2.4.52", "JPEG Extended (Process 3 & 5) (Retired)"),
+    ("1.2.840.10008.1.2.4.53", "JPEG Spectral Selection, Non-Hierarchical (Process 6 & 8) (Retired)"),
+    ("1.2.840.10008.1.2.4.54", "JPEG Spectral Selection, Non-Hierarchical (Process 7 & 9) (Retired)"),
+    ("1.2.840.10008.1.2.4.55", "JPEG Full Progression, Non-Hierarchical (Process 10 & 12) (Retired)"),
+    ("1.2.840.10008.1.2.4.56", "JPEG Full Progression, Non-Hierarchical (Process 11 & 13) (Retired)"),
+    ("1.2.840.10008.1.2.4.57", "JPEG Lossless, Non-Hierarchical (Process 14)"),
+    ("1.2.840.10008.1.2.4.58", "JPEG Lossless, Non-Hierarchical (Process 15) (Retired)"),
+    ("1.2.840.10008.1.2.4.59", "JPEG Extended, Hierarchical (Process 16 & 18) (Retired)"),
+    ("1.2.840.10008.1.2.4.60", "JPEG Extended, Hierarchical (Process 17 & 19) (Retired)"),
+    ("1.2.840.10008.1.2.4.61", "JPEG Spectral Selection, Hierarchical (Process 20 & 22) (Retired)"),
+    ("1.2.840.10008.1.2.4.62", "JPEG Spectral Selection, Hierarchical (Process 21 & 23) (Retired)"),
+    ("1.2.840.10008.1.2.4.63", "JPEG Full Progression, Hierarchical (Process 24 & 26) (Retired)"),
+    ("1.2.840.10008.1.2.4.64", "JPEG Full Progression, Hierarchical (Process 25 & 27) (Retired)"),
+    ("1.2.840.10008.1.2.4.65", "JPEG Lossless, Hierarchical (Process 28) (Retired)"),
+    ("1.2.840.10008.1.2.4.66", "JPEG Lossless, Hierarchical (Process 29) (Retired)"),
+    ("1.2.840.10008.1.2.4.70", "JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1])"),
+    ("1.2.840.10008.1.2.4.80", "JPEG-LS Lossless Image Compression"),
+    ("1.2.840.10008.1.2.4.81", "JPEG-LS Lossy (Near-Lossless) Image Compression"),
+    ("1.2.840.10008.1.2.4.90", "JPEG 2000 Image Compression (Lossless Only)"),
+    ("1.2.840.10008.1.2.4.91", "JPEG 2000 Image Compression"),
+    ("1.2.840.10008.1.2.4.92", "JPEG 2000 Part 2 Multi-component Image Compression (Lossless Only)"),
+    ("1.2.840.10008.1.2.4.93", "JPEG 2000 Part 2 Multi-component Image Compression"),
+    ("1.2.840.10008.1.2.4.94", "JPIP Referenced"),
+    ("1.2.840.10008.1.2.4.100", "MPEG2 Main Profile / Main Level"),
+    ("1.2.840.10008.1.2.4.100.1", "Fragmentable MPEG2 Main Profile / Main Level"),
+    ("1.2.840.10008.1.2.4.101", "MPEG2 Main Profile / High Level"),
+    ("1.2.840.10008.1.2.4.101.1", "Fragmentable MPEG2 Main Profile / High Level"),
+    ("1.2.840.10008.1.2.4.102", "MPEG-4 AVC/H.264 High Profile / Level 4.1"),
+    ("1.2.840.10008.1.2.4.102.1", "Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.1"),
+    ("1.2.840.10008.1.2.4.103", "MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1"),
+    ("1.2.840.10008.1.2.4.103.1", "Fragmentable MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1"),
+    ("1.2.840.10008.1.2.4.104", "MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video"),
+    ("1.2.840.10008.1.2.4.104.1", "Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video"),
+    ("1.2.840.10008.1.2.4.105", "MPEG-4 AVC/H.264 High Profile / Level 4.2 For 3D Video"),
+    ("1.2.840.10008.1.2.4.105.1", "Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.2 For 3D Video"),
+    ("1.2.840.10008.1.2.4.106", "MPEG-4 AVC/H.264 Stereo High Profile / Level 4.2"),
+    ("1.2.840.10008.1.2.4.106.1", "Fragmentable MPEG-4 AVC/H.264 Stereo High Profile / Level 4.2"),
+    ("1.2.840.10008.1.2.4.107", "HEVC/H.265 Main Profile / Level 5.1"),
+    ("1.2.840.10008.1.2.4.108", "HEVC/H.265 Main 10 Profile / Level 5.1"),
+    ("1.2.840.10008.1.2.4.110", "JPEG XL Lossless"),
+    ("1.2.840.10008.1.2.4.111", "JPEG XL JPEG Recompression"),
+    ("1.2.840.10008.1.2.4.112", "JPEG XL"),
+    ("1.2.840.10008.1.2.4.201", "High-Throughput JPEG 2000 Image Compression (Lossless Only)"),
+    ("1.2.840.10008.1.2.4.202", "High-Throughput JPEG 2000 with RPCL Options Image Compression (Lossless Only)"),
+    ("1.2.840.10008.1.2.4.203", "High-Throughput JPEG 2000 Image Compression"),
+    ("1.2.840.10008.1.2.4.204", "JPIP HTJ2K Referenced"),
+    ("1.2.840.10008.1.2.5", "RLE Lossless"),
+    ("1.2.840.10008.1.2.7.1", "SMPTE ST 2110-20 Uncompressed Progressive Active Video"),
+    ("1.2.840.10008.1.2.7.2", "SMPTE ST 2110-20 Uncompressed Interlaced Active Video"),
+    ("1.2.840.10008.1.2.7.3", "SMPTE ST 2110-30 PCM Digital Audio"),
+    ("1.2.840.10008.1.2.8.1", "Deflated Image Frame Compression"),
+];
+
 /// Uncompressed syntaxes for query identifiers and transcoded sends.
 pub const UNCOMPRESSED: &[&str] = &["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_new_storage_classes_are_accepted_other_services_not() {
+        assert!(accepted_as_storage("1.2.840.10008.5.1.4.1.1.2"));
+        // GE private, Siemens CSA Non-Image, a UUID-derived private class.
+        assert!(accepted_as_storage("1.2.840.113619.4.27"));
+        assert!(accepted_as_storage("1.3.12.2.1107.5.9.1"));
+        assert!(accepted_as_storage("2.25.1234567890"));
+        // A storage class newer than the dictionary.
+        assert!(accepted_as_storage("1.2.840.10008.5.1.4.1.1.999.1"));
+        // Modality Worklist FIND, MPPS, Basic Film Session: not storage.
+        assert!(!accepted_as_storage("1.2.840.10008.5.1.4.31"));
+        assert!(!accepted_as_storage("1.2.840.10008.3.1.2.3.3"));
+        assert!(!accepted_as_storage("1.2.840.10008.5.1.1.1"));
+        // Services radhub provides are negotiated as themselves.
+        assert!(!accepted_as_storage(VERIFICATION) && !accepted_as_storage(STUDY_ROOT_FIND));
+        // Not UIDs.
+        assert!(!accepted_as_storage("1.2.03") && !accepted_as_storage("") && !accepted_as_storage("1.2.x") && !accepted_as_storage(&"1.2".repeat(40)));
+    }
+
+    #[test]
+    fn every_registry_syntax_but_the_unstorable_is_accepted() {
+        let accepted: Vec<&str> = ACCEPTED_TRANSFER_SYNTAXES.iter().map(|(u, _)| *u).collect();
+        for ts in STORAGE_TRANSFER_SYNTAXES.iter().chain(UNCOMPRESSED).chain(NATIVE) {
+            assert!(accepted.contains(ts), "{ts} proposed but not accepted");
+        }
+        // Everything dicom-rs registers, but the deflated JPIP ones.
+        for ts in dicom_transfer_syntax_registry::TransferSyntaxRegistry.iter() {
+            let uid = ts.uid();
+            let left_out = ["1.2.840.10008.1.2.4.95", "1.2.840.10008.1.2.4.205"];
+            assert!(accepted.contains(&uid) != left_out.contains(&uid), "{uid} ({})", ts.name());
+        }
+        let mut sorted = accepted.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), accepted.len(), "a syntax listed twice");
+    }
+}

@@ -21,7 +21,7 @@ pub const IMPLEMENTATION_VERSION_NAME: &str = "RADHUB_010";
 
 pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContextNegotiated, msg: Message) -> Result<(), SendError> {
     let handler = ctx.handler.clone();
-    let storage = sop_classes::is_storage(&pc.abstract_syntax);
+    let storage = sop_classes::accepted_as_storage(&pc.abstract_syntax);
     let limit = ctx.config.max_data_set_bytes;
     answer_request(assoc, pc, msg, &ctx.calling_ae, limit, storage, ctx.config.write_timeout, move |req| handler.store(req)).await
 }

@@ -190,6 +190,13 @@ impl HubHandler {
 
     /// C-FIND's matches, and how many were sent.
     fn search(&self, q: &Query, matches: &Matches) -> (Result<(), Answer>, usize) {
+        if let Some(why) = query::malformed(&q.identifier) {
+            return (Err(Answer::failure(Status::IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, why)), 0);
+        }
+        // Optional keys radhub neither matches nor returns (group lengths
+        // aside, which carry nothing): each match says so with FF01.
+        let unsupported = q.identifier.iter().map(dicom_core::header::Header::tag).any(|t| t.element() != 0 && !query::supported(q.level, t));
+        let charset = text(&q.identifier, tags::SPECIFIC_CHARACTER_SET);
         let mut keys = keys(&q.identifier);
         self.scope(&q.calling_ae, &mut keys);
         debug_assert!(q.level != Level::Patient || q.model == Model::PatientRoot);
@@ -206,7 +213,7 @@ impl HubHandler {
         let mut n = 0usize;
         let mut send = |row: crate::query::rows::Row| {
             n += 1;
-            let mut r = query::response(&keys, &row, q.level.as_str(), &self.ae_title);
+            let mut r = query::response(&keys, &row, q.level.as_str(), &self.ae_title, charset.as_deref());
             if other_ids {
                 let key = PatientKey {
                     issuer: row.get(&tags::ISSUER_OF_PATIENT_ID).cloned().unwrap_or_default(),
@@ -215,7 +222,11 @@ impl HubHandler {
                 let ids = known.entry(key).or_insert_with_key(|k| self.index().patient(k).ok().flatten().map(|p| p.other_ids).unwrap_or_default());
                 query::put_other_ids(&mut r, ids);
             }
-            matches.send(r)
+            if unsupported {
+                matches.send_with_unsupported_keys(r)
+            } else {
+                matches.send(r)
+            }
         };
         let out = matching::each(self.index(), level, &keys, &mut send, &|| matches.wanted()).map_err(failure);
         (out, n)
@@ -342,6 +353,10 @@ impl Handler for HubHandler {
                 }
             })
             .collect()
+    }
+
+    fn peers(&self) -> pacs_gateway::Peers {
+        crate::sites::peers(crate::sites::all())
     }
 
     fn open(&self, inst: &InstanceRef) -> Result<Vec<u8>, String> {

@@ -20,30 +20,204 @@ pub fn keys(identifier: &InMemDicomObject) -> Vec<Key> {
 }
 
 /// The response identifier for a matching row: every requested key, with
-/// the row's value or empty.
-pub fn response(keys: &[Key], row: &Row, level: &str, retrieve_ae: &str) -> InMemDicomObject {
+/// the row's value or empty. Its Specific Character Set is the request's
+/// (`charset`, as the request gave it) when every value fits it, else
+/// ISO_IR 192 (UTF-8), radhub's own; none when the values are ASCII and the
+/// request named none (PS3.4 C.4.1.1.3.1).
+pub fn response(keys: &[Key], row: &Row, level: &str, retrieve_ae: &str, charset: Option<&str>) -> InMemDicomObject {
     let mut o = InMemDicomObject::new_empty();
-    let mut non_ascii = false;
+    let mut texts: Vec<String> = Vec::new();
     for k in keys {
         let v = match k.tag {
             tags::RETRIEVE_AE_TITLE => retrieve_ae.to_owned(),
             tags::INSTANCE_AVAILABILITY => row.get(&k.tag).cloned().unwrap_or_else(|| "ONLINE".to_owned()),
             t => row.get(&t).cloned().unwrap_or_default(),
         };
-        non_ascii |= !v.is_ascii();
+        if !v.is_ascii() {
+            texts.push(v.clone());
+        }
         o.put(DataElement::new(k.tag, k.vr, primitive(k.vr, v)));
     }
     // A Patient ID means nothing without its issuer (PS3.4 C.6.1.1.2): say it, asked or not.
     if keys.iter().any(|k| k.tag == tags::PATIENT_ID) && !keys.iter().any(|k| k.tag == tags::ISSUER_OF_PATIENT_ID) {
         let issuer = row.get(&tags::ISSUER_OF_PATIENT_ID).cloned().unwrap_or_default();
-        non_ascii |= !issuer.is_ascii();
+        if !issuer.is_ascii() {
+            texts.push(issuer.clone());
+        }
         o.put(DataElement::new(tags::ISSUER_OF_PATIENT_ID, VR::LO, primitive(VR::LO, issuer)));
     }
     o.put(DataElement::new(tags::QUERY_RETRIEVE_LEVEL, VR::CS, PrimitiveValue::from(level)));
-    if non_ascii {
-        o.put(DataElement::new(tags::SPECIFIC_CHARACTER_SET, VR::CS, PrimitiveValue::from("ISO_IR 192")));
+    if let Some(cs) = answer_charset(charset, &texts) {
+        o.put(DataElement::new(tags::SPECIFIC_CHARACTER_SET, VR::CS, PrimitiveValue::from(cs)));
     }
     o
+}
+
+/// radhub's own character set, for values the request's cannot hold.
+pub const UTF8: &str = "ISO_IR 192";
+
+/// The Specific Character Set to answer in: the request's when every
+/// non-ASCII value (`non_ascii`) encodes in it (a single character set
+/// without code extensions; with them only ASCII is known to fit), else
+/// UTF-8; none when nothing needs one and none was asked.
+pub fn answer_charset(request: Option<&str>, non_ascii: &[String]) -> Option<String> {
+    use dicom_encoding::text::{SpecificCharacterSet, TextCodec};
+    let request = request.map(|r| r.trim_matches([' ', '\0'])).filter(|r| !r.is_empty());
+    if non_ascii.is_empty() {
+        return request.map(str::to_owned);
+    }
+    if let Some(r) = request {
+        let single = !r.contains('\\') && !r.starts_with("ISO 2022");
+        if let Some(cs) = SpecificCharacterSet::from_code(r).filter(|_| single) {
+            if non_ascii.iter().all(|v| cs.encode(v).is_ok()) {
+                return Some(r.to_owned());
+            }
+        }
+    }
+    Some(UTF8.to_owned())
+}
+
+/// The keys radhub matches and returns at each level (the attributes of
+/// `crate::query::rows`), besides those every answer carries: Query/Retrieve
+/// Level, Specific Character Set, Retrieve AE Title, Instance Availability,
+/// and Other Patient IDs Sequence (from the patient's record). Any other
+/// key is optional and unsupported: it comes back empty and the match's
+/// pending status is FF01 (PS3.4 C.4.1.1.4).
+pub fn supported(level: pacs_gateway::Level, tag: dicom_core::Tag) -> bool {
+    use pacs_gateway::Level;
+    const ALWAYS: &[dicom_core::Tag] =
+        &[tags::QUERY_RETRIEVE_LEVEL, tags::SPECIFIC_CHARACTER_SET, tags::RETRIEVE_AE_TITLE, tags::INSTANCE_AVAILABILITY, OTHER_PATIENT_IDS_SEQUENCE];
+    const PATIENT: &[dicom_core::Tag] = &[tags::PATIENT_NAME, tags::PATIENT_ID, tags::ISSUER_OF_PATIENT_ID, tags::PATIENT_BIRTH_DATE, tags::PATIENT_SEX];
+    const PATIENT_ONLY: &[dicom_core::Tag] =
+        &[tags::OTHER_PATIENT_IDS, tags::NUMBER_OF_PATIENT_RELATED_STUDIES, tags::NUMBER_OF_PATIENT_RELATED_SERIES, tags::NUMBER_OF_PATIENT_RELATED_INSTANCES];
+    const STUDY: &[dicom_core::Tag] = &[
+        tags::STUDY_INSTANCE_UID,
+        tags::STUDY_DATE,
+        tags::STUDY_TIME,
+        tags::ACCESSION_NUMBER,
+        tags::STUDY_ID,
+        tags::REFERRING_PHYSICIAN_NAME,
+        tags::STUDY_DESCRIPTION,
+        tags::INSTITUTION_NAME,
+        tags::MODALITIES_IN_STUDY,
+        tags::SOP_CLASSES_IN_STUDY,
+        tags::NUMBER_OF_STUDY_RELATED_SERIES,
+        tags::NUMBER_OF_STUDY_RELATED_INSTANCES,
+    ];
+    const SERIES: &[dicom_core::Tag] = &[
+        tags::SERIES_INSTANCE_UID,
+        tags::MODALITY,
+        tags::SERIES_NUMBER,
+        tags::SERIES_DESCRIPTION,
+        tags::BODY_PART_EXAMINED,
+        tags::SERIES_DATE,
+        tags::SERIES_TIME,
+        tags::NUMBER_OF_SERIES_RELATED_INSTANCES,
+    ];
+    const IMAGE: &[dicom_core::Tag] = &[
+        tags::SOP_INSTANCE_UID,
+        tags::SOP_CLASS_UID,
+        tags::INSTANCE_NUMBER,
+        tags::AVAILABLE_TRANSFER_SYNTAX_UID,
+        tags::ROWS,
+        tags::COLUMNS,
+        tags::BITS_ALLOCATED,
+        tags::NUMBER_OF_FRAMES,
+    ];
+    let levels: &[&[dicom_core::Tag]] = match level {
+        Level::Patient => &[ALWAYS, PATIENT, PATIENT_ONLY],
+        Level::Study => &[ALWAYS, PATIENT, STUDY],
+        Level::Series => &[ALWAYS, PATIENT, STUDY, SERIES],
+        Level::Image => &[ALWAYS, PATIENT, STUDY, SERIES, IMAGE],
+    };
+    levels.iter().any(|l| l.contains(&tag))
+}
+
+/// Why a key's value cannot be a matching key of its VR (PS3.4 C.2.2.2,
+/// PS3.5 6.2): a DA, TM or DT that is no date, time or range of them, a UI
+/// list holding something not a UID, a US or UL not a number. Such a
+/// query would otherwise match nothing or everything, silently.
+pub fn malformed(identifier: &InMemDicomObject) -> Option<String> {
+    for e in identifier.iter() {
+        let Ok(v) = e.to_str() else { continue };
+        let v = v.trim_matches([' ', '\0']);
+        if v.is_empty() || v == "*" {
+            continue;
+        }
+        let t = e.tag();
+        let name = dicom_dictionary_std::StandardDataDictionary.by_tag(t).map(|d| d.alias).unwrap_or("a key");
+        let what = match e.vr() {
+            VR::DA if !range_of(v, date) => "a date or date range (YYYYMMDD, YYYYMMDD-YYYYMMDD)",
+            VR::TM if !range_of(v, time) => "a time or time range (HHMMSS.FFFFFF)",
+            VR::DT if !range_of(v, datetime) => "a date-time or date-time range",
+            VR::UI if !v.split('\\').all(|u| uid(u.trim_matches([' ', '\0']))) => "a UID or a list of UIDs",
+            VR::US | VR::UL if !v.split('\\').all(|n| n.trim().parse::<u32>().is_ok()) => "a number",
+            _ => continue,
+        };
+        return Some(format!("{name} {t}: {v:?} is not {what}"));
+    }
+    None
+}
+
+use dicom_core::dictionary::DataDictionary;
+
+/// A single value or a range (`a-b`, `a-`, `-b`) of `one`.
+fn range_of(v: &str, one: fn(&str) -> bool) -> bool {
+    match v.split_once('-') {
+        // A DT's UTC offset (-HHMM) is no range: try the whole value first.
+        _ if one(v) => true,
+        None => false,
+        Some((a, b)) => (!a.is_empty() || !b.is_empty()) && (a.is_empty() || one(a)) && (b.is_empty() || one(b)),
+    }
+}
+
+fn digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// YYYYMMDD (and the ACR-NEMA YYYY.MM.DD radhub also reads).
+fn date(s: &str) -> bool {
+    let d = s.replace('.', "");
+    if d.len() != 8 || !digits(&d) {
+        return false;
+    }
+    let (m, day) = (d[4..6].parse::<u32>().unwrap_or(0), d[6..8].parse::<u32>().unwrap_or(0));
+    (1..=12).contains(&m) && (1..=31).contains(&day)
+}
+
+/// HH[MM[SS[.F{1,6}]]] (and HH:MM:SS).
+fn time(s: &str) -> bool {
+    let t = s.replace(':', "");
+    let (hms, frac) = match t.split_once('.') {
+        Some((a, f)) => (a.to_owned(), Some(f.to_owned())),
+        None => (t.clone(), None),
+    };
+    if !digits(&hms) || !matches!(hms.len(), 2 | 4 | 6) || frac.as_ref().is_some_and(|f| hms.len() != 6 || f.len() > 6 || !digits(f)) {
+        return false;
+    }
+    let part = |i: usize| hms.get(i..i + 2).map_or(0, |p| p.parse::<u32>().unwrap_or(99));
+    part(0) < 24 && part(2) < 60 && part(4) <= 60
+}
+
+/// YYYY[MM[DD[HH[MM[SS[.F]]]]]][&ZZXX].
+fn datetime(s: &str) -> bool {
+    let (body, offset) = match s.rfind(['+', '-']) {
+        Some(i) if i >= 4 => (&s[..i], Some(&s[i + 1..])),
+        _ => (s, None),
+    };
+    if offset.is_some_and(|o| o.len() != 4 || !digits(o)) {
+        return false;
+    }
+    let (whole, frac) = body.split_once('.').map_or((body, None), |(a, f)| (a, Some(f)));
+    if !digits(whole) || ![4, 6, 8, 10, 12, 14].contains(&whole.len()) || frac.is_some_and(|f| whole.len() != 14 || f.len() > 6 || !digits(f)) {
+        return false;
+    }
+    (whole.len() < 8 || date(&whole[..8])) && (whole.len() <= 8 || time(&whole[8..]))
+}
+
+/// PS3.5 9.1, as query keys are checked: digits and dots, 64 at most.
+fn uid(u: &str) -> bool {
+    !u.is_empty() && u.len() <= 64 && u.split('.').all(digits)
 }
 
 pub const OTHER_PATIENT_IDS_SEQUENCE: dicom_core::Tag = dicom_core::Tag(0x0010, 0x1002);
@@ -75,5 +249,55 @@ fn primitive(vr: VR, v: String) -> PrimitiveValue {
         // UIDs are padded with NUL, not space (PS3.5 9.1).
         VR::UI if v.len() % 2 == 1 => PrimitiveValue::from(format!("{v}\0")),
         _ => PrimitiveValue::from(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(tag: dicom_core::Tag, vr: VR, v: &str) -> InMemDicomObject {
+        InMemDicomObject::from_element_iter([DataElement::new(tag, vr, PrimitiveValue::from(v))])
+    }
+
+    #[test]
+    fn malformed_keys_are_named() {
+        for bad in ["2026-13-01", "20261301", "2026010", "yesterday", "20260101-2026"] {
+            assert!(malformed(&one(tags::STUDY_DATE, VR::DA, bad)).is_some_and(|m| m.contains("StudyDate")), "{bad}");
+        }
+        for good in ["20260101", "20260101-", "-20261231", "20250101-20260101", "2026.01.01"] {
+            assert_eq!(malformed(&one(tags::STUDY_DATE, VR::DA, good)), None, "{good}");
+        }
+        for bad in ["25", "1260", "10:61", "101500.1234567", "noon"] {
+            assert!(malformed(&one(tags::STUDY_TIME, VR::TM, bad)).is_some(), "{bad}");
+        }
+        for good in ["10", "1015", "101500", "101500.123", "080000-120000", "-1200", "10:15:00"] {
+            assert_eq!(malformed(&one(tags::STUDY_TIME, VR::TM, good)), None, "{good}");
+        }
+        assert!(malformed(&one(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3\\abc")).is_some());
+        assert_eq!(malformed(&one(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3\\1.2.4")), None);
+        let dt = dicom_core::Tag(0x0008, 0x002A);
+        assert_eq!(malformed(&one(dt, VR::DT, "20260101101500+0100")), None);
+        assert_eq!(malformed(&one(dt, VR::DT, "2026-20270101")), None);
+        assert!(malformed(&one(dt, VR::DT, "20261301")).is_some());
+    }
+
+    #[test]
+    fn answers_in_the_request_character_set_when_the_values_fit() {
+        let zoe = vec!["Zoë".to_owned()];
+        assert_eq!(answer_charset(Some("ISO_IR 100"), &zoe).as_deref(), Some("ISO_IR 100"));
+        assert_eq!(answer_charset(Some("ISO_IR 100"), &["Łukasz".to_owned()]).as_deref(), Some(UTF8));
+        assert_eq!(answer_charset(None, &zoe).as_deref(), Some(UTF8));
+        assert_eq!(answer_charset(None, &[]), None);
+        assert_eq!(answer_charset(Some("ISO 2022 IR 6\\ISO 2022 IR 87"), &[]).as_deref(), Some("ISO 2022 IR 6\\ISO 2022 IR 87"));
+        assert_eq!(answer_charset(Some("ISO 2022 IR 100"), &zoe).as_deref(), Some(UTF8));
+    }
+
+    #[test]
+    fn keys_of_lower_levels_and_unknown_keys_are_unsupported() {
+        use pacs_gateway::Level;
+        assert!(supported(Level::Study, tags::STUDY_DATE) && supported(Level::Image, tags::PATIENT_NAME));
+        assert!(!supported(Level::Study, tags::SOP_INSTANCE_UID));
+        assert!(!supported(Level::Study, dicom_core::Tag(0x0010, 0x2160)), "Ethnic Group is not held");
     }
 }

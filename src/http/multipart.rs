@@ -114,6 +114,14 @@ pub fn new_boundary() -> String {
     format!("radhub-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
 }
 
+/// A boundary fixed by `seed` (an answer's entity tag), so that an
+/// immutable answer is the same bytes each time: a strong ETag and byte
+/// ranges need that. The seed comes from the content's hash, so content
+/// cannot be made to contain its own boundary.
+pub fn boundary_from(seed: &str) -> String {
+    format!("radhub-{}", &blake3::hash(seed.as_bytes()).to_hex()[..32])
+}
+
 /// The header of one part; `extra` lines are complete ("Name: value").
 pub fn part_head(boundary: &str, content_type: &str, extra: &[String]) -> Vec<u8> {
     let mut h = format!("\r\n--{boundary}\r\nContent-Type: {content_type}\r\n");

@@ -82,6 +82,29 @@ async fn series_instances(s: State<S>, p: Params, q: QueryPairs) -> Result<Respo
     search(s, q, Level::Image, &fixed, false).await
 }
 
+/// How deep a level is: study (with its patient) 0, series 1, instance 2.
+fn depth(level: Level) -> u8 {
+    match level {
+        Level::Patient | Level::Study => 0,
+        Level::Series => 1,
+        Level::Image => 2,
+    }
+}
+
+/// The depth of an attribute radhub indexes; `None` for one it does not
+/// (or one of every level: Instance Availability).
+fn attribute_depth(tag: Tag) -> Option<u8> {
+    if tag == tags::INSTANCE_AVAILABILITY {
+        return None;
+    }
+    const PATIENT: &[Tag] =
+        &[tags::OTHER_PATIENT_IDS, tags::NUMBER_OF_PATIENT_RELATED_STUDIES, tags::NUMBER_OF_PATIENT_RELATED_SERIES, tags::NUMBER_OF_PATIENT_RELATED_INSTANCES];
+    [(0, STUDY_DEFAULT), (0, STUDY_ALL), (0, PATIENT), (1, SERIES_DEFAULT), (1, SERIES_ALL), (2, INSTANCE_DEFAULT), (2, INSTANCE_ALL)]
+        .into_iter()
+        .find(|(_, set)| set.contains(&tag))
+        .map(|(d, _)| d)
+}
+
 /// A query parameter naming an attribute: a keyword or "GGGGEEEE".
 fn attribute(name: &str) -> Option<(Tag, VR)> {
     let dict = dicom_dictionary_std::StandardDataDictionary;
@@ -110,19 +133,21 @@ struct Request {
     offset: usize,
     /// Ask the sites' PACS too (`live=true`; study searches).
     live: bool,
+    /// `fuzzymatching=true`: not supported, and the answer says so.
+    fuzzy: bool,
 }
 
 /// Reads the query: matching keys, `includefield`, `limit`, `offset`.
 fn parse(q: &QueryPairs, level: Level, fixed: &[(Tag, &str)], with_parents: bool) -> Result<Request, Problem> {
     let mut keys: Vec<Key> = Vec::new();
     let mut returned: BTreeSet<Tag> = BTreeSet::new();
-    let (mut limit, mut offset, mut all, mut live) = (None, 0, false, false);
+    let (mut limit, mut offset, mut all, mut live, mut fuzzy) = (None, 0, false, false, false);
     let number = |k: &str, v: &str| v.parse::<usize>().map_err(|_| Problem::bad_request(format!("{k} must be a whole number, not {v:?}")));
     for (k, v) in &q.0 {
         match k.as_str() {
             "limit" => limit = Some(number(k, v)?),
             "offset" => offset = number(k, v)?,
-            "fuzzymatching" => {}
+            "fuzzymatching" => fuzzy = v.trim().eq_ignore_ascii_case("true"),
             "live" => live = v == "true",
             "includefield" => {
                 for f in v.split(',').map(str::trim).filter(|f| !f.is_empty()) {
@@ -130,7 +155,11 @@ fn parse(q: &QueryPairs, level: Level, fixed: &[(Tag, &str)], with_parents: bool
                         all = true;
                     } else {
                         let (tag, _) = attribute(f).ok_or_else(|| Problem::bad_request(format!("includefield: unknown attribute {f:?}")))?;
-                        returned.insert(tag);
+                        // Attributes of a level below the one searched are not
+                        // returned (PS3.18 10.6.3.3.1, 10.6.3.3.2).
+                        if attribute_depth(tag).is_none_or(|d| d <= depth(level)) {
+                            returned.insert(tag);
+                        }
                     }
                 }
             }
@@ -185,7 +214,7 @@ fn parse(q: &QueryPairs, level: Level, fixed: &[(Tag, &str)], with_parents: bool
     if live && level != Level::Study {
         return Err(Problem::bad_request("live=true asks the sites' PACS for studies: use it with /studies"));
     }
-    Ok(Request { keys, returned, limit, offset, live })
+    Ok(Request { keys, returned, limit, offset, live, fuzzy })
 }
 
 async fn search(State(state): State<S>, q: QueryPairs, level: Level, fixed: &[(Tag, &str)], with_parents: bool) -> Result<Response, Problem> {
@@ -198,6 +227,7 @@ async fn search(State(state): State<S>, q: QueryPairs, level: Level, fixed: &[(T
     let st = state.clone();
     let live = req.live.then(|| req.keys.iter().map(|k| (k.tag, k.vr, k.value.clone())).collect::<Vec<_>>());
     let returned = req.returned.clone();
+    let fuzzy = req.fuzzy;
     let (mut rows, more, held) = tokio::task::spawn_blocking(move || {
         // One more than the page, to know whether more follow.
         let mut page = query::search(st.hub.index.as_ref(), level, &req.keys, req.offset, Some(limit.saturating_add(1)))?;
@@ -208,6 +238,11 @@ async fn search(State(state): State<S>, q: QueryPairs, level: Level, fixed: &[(T
     })
     .await??;
     let mut warnings = Vec::new();
+    if fuzzy {
+        // PS3.18 8.3.4.2: the words are the standard's; <service> is the base URI.
+        // (Person names already match case-insensitively: PS3.4 C.2.2.2.4.)
+        warnings.push(format!("299 {}: \"The fuzzymatching parameter is not supported. Only literal matching has been performed.\"", state.dicomweb_base()));
+    }
     if more && capped {
         warnings.push("299 radhub \"There are more matches than the server returns at once; use offset to page\"".to_owned());
     }

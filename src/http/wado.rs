@@ -1,14 +1,17 @@
 //! WADO-RS (PS3.18 10.4): instances, metadata, bulk data, frames, rendered
 //! images and thumbnails of studies, series and instances.
 //!
-//! Instances go out as stored unless the client asks for another transfer
-//! syntax (then radhub decodes to an uncompressed one, or answers 406).
+//! Instances go out in the transfer syntax asked for: with none asked,
+//! Explicit VR Little Endian where the stored syntax is lossless and lossy
+//! ones as stored; `transfer-syntax=*` as stored. radhub decodes to
+//! uncompressed syntaxes only. Instances, frames, bulk data and renderings
+//! carry an ETag from the content hash and answer If-None-Match with 304.
 //! Metadata is encoded from each file's bytes up to its pixel data, which
 //! is never read for it.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -81,6 +84,59 @@ async fn quarantine_guard(
     }
 }
 
+/// How a user agent may keep an instance, frame, bulk value or rendering:
+/// its bytes follow its content hash, but a patient identity change (a
+/// merge, a demographics update) will change what is served, so every use
+/// is checked again (If-None-Match, a 304 at most) and every view reaches
+/// the audit trail. Private: patient data behind authentication.
+const IMMUTABLE: &str = "private, no-cache";
+/// A series' or study's thumbnail changes as instances arrive: kept, but
+/// checked again (If-None-Match) each time.
+const REVALIDATE: &str = "private, no-cache";
+
+/// The entity tag of one representation of an instance's content: the
+/// content hash the index records, and what tells the representations apart
+/// (the request's path and query, and what was negotiated from Accept).
+fn entity_tag(hash: &[u8; 32], variant: &str) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(hash);
+    h.update(variant.as_bytes());
+    format!("\"{}\"", &h.finalize().to_hex()[..32])
+}
+
+/// Whether If-None-Match names `etag` (or `*`): weak comparison, RFC 9110 13.1.2.
+fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+}
+
+/// The validator headers of a cacheable answer (a 304 carries them too,
+/// RFC 9110 15.4.5).
+fn validated(mut resp: Response, etag: &str, cache: &'static str) -> Response {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    // The representation follows Accept (and the accept query parameter, in the URL).
+    h.insert(header::VARY, HeaderValue::from_static("accept"));
+    resp
+}
+
+fn not_modified(etag: &str, cache: &'static str) -> Response {
+    validated(StatusCode::NOT_MODIFIED.into_response(), etag, cache)
+}
+
+/// The request's path and query, which name one representation.
+fn target(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("", |p| p.as_str())
+}
+
 const TRANSCODE_TO: [&str; 2] = [scan::TS_EXPLICIT_LE, scan::TS_IMPLICIT_LE];
 pub const UNCOMPRESSED: [&str; 3] = [scan::TS_EXPLICIT_LE, scan::TS_IMPLICIT_LE, scan::TS_EXPLICIT_BE];
 
@@ -111,10 +167,32 @@ fn read(hub: &Hub, uid: &str) -> Result<Vec<u8>, Problem> {
     hub.file(uid).map_err(|e| Problem::internal("reading an instance", e))?.ok_or_else(|| Problem::internal("reading an instance", "file missing"))
 }
 
-/// The transfer syntax an Accept header asks instances in: `None` for as
-/// stored. 406 when it asks for nothing radhub serves instances as.
-fn wanted_syntax(headers: &HeaderMap) -> Result<Option<String>, Problem> {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else { return Ok(None) };
+/// The transfer syntax a retrieve asks instances in.
+#[derive(Clone, Debug, PartialEq)]
+enum Wanted {
+    /// No transfer-syntax parameter: PS3.18's default for application/dicom,
+    /// Explicit VR Little Endian, for what is stored losslessly; lossy
+    /// instances as stored (decoding them would only hide the loss).
+    Default,
+    /// `transfer-syntax=*`: as stored (PS3.18 8.7.3.5.2).
+    AsStored,
+    Syntax(String),
+}
+
+impl Wanted {
+    fn tag(&self) -> &str {
+        match self {
+            Wanted::Default => "default",
+            Wanted::AsStored => "*",
+            Wanted::Syntax(ts) => ts,
+        }
+    }
+}
+
+/// The transfer syntax an Accept header asks instances in. 406 when it
+/// asks for nothing radhub serves instances as.
+fn wanted_syntax(headers: &HeaderMap) -> Result<Wanted, Problem> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else { return Ok(Wanted::Default) };
     for m in multipart::accept(accept) {
         let ok = match m.mime.as_str() {
             "*/*" | "multipart/*" => true,
@@ -123,14 +201,66 @@ fn wanted_syntax(headers: &HeaderMap) -> Result<Option<String>, Problem> {
             _ => false,
         };
         if ok {
-            return Ok(m.param("transfer-syntax").filter(|t| *t != "*").map(str::to_owned));
+            return Ok(match m.param("transfer-syntax") {
+                None => Wanted::Default,
+                Some("*") => Wanted::AsStored,
+                Some(ts) => Wanted::Syntax(ts.to_owned()),
+            });
         }
     }
     Err(Problem::new(StatusCode::NOT_ACCEPTABLE, "instances are served as multipart/related; type=\"application/dicom\""))
 }
 
-async fn retrieve(State(state): State<S>, Extension(who): Extension<Principal>, p: Params, headers: HeaderMap) -> Result<Response, Problem> {
-    let syntax = wanted_syntax(&headers)?;
+/// Lossless syntaxes whose frames radhub decodes (the lossless ones of
+/// `render::codec::supported`): RLE, JPEG lossless, JPEG-LS lossless,
+/// JPEG 2000 and HTJ2K lossless.
+const LOSSLESS_DECODED: [&str; 8] = [
+    "1.2.840.10008.1.2.5",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.92",
+    "1.2.840.10008.1.2.4.201",
+    "1.2.840.10008.1.2.4.202",
+];
+/// Lossy syntaxes whose frames radhub decodes: asked for uncompressed, so.
+const LOSSY_DECODED: [&str; 8] = [
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.53",
+    "1.2.840.10008.1.2.4.55",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.93",
+    "1.2.840.10008.1.2.4.203",
+];
+/// Lossless syntaxes radhub holds but does not decode: encapsulated
+/// uncompressed, JPEG XL lossless, deflated image frames.
+const LOSSLESS_UNDECODED: [&str; 3] = ["1.2.840.10008.1.2.1.98", "1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.8.1"];
+
+/// The syntax an instance goes out in for `wanted`: `Ok(None)` as stored,
+/// `Ok(Some(ts))` re-encoded, `Err(why)` when radhub cannot deliver it so.
+fn part_syntax(rec: &InstanceRecord, wanted: &Wanted) -> Result<Option<String>, String> {
+    let stored = rec.transfer_syntax.as_str();
+    // Native data, or none, re-encodes without a pixel decoder.
+    let decodable = !rec.has_pixel_data || UNCOMPRESSED.contains(&stored) || stored == scan::TS_DEFLATED || LOSSLESS_DECODED.contains(&stored);
+    match wanted {
+        Wanted::AsStored => Ok(None),
+        Wanted::Syntax(ts) if ts == stored => Ok(None),
+        Wanted::Syntax(ts) if !TRANSCODE_TO.contains(&ts.as_str()) => Err(format!("radhub does not compress; stored as {stored}")),
+        // Asked for by name, a lossy instance is decoded too.
+        Wanted::Syntax(ts) if decodable || LOSSY_DECODED.contains(&stored) => Ok(Some(ts.clone())),
+        Wanted::Syntax(_) => Err(format!("radhub cannot decode {stored}")),
+        Wanted::Default if stored == scan::TS_EXPLICIT_LE => Ok(None),
+        Wanted::Default if decodable => Ok(Some(scan::TS_EXPLICIT_LE.to_owned())),
+        Wanted::Default if LOSSLESS_UNDECODED.contains(&stored) => Err(format!("radhub cannot decode {stored}")),
+        Wanted::Default => Ok(None),
+    }
+}
+
+async fn retrieve(State(state): State<S>, Extension(who): Extension<Principal>, p: Params, headers: HeaderMap, uri: Uri) -> Result<Response, Problem> {
+    let wanted = wanted_syntax(&headers)?;
     // Each retrieve streams for as long as its client reads: a few per user.
     let Some(slot) = state.retrieves.take(&who.user, state.limits.retrieves_per_user) else {
         let mut r = Problem::new(
@@ -143,20 +273,46 @@ async fn retrieve(State(state): State<S>, Extension(who): Extension<Principal>, 
     };
     let st = state.clone();
     let (study, series) = (p.get("study").to_owned(), p.get("series").to_owned());
-    let list = tokio::task::spawn_blocking(move || instances(&st.hub, &p)).await??;
-    if let Some(ts) = &syntax {
-        // radhub decodes to little endian uncompressed syntaxes; it does not
-        // compress. (Instances still at their site are judged once here.)
-        if !TRANSCODE_TO.contains(&ts.as_str()) && list.iter().any(|i| i.local && &i.transfer_syntax != ts) {
-            return Err(Problem::new(
-                StatusCode::NOT_ACCEPTABLE,
-                format!("instances can be had as stored (transfer-syntax=*) or uncompressed little endian, not as {ts}"),
-            ));
-        }
+    let one = !p.get("instance").is_empty();
+    let mut list = tokio::task::spawn_blocking(move || instances(&st.hub, &p)).await??;
+    // One instance held here is immutable; a study or series grows.
+    let etag = list.first().filter(|r| one && r.local).map(|r| entity_tag(&r.content_hash, &format!("{}|{}", target(&uri), wanted.tag())));
+    if let Some(tag) = etag.as_deref().filter(|t| none_match(&headers, t)) {
+        return Ok(not_modified(tag, IMMUTABLE));
     }
+    // What cannot go in the syntax asked for is known here for the instances
+    // held (those still at their site are judged as they arrive): left out,
+    // and the answer says so: 206 Partial Content with a Warning, or 406 Not
+    // Acceptable when nothing is left (PS3.18 2019a 6.5.2.2).
+    let total = list.len();
+    let mut refused: Vec<String> = Vec::new();
+    list.retain(|r| match r.local.then(|| part_syntax(r, &wanted)) {
+        Some(Err(why)) => {
+            refused.push(why);
+            false
+        }
+        _ => true,
+    });
+    if list.is_empty() {
+        return Err(Problem::new(
+            StatusCode::NOT_ACCEPTABLE,
+            format!(
+                "no instance can be had in the transfer syntax asked for ({}): ask with transfer-syntax=* for them as stored, or uncompressed little endian",
+                refused.first().map_or("", String::as_str)
+            ),
+        ));
+    }
+    let warning = (!refused.is_empty()).then(|| {
+        format!(
+            "299 {}: \"{} of {total} instances left out: {}; ask with transfer-syntax=* for them as stored\"",
+            state.dicomweb_base(),
+            refused.len(),
+            refused[0].replace('"', "'")
+        )
+    });
     // Held only at its site: fetched, and each instance sent once it is here.
     let (mut arrivals, first) = super::fetching::Arrivals::open(&state, &study, (!series.is_empty()).then_some(series.as_str()), list).await?;
-    let boundary = multipart::new_boundary();
+    let boundary = etag.as_deref().map_or_else(multipart::new_boundary, multipart::boundary_from);
     let content_type = multipart::related(&boundary, "application/dicom");
     // One file in memory at a time, read on the blocking pool, sent as the
     // client takes it. A client that stops reading parks this task (no
@@ -184,19 +340,26 @@ async fn retrieve(State(state): State<S>, Extension(who): Extension<Principal>, 
                 },
             };
             let sop = rec.sop_uid.clone();
-            let (st, ts) = (state.clone(), syntax.clone());
+            // An instance that cannot go as asked, found only now (it arrived
+            // from its site, or failed to decode), ends the body short: the
+            // status is sent already, and a silent gap would pass for whole.
+            let ts = match part_syntax(&rec, &wanted) {
+                Ok(ts) => ts,
+                Err(e) => {
+                    tracing::warn!(%sop, error = %e, "WADO-RS answer cut: an instance cannot go in the syntax asked for");
+                    send(Err(std::io::Error::other(e))).await;
+                    return;
+                }
+            };
+            let st = state.clone();
             // As stored: streamed from its file in steps. Transcoded: whole.
             let opened = tokio::task::spawn_blocking(move || part_source(&st.hub, &rec, ts.as_deref())).await;
             let (source, ts) = match opened {
                 Ok(Ok(p)) => p,
-                Ok(Err((asked, e))) => {
-                    tracing::warn!(%sop, error = %e, "instance left out of a WADO-RS answer");
-                    if asked.is_none() {
-                        // A stored file that cannot be read: end the body short, so the client sees a broken answer.
-                        send(Err(std::io::Error::other(e))).await;
-                        return;
-                    }
-                    continue;
+                Ok(Err((_, e))) => {
+                    tracing::warn!(%sop, error = %e, "WADO-RS answer cut: an instance could not be read or re-encoded");
+                    send(Err(std::io::Error::other(e))).await;
+                    return;
                 }
                 Err(e) => {
                     send(Err(std::io::Error::other(e.to_string()))).await;
@@ -234,7 +397,15 @@ async fn retrieve(State(state): State<S>, Extension(who): Extension<Principal>, 
         send(Ok(Bytes::from(multipart::closing(&boundary)))).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-    Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(stream)).into_response())
+    let mut resp = ([(header::CONTENT_TYPE, content_type)], Body::from_stream(stream)).into_response();
+    if let Some(w) = warning.and_then(|w| HeaderValue::from_str(&w).ok()) {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        resp.headers_mut().insert(header::WARNING, w);
+    }
+    Ok(match etag {
+        Some(tag) => validated(resp, &tag, IMMUTABLE),
+        None => resp,
+    })
 }
 
 /// The step a streamed answer reads and sends at a time: memory per
@@ -268,7 +439,9 @@ fn part_source(hub: &Hub, rec: &InstanceRecord, syntax: Option<&str>) -> Result<
     match syntax {
         Some(ts) if ts != rec.transfer_syntax => {
             let bytes = read(hub, &rec.sop_uid).map_err(|p| (None, p.to_string()))?;
-            let out = crate::dimse::transcode::to_native(&bytes, ts).map_err(|e| (Some(ts.to_owned()), e))?;
+            // Little endian native pixel data keeps its bytes; the rest is decoded.
+            let native_le = matches!(rec.transfer_syntax.as_str(), scan::TS_IMPLICIT_LE | scan::TS_EXPLICIT_LE | scan::TS_DEFLATED);
+            let out = reencode(&bytes, ts, rec.has_pixel_data && !native_le).map_err(|e| (Some(ts.to_owned()), e))?;
             Ok((PartSource::Bytes(Some(out)), ts.to_owned()))
         }
         _ => {
@@ -276,6 +449,23 @@ fn part_source(hub: &Hub, rec: &InstanceRecord, syntax: Option<&str>) -> Result<
             Ok((PartSource::File(r), rec.transfer_syntax.clone()))
         }
     }
+}
+
+/// `part10` in `ts` (an uncompressed little endian syntax): its pixel data
+/// through render's decoders when `decode`, else the data set only
+/// re-written (no pixel data, or little endian native pixel data).
+fn reencode(part10: &[u8], ts: &str, decode: bool) -> Result<Vec<u8>, String> {
+    if decode {
+        return crate::dimse::transcode::to_native(part10, ts);
+    }
+    use dicom_encoding::TransferSyntaxIndex;
+    let target = dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(ts).ok_or_else(|| format!("unknown transfer syntax {ts}"))?;
+    // The file was scanned (bounded) when it arrived; dicom-object reads from the magic code on.
+    let mut obj = dicom_object::from_reader(part10.get(128..).ok_or("not a Part 10 file")?).map_err(|e| e.to_string())?;
+    obj.update_meta(|m| m.set_transfer_syntax(target));
+    let mut out = Vec::new();
+    obj.write_all(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 /// Size of the first read of a file for its metadata: enough for the
@@ -362,7 +552,7 @@ pub fn instance_metadata(hub: &Hub, cache: &MetaCache, rec: &InstanceRecord, bas
         };
         if complete {
             let src = json::Source { buf: &prefix[meta_end..], encoding: enc, nodes: &t.nodes, tail: t.tail, bulk_base: &bulk_base };
-            return Ok(Some(json::dataset(&src)));
+            return Ok(Some(with_available_syntax(json::dataset(&src), &rec.transfer_syntax)));
         }
     }
     let deflated = ts == scan::TS_DEFLATED;
@@ -376,33 +566,153 @@ pub fn instance_metadata(hub: &Hub, cache: &MetaCache, rec: &InstanceRecord, bas
     let s = scan::scan(&whole, &[]).map_err(|e| fail(&e))?;
     let t = scan::tree(&s.dataset, s.encoding).map_err(|e| fail(&e))?;
     let src = json::Source { buf: &s.dataset, encoding: s.encoding, nodes: &t.nodes, tail: None, bulk_base: &bulk_base };
-    let out = json::dataset(&src);
+    let out = with_available_syntax(json::dataset(&src), &rec.transfer_syntax);
     if deflated {
         cache.put(&cache_key, (0, rec.file_size, 0), Bytes::from(out.clone()));
     }
     Ok(Some(out))
 }
 
-async fn bulk(State(state): State<S>, p: Params) -> Result<Response, Problem> {
+/// Available Transfer Syntax UID (0008,3002), the syntax the instance is
+/// stored in (what `transfer-syntax=*` retrieves), put among
+/// a DICOM JSON object's top-level attributes in tag order. An object that
+/// has it already is left as it is.
+fn with_available_syntax(mut obj: String, ts: &str) -> String {
+    const KEY: &str = "00083002";
+    let b = obj.as_bytes();
+    let (mut depth, mut in_str, mut esc, mut at) = (0usize, false, false, None);
+    let mut key_next = false;
+    for (i, &c) in b.iter().enumerate() {
+        if in_str {
+            match (esc, c) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => {
+                if depth == 1 && key_next {
+                    let key = b.get(i + 1..i + 9).unwrap_or_default();
+                    if key == KEY.as_bytes() {
+                        return obj;
+                    }
+                    if key > KEY.as_bytes() {
+                        at = Some((i, true));
+                        break;
+                    }
+                }
+                key_next = false;
+                in_str = true;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                key_next = depth == 1 && c == b'{';
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    at = Some((i, false));
+                    break;
+                }
+            }
+            b',' => key_next = depth == 1,
+            _ => {}
+        }
+    }
+    let Some((i, before_key)) = at else { return obj };
+    let value = format!("\"{KEY}\":{{\"vr\":\"UI\",\"Value\":[{}]}}", serde_json::Value::from(ts));
+    let insert = if before_key {
+        format!("{value},")
+    } else if obj[..i].trim_end().ends_with('{') {
+        value
+    } else {
+        format!(",{value}")
+    };
+    obj.insert_str(i, &insert);
+    obj
+}
+
+/// Whether a bulk data answer goes as the bare value (an Accept naming
+/// application/octet-stream before any multipart type, PS3.18 10.4.4: a
+/// single part media type for a single item) rather than multipart.
+fn bulk_single_part(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else { return false };
+    multipart::accept(accept)
+        .iter()
+        .find(|m| m.mime == "application/octet-stream" || m.mime.starts_with("multipart/"))
+        .is_some_and(|m| m.mime == "application/octet-stream")
+}
+
+/// The bytes a Range header (RFC 9110 14.2) asks of one value `len` bytes
+/// long, honoured only while If-Range, if sent, names the value's tag:
+/// `None` for the whole, else `from..to` and the Content-Range; a 416
+/// answer when no byte of the value is in range.
+#[allow(clippy::type_complexity)]
+fn value_range(headers: &HeaderMap, etag: &str, len: usize) -> Result<Option<(usize, usize, String)>, Box<Response>> {
+    let if_range = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok());
+    let asked = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| if_range.is_none_or(|t| t.trim() == etag));
+    match super::params::byte_range(asked, len as u64) {
+        super::params::ByteRange::Whole => Ok(None),
+        // Both ends are within `len` (a usize), so they convert back.
+        super::params::ByteRange::Part { start, end } => Ok(Some((start as usize, end as usize + 1, format!("bytes {start}-{end}/{len}")))),
+        super::params::ByteRange::Unsatisfiable => {
+            let mut r = Problem::new(StatusCode::RANGE_NOT_SATISFIABLE, format!("the value is {len} bytes")).into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            Err(Box::new(r))
+        }
+    }
+}
+
+async fn bulk(State(state): State<S>, p: Params, headers: HeaderMap, uri: Uri) -> Result<Response, Problem> {
     let path = p.get("path").to_owned();
     if path.len() > 200 || !path.bytes().all(|c| c.is_ascii_hexdigit() || c == b'.') {
         return Err(Problem::bad_request("a bulk data path is tags and item numbers joined by '.'"));
     }
     tokio::task::spawn_blocking(move || {
         let rec = instances(&state.hub, &p)?.remove(0);
+        let single = bulk_single_part(&headers);
+        let etag = entity_tag(&rec.content_hash, &format!("{}|{}", target(&uri), if single { "single" } else { "multipart" }));
+        if none_match(&headers, &etag) {
+            return Ok(not_modified(&etag, IMMUTABLE));
+        }
         let whole = read(&state.hub, &rec.sop_uid)?;
         let s = scan::scan(&whole, &[]).map_err(|e| Problem::internal("reading bulk data", e))?;
         let t = scan::tree(&s.dataset, s.encoding).map_err(|e| Problem::internal("reading bulk data", e))?;
-        let b = multipart::new_boundary();
+        let b = multipart::boundary_from(&etag);
         let mut body = Vec::new();
+        let mut status = StatusCode::OK;
+        let mut content_range = None;
         let kind = match json::bulk_value(&s.dataset, &t.nodes, &path) {
             Some(json::Bulk::Bytes(v, vr)) => {
                 // Bulk data goes out little endian, as in the DICOM JSON (PS3.18 F.2.7).
-                body.extend(multipart::part_head(&b, "application/octet-stream", &[]));
-                body.extend_from_slice(&json::little_endian(v, &vr, s.encoding));
+                let value = json::little_endian(v, &vr, s.encoding);
+                // A Range asks for bytes of the bulk data value (PS3.18 2016b 6.5.5.2).
+                let (from, to) = match value_range(&headers, &etag, value.len()) {
+                    Ok(None) => (0, value.len()),
+                    Ok(Some((from, to, range))) => {
+                        status = StatusCode::PARTIAL_CONTENT;
+                        content_range = Some(range);
+                        (from, to)
+                    }
+                    Err(refused) => return Ok(*refused),
+                };
+                if single {
+                    body.extend_from_slice(&value[from..to]);
+                } else {
+                    let extra: Vec<String> = content_range.iter().map(|c| format!("Content-Range: {c}")).collect();
+                    body.extend(multipart::part_head(&b, "application/octet-stream", &extra));
+                    body.extend_from_slice(&value[from..to]);
+                }
                 "application/octet-stream"
             }
             Some(json::Bulk::Fragments(frags)) => {
+                // Compressed pixel data, fragment by fragment: a Range is not
+                // applied to these parts (RFC 9110 14.2 lets a server ignore it).
                 let media = compressed_media(&rec.transfer_syntax);
                 for f in frags {
                     body.extend(multipart::part_head(&b, &format!("{media}; transfer-syntax={}", rec.transfer_syntax), &[]));
@@ -412,8 +722,19 @@ async fn bulk(State(state): State<S>, p: Params) -> Result<Response, Problem> {
             }
             None => return Err(Problem::not_found(format!("no bulk data at {path}"))),
         };
-        body.extend(multipart::closing(&b));
-        Ok(([(header::CONTENT_TYPE, multipart::related(&b, kind))], body).into_response())
+        let single = single && kind == "application/octet-stream";
+        let content_type = if single {
+            kind.to_owned()
+        } else {
+            body.extend(multipart::closing(&b));
+            multipart::related(&b, kind)
+        };
+        let mut resp = (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
+        resp.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Some(v) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        Ok(validated(resp, &etag, IMMUTABLE))
     })
     .await?
 }
@@ -457,7 +778,9 @@ enum FrameForm {
 fn frame_form(headers: &HeaderMap, stored_ts: &str) -> Result<FrameForm, Problem> {
     let native_stored = UNCOMPRESSED.contains(&stored_ts) || stored_ts == scan::TS_DEFLATED;
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return Ok(if native_stored { FrameForm::Native } else { FrameForm::Stored });
+        // Nothing asked: uncompressed where that loses nothing (PS3.18 8.7.3.5,
+        // as for instances), lossy frames as stored.
+        return Ok(if native_stored || LOSSLESS_DECODED.contains(&stored_ts) { FrameForm::Native } else { FrameForm::Stored });
     };
     for m in multipart::accept(accept) {
         let (kind, ts) = match m.mime.as_str() {
@@ -479,7 +802,7 @@ fn frame_form(headers: &HeaderMap, stored_ts: &str) -> Result<FrameForm, Problem
     ))
 }
 
-async fn frames(State(state): State<S>, p: Params, headers: HeaderMap) -> Result<Response, Problem> {
+async fn frames(State(state): State<S>, p: Params, headers: HeaderMap, uri: Uri) -> Result<Response, Problem> {
     let list = frame_list(p.get("frames"))?;
     tokio::task::spawn_blocking(move || {
         let rec = instances(&state.hub, &p)?.remove(0);
@@ -487,14 +810,19 @@ async fn frames(State(state): State<S>, p: Params, headers: HeaderMap) -> Result
             return Err(Problem::not_found("the instance has no pixel data"));
         }
         let form = frame_form(&headers, &rec.transfer_syntax)?;
-        let inst = crate::render::Instance::open(&read(&state.hub, &rec.sop_uid)?).map_err(render_problem)?;
-        let b = multipart::new_boundary();
-        let mut body = Vec::new();
         // Native frames go out little endian (PS3.18's default for octet-stream).
         let (media, ts) = match form {
             FrameForm::Native => ("application/octet-stream", scan::TS_EXPLICIT_LE),
             FrameForm::Stored => (compressed_media(&rec.transfer_syntax), rec.transfer_syntax.as_str()),
         };
+        let etag = entity_tag(&rec.content_hash, &format!("{}|{media}|{ts}", target(&uri)));
+        if none_match(&headers, &etag) {
+            return Ok(not_modified(&etag, IMMUTABLE));
+        }
+        let inst = crate::render::Instance::open(&read(&state.hub, &rec.sop_uid)?).map_err(render_problem)?;
+        let b = multipart::boundary_from(&etag);
+        let mut body = Vec::new();
+        let mut content_range = None;
         for &f in &list {
             if f > inst.frames() {
                 return Err(Problem::not_found(format!("frame {f} of {}", inst.frames())));
@@ -512,11 +840,29 @@ async fn frames(State(state): State<S>, p: Params, headers: HeaderMap) -> Result
                     format!("the frames asked for exceed {MAX_FRAMES_ANSWER} bytes; ask for fewer at a time"),
                 ));
             }
-            body.extend(multipart::part_head(&b, &format!("{media}; transfer-syntax={ts}"), &[]));
-            body.extend_from_slice(&bytes);
+            // A Range applies to one frame's bytes; a list of frames goes whole.
+            let range = if list.len() == 1 { value_range(&headers, &etag, bytes.len()).map_err(|r| *r) } else { Ok(None) };
+            let (from, to, extra) = match range {
+                Ok(None) => (0, bytes.len(), Vec::new()),
+                Ok(Some((from, to, c))) => {
+                    content_range = Some(c.clone());
+                    (from, to, vec![format!("Content-Range: {c}")])
+                }
+                Err(refused) => return Ok(refused),
+            };
+            body.extend(multipart::part_head(&b, &format!("{media}; transfer-syntax={ts}"), &extra));
+            body.extend_from_slice(&bytes[from..to]);
         }
         body.extend(multipart::closing(&b));
-        Ok(([(header::CONTENT_TYPE, multipart::related(&b, media))], body).into_response())
+        let status = if content_range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+        let mut resp = (status, [(header::CONTENT_TYPE, multipart::related(&b, media))], body).into_response();
+        if list.len() == 1 {
+            resp.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        }
+        if let Some(v) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        Ok(validated(resp, &etag, IMMUTABLE))
     })
     .await?
 }
@@ -532,22 +878,48 @@ fn render_problem(e: crate::render::RenderError) -> Problem {
     }
 }
 
-/// The image format an Accept header asks for (JPEG unless PNG comes first).
-fn image_format(headers: &HeaderMap) -> Result<Format, Problem> {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else { return Ok(Format::Jpeg { quality: 90 }) };
-    for m in multipart::accept(accept) {
-        match m.mime.as_str() {
-            "image/jpeg" | "image/*" | "*/*" => return Ok(Format::Jpeg { quality: 90 }),
-            "image/png" => return Ok(Format::Png),
+/// The media ranges a rendered or thumbnail request accepts: those of its
+/// `accept` query parameter first (PS3.18 8.3.3.1; URI-encoded, comma
+/// separated), then its Accept header's. Empty when it names none.
+fn accepted(headers: &HeaderMap, q: &QueryPairs) -> Vec<multipart::Media> {
+    let mut v: Vec<multipart::Media> = q.0.iter().filter(|(k, _)| k == "accept").flat_map(|(_, v)| multipart::accept(v)).collect();
+    if let Some(h) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
+        v.extend(multipart::accept(h));
+    }
+    v
+}
+
+/// An accepted image media range: the image type, and whether it is wanted
+/// as the one part of a multipart/related answer.
+fn image_range(m: &multipart::Media) -> (String, bool) {
+    if m.mime == "multipart/related" {
+        (m.param("type").unwrap_or("image/jpeg").to_ascii_lowercase(), true)
+    } else {
+        (m.mime.clone(), false)
+    }
+}
+
+/// The image format asked for (JPEG unless PNG comes first), and whether
+/// multipart/related.
+fn image_format(headers: &HeaderMap, q: &QueryPairs) -> Result<(Format, bool), Problem> {
+    let asked = accepted(headers, q);
+    if asked.is_empty() {
+        return Ok((Format::Jpeg { quality: 90 }, false));
+    }
+    for m in &asked {
+        match image_range(m) {
+            (t, multi) if matches!(t.as_str(), "image/jpeg" | "image/*" | "*/*") => return Ok((Format::Jpeg { quality: 90 }, multi)),
+            (t, multi) if t == "image/png" => return Ok((Format::Png, multi)),
             _ => {}
         }
     }
-    Err(Problem::new(StatusCode::NOT_ACCEPTABLE, "rendered images are image/jpeg or image/png"))
+    Err(Problem::new(StatusCode::NOT_ACCEPTABLE, "rendered images are image/jpeg or image/png, alone or as multipart/related"))
 }
 
 /// Rendering parameters of PS3.18 8.3.5.1: `window=center,width[,function]`,
 /// `viewport=width,height` (fit inside), `quality=1..100`.
-fn rendering(q: &QueryPairs, mut format: Format) -> Result<(Option<Window>, Option<u32>, Format), Problem> {
+#[allow(clippy::type_complexity)]
+fn rendering(q: &QueryPairs, mut format: Format) -> Result<(Option<Window>, Option<(u32, u32)>, Format), Problem> {
     let mut window = None;
     if let Some(w) = q.get("window") {
         let parts: Vec<&str> = w.split(',').collect();
@@ -574,7 +946,7 @@ fn rendering(q: &QueryPairs, mut format: Format) -> Result<(Option<Window>, Opti
     if let Some(v) = q.get("viewport") {
         let dims: Vec<u32> = v.split(',').filter_map(|d| d.trim().parse().ok()).collect();
         match dims.as_slice() {
-            [w, h] if (1..=8192).contains(w) && (1..=8192).contains(h) => viewport = Some(*w.max(h)),
+            [w, h] if (1..=8192).contains(w) && (1..=8192).contains(h) => viewport = Some((*w, *h)),
             _ => return Err(Problem::bad_request("viewport is width,height, each 1 to 8192")),
         }
     }
@@ -587,19 +959,39 @@ fn rendering(q: &QueryPairs, mut format: Format) -> Result<(Option<Window>, Opti
     Ok((window, viewport, format))
 }
 
-async fn rendered(state: State<S>, p: Params, headers: HeaderMap, q: QueryPairs) -> Result<Response, Problem> {
-    let format = image_format(&headers)?;
-    let (window, viewport, format) = rendering(&q, format)?;
-    render(state, p, window, viewport, format).await
+/// The longer side an image of `w`×`h` has once fitted inside a viewport of
+/// `vw`×`vh` with its aspect ratio kept (PS3.18 8.3.5.1.3); `Rendered::fit`
+/// takes the longer side, and never enlarges.
+fn fit_inside(w: u32, h: u32, vw: u32, vh: u32) -> u32 {
+    let (w, h) = (u64::from(w.max(1)), u64::from(h.max(1)));
+    let longer = w.max(h);
+    // Rounded down on both axes, so neither side passes its viewport's.
+    let max = (longer * u64::from(vw) / w).min(longer * u64::from(vh) / h).max(1);
+    u32::try_from(max).unwrap_or(u32::MAX)
 }
 
-async fn rendered_thumbnail(state: State<S>, p: Params, headers: HeaderMap, q: QueryPairs) -> Result<Response, Problem> {
-    let format = image_format(&headers)?;
+async fn rendered(state: State<S>, p: Params, headers: HeaderMap, q: QueryPairs, uri: Uri) -> Result<Response, Problem> {
+    let (format, multi) = image_format(&headers, &q)?;
     let (window, viewport, format) = rendering(&q, format)?;
-    render(state, p, window, Some(viewport.unwrap_or(crate::thumbs::SIZE)), format).await
+    render(state, p, headers, uri, window, viewport, (format, multi)).await
 }
 
-async fn render(State(state): State<S>, p: Params, window: Option<Window>, viewport: Option<u32>, format: Format) -> Result<Response, Problem> {
+async fn rendered_thumbnail(state: State<S>, p: Params, headers: HeaderMap, q: QueryPairs, uri: Uri) -> Result<Response, Problem> {
+    let (format, multi) = image_format(&headers, &q)?;
+    let (window, viewport, format) = rendering(&q, format)?;
+    let size = crate::thumbs::SIZE;
+    render(state, p, headers, uri, window, Some(viewport.unwrap_or((size, size))), (format, multi)).await
+}
+
+async fn render(
+    State(state): State<S>,
+    p: Params,
+    headers: HeaderMap,
+    uri: Uri,
+    window: Option<Window>,
+    viewport: Option<(u32, u32)>,
+    (format, multi): (Format, bool),
+) -> Result<Response, Problem> {
     let frame = match p.get("frames") {
         "" => 1,
         f => {
@@ -612,29 +1004,102 @@ async fn render(State(state): State<S>, p: Params, window: Option<Window>, viewp
     };
     tokio::task::spawn_blocking(move || {
         let rec = instances(&state.hub, &p)?.remove(0);
+        let etag = entity_tag(&rec.content_hash, &format!("{}|{}|{multi}", target(&uri), format_tag(format)));
+        if none_match(&headers, &etag) {
+            return Ok(not_modified(&etag, IMMUTABLE));
+        }
         let inst = crate::render::Instance::open(&read(&state.hub, &rec.sop_uid)?).map_err(render_problem)?;
         if frame > inst.frames() {
             return Err(Problem::not_found(format!("frame {frame} of {}", inst.frames())));
         }
         let mut img = inst.display(frame - 1, window).map_err(render_problem)?;
-        if let Some(max) = viewport {
-            img = img.fit(max);
+        if let Some((vw, vh)) = viewport {
+            img = img.fit(fit_inside(img.width, img.height, vw, vh));
         }
         let bytes = img.encode(format).map_err(render_problem)?;
-        Ok(image(format, bytes))
+        Ok(validated(image(format, bytes, multi.then(|| multipart::boundary_from(&etag))), &etag, IMMUTABLE))
     })
     .await?
 }
 
-fn image(format: Format, bytes: Vec<u8>) -> Response {
+fn format_tag(format: Format) -> String {
+    match format {
+        Format::Png => "png".to_owned(),
+        Format::Jpeg { quality } => format!("jpeg{quality}"),
+    }
+}
+
+/// An image answer: the image alone, or as the one part of a
+/// multipart/related answer with `boundary`.
+fn image(format: Format, bytes: Vec<u8>, boundary: Option<String>) -> Response {
     let ct = match format {
         Format::Png => "image/png",
         Format::Jpeg { .. } => "image/jpeg",
     };
-    ([(header::CONTENT_TYPE, ct)], bytes).into_response()
+    match boundary {
+        None => ([(header::CONTENT_TYPE, ct.to_owned())], bytes).into_response(),
+        Some(b) => {
+            let mut body = multipart::part_head(&b, ct, &[]);
+            body.extend(bytes);
+            body.extend(multipart::closing(&b));
+            ([(header::CONTENT_TYPE, multipart::related(&b, ct))], body).into_response()
+        }
+    }
 }
 
-async fn series_thumbnail(State(state): State<S>, p: Params) -> Result<Response, Problem> {
+/// The format and form a series' or study's thumbnail goes in: PNG as kept,
+/// unless JPEG comes first (then re-encoded).
+fn thumbnail_form(headers: &HeaderMap, q: &QueryPairs) -> Result<(Format, bool), Problem> {
+    let asked = accepted(headers, q);
+    if asked.is_empty() {
+        return Ok((Format::Png, false));
+    }
+    for (t, multi) in asked.iter().map(image_range) {
+        match t.as_str() {
+            "image/png" | "image/*" | "*/*" => return Ok((Format::Png, multi)),
+            "image/jpeg" => return Ok((Format::Jpeg { quality: 90 }, multi)),
+            _ => {}
+        }
+    }
+    Err(Problem::new(StatusCode::NOT_ACCEPTABLE, "thumbnails are image/png or image/jpeg, alone or as multipart/related"))
+}
+
+/// A kept PNG thumbnail as JPEG (8-bit grey or RGB; alpha dropped).
+fn png_to_jpeg(png: &[u8]) -> Result<Vec<u8>, Problem> {
+    let fail = |e: &dyn std::fmt::Display| Problem::internal("thumbnail as JPEG", e.to_string());
+    let mut dec = png::Decoder::new(std::io::Cursor::new(png));
+    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = dec.read_info().map_err(|e| fail(&e))?;
+    let mut buf = vec![0; reader.output_buffer_size().ok_or_else(|| fail(&"image too large"))?];
+    let info = reader.next_frame(&mut buf).map_err(|e| fail(&e))?;
+    buf.truncate(info.buffer_size());
+    let (keep, of) = match info.color_type {
+        png::ColorType::Grayscale => (1, 1),
+        png::ColorType::GrayscaleAlpha => (1, 2),
+        png::ColorType::Rgb => (3, 3),
+        png::ColorType::Rgba => (3, 4),
+        png::ColorType::Indexed => return Err(fail(&"indexed colour left after expansion")),
+    };
+    let pixels: Vec<u8> = if keep == of { buf } else { buf.chunks_exact(of).flat_map(|p| p[..keep].to_vec()).collect() };
+    let img = crate::render::Rendered { width: info.width, height: info.height, channels: keep as u8, pixels };
+    img.encode(Format::Jpeg { quality: 90 }).map_err(|e| fail(&e))
+}
+
+/// A thumbnail answer, tagged by its bytes: a series' changes as instances arrive.
+fn thumbnail_answer(png: Vec<u8>, (format, multi): (Format, bool), headers: &HeaderMap) -> Result<Response, Problem> {
+    let etag = entity_tag(blake3::hash(&png).as_bytes(), &format!("{}|{multi}", format_tag(format)));
+    if none_match(headers, &etag) {
+        return Ok(not_modified(&etag, REVALIDATE));
+    }
+    let bytes = match format {
+        Format::Png => png,
+        Format::Jpeg { .. } => png_to_jpeg(&png)?,
+    };
+    Ok(validated(image(format, bytes, multi.then(|| multipart::boundary_from(&etag))), &etag, REVALIDATE))
+}
+
+async fn series_thumbnail(State(state): State<S>, p: Params, headers: HeaderMap, q: QueryPairs) -> Result<Response, Problem> {
+    let form = thumbnail_form(&headers, &q)?;
     let (study, series) = (p.get("study").to_owned(), p.get("series").to_owned());
     tokio::task::spawn_blocking(move || {
         match state.hub.index.series(&series)? {
@@ -642,17 +1107,18 @@ async fn series_thumbnail(State(state): State<S>, p: Params) -> Result<Response,
             _ => return Err(Problem::not_found("no such series")),
         }
         let png = state.thumbs.series(&state.hub, &study, &series).map_err(|e| Problem::internal("thumbnail", e))?;
-        Ok(image(Format::Png, png))
+        thumbnail_answer(png, form, &headers)
     })
     .await?
 }
 
-async fn study_thumbnail(State(state): State<S>, p: Params) -> Result<Response, Problem> {
+async fn study_thumbnail(State(state): State<S>, p: Params, headers: HeaderMap, q: QueryPairs) -> Result<Response, Problem> {
+    let form = thumbnail_form(&headers, &q)?;
     let study = p.get("study").to_owned();
     tokio::task::spawn_blocking(move || {
         state.hub.index.study(&study)?.ok_or_else(|| Problem::not_found("no such study"))?;
         let png = state.thumbs.study(&state.hub, &study).map_err(|e| Problem::internal("thumbnail", e))?;
-        Ok(image(Format::Png, png))
+        thumbnail_answer(png, form, &headers)
     })
     .await?
 }
@@ -687,6 +1153,32 @@ mod tests {
         el(&mut f, 2, 0x10, scan::TS_DEFLATED);
         f.extend(z.finish().unwrap());
         f
+    }
+
+    #[test]
+    fn the_available_transfer_syntax_goes_in_tag_order() {
+        let ts = scan::TS_EXPLICIT_LE;
+        let a = r#""00083002":{"vr":"UI","Value":["1.2.840.10008.1.2.1"]}"#;
+        let x = r#""00080016":{"vr":"UI","Value":["1.2"]}"#;
+        let y = r#""00100010":{"vr":"PN","Value":[{"Alphabetic":"A,\"}\""}]}"#;
+        let nested = r#""00081115":{"vr":"SQ","Value":[{"00200000":{"vr":"UL"},"00900000":{"vr":"UL"}}]}"#;
+        assert_eq!(with_available_syntax(format!("{{{x},{y}}}"), ts), format!("{{{x},{a},{y}}}"));
+        assert_eq!(with_available_syntax(format!("{{{x}}}"), ts), format!("{{{x},{a}}}"));
+        assert_eq!(with_available_syntax(format!("{{{y}}}"), ts), format!("{{{a},{y}}}"));
+        assert_eq!(with_available_syntax("{}".to_owned(), ts), format!("{{{a}}}"));
+        // Keys inside a sequence's items are not the instance's.
+        assert_eq!(with_available_syntax(format!("{{{nested},{y}}}"), ts), format!("{{{nested},{a},{y}}}"));
+        let held = format!("{{{x},{a},{y}}}");
+        assert_eq!(with_available_syntax(held.clone(), "1.2.3"), held, "one it has already is kept");
+    }
+
+    #[test]
+    fn a_viewport_is_filled_with_the_aspect_ratio_kept() {
+        // 512×256 into 100×40: 80×40, its longer side 80.
+        assert_eq!(fit_inside(512, 256, 100, 40), 80);
+        assert_eq!(fit_inside(256, 512, 100, 40), 40);
+        assert_eq!(fit_inside(512, 512, 300, 200), 200);
+        assert_eq!(fit_inside(512, 512, 1, 8192), 1);
     }
 
     #[test]

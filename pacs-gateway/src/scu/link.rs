@@ -143,6 +143,7 @@ impl Link {
         let mut o = ClientAssociationOptions::new()
             .calling_ae_title(cfg.calling_ae.clone())
             .called_ae_title(peer.ae_title.clone())
+            .implementation(crate::store::IMPLEMENTATION_CLASS_UID, Some(crate::store::IMPLEMENTATION_VERSION_NAME))
             .max_pdu_length(cfg.max_pdu_length)
             .strict(true)
             .connection_timeout(cfg.connect_timeout)
