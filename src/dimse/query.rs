@@ -104,26 +104,7 @@ pub fn supported(level: pacs_gateway::Level, tag: dicom_core::Tag) -> bool {
         tags::NUMBER_OF_STUDY_RELATED_SERIES,
         tags::NUMBER_OF_STUDY_RELATED_INSTANCES,
     ];
-    const SERIES: &[dicom_core::Tag] = &[
-        tags::SERIES_INSTANCE_UID,
-        tags::MODALITY,
-        tags::SERIES_NUMBER,
-        tags::SERIES_DESCRIPTION,
-        tags::BODY_PART_EXAMINED,
-        tags::SERIES_DATE,
-        tags::SERIES_TIME,
-        tags::NUMBER_OF_SERIES_RELATED_INSTANCES,
-    ];
-    const IMAGE: &[dicom_core::Tag] = &[
-        tags::SOP_INSTANCE_UID,
-        tags::SOP_CLASS_UID,
-        tags::INSTANCE_NUMBER,
-        tags::AVAILABLE_TRANSFER_SYNTAX_UID,
-        tags::ROWS,
-        tags::COLUMNS,
-        tags::BITS_ALLOCATED,
-        tags::NUMBER_OF_FRAMES,
-    ];
+    use crate::query::{IMAGE_KEYS as IMAGE, SERIES_KEYS as SERIES};
     let levels: &[&[dicom_core::Tag]] = match level {
         Level::Patient => &[ALWAYS, PATIENT, PATIENT_ONLY],
         Level::Study => &[ALWAYS, PATIENT, STUDY],

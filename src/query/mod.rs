@@ -231,30 +231,34 @@ fn by_uid(ix: &dyn Index, level: Level, keys: &[Key], uids: &[String], take: &mu
     Ok(())
 }
 
+/// The series-level attributes radhub matches and returns (PS3.4 C.6.1.1.4).
+pub const SERIES_KEYS: &[Tag] = &[
+    tags::SERIES_INSTANCE_UID,
+    tags::MODALITY,
+    tags::SERIES_NUMBER,
+    tags::SERIES_DESCRIPTION,
+    tags::BODY_PART_EXAMINED,
+    tags::SERIES_DATE,
+    tags::SERIES_TIME,
+    tags::NUMBER_OF_SERIES_RELATED_INSTANCES,
+];
+
+/// The image-level attributes radhub matches and returns (PS3.4 C.6.1.1.5).
+pub const IMAGE_KEYS: &[Tag] = &[
+    tags::SOP_INSTANCE_UID,
+    tags::SOP_CLASS_UID,
+    tags::INSTANCE_NUMBER,
+    tags::AVAILABLE_TRANSFER_SYNTAX_UID,
+    tags::ROWS,
+    tags::COLUMNS,
+    tags::BITS_ALLOCATED,
+    tags::NUMBER_OF_FRAMES,
+];
+
 /// The keys that belong to `level` and above (patient and study keys for
 /// Study, plus series keys for Series).
 fn parent_keys(keys: &[Key], level: Level) -> Vec<Key> {
-    let series_only = [
-        tags::MODALITY,
-        tags::SERIES_INSTANCE_UID,
-        tags::SERIES_NUMBER,
-        tags::SERIES_DESCRIPTION,
-        tags::BODY_PART_EXAMINED,
-        tags::SERIES_DATE,
-        tags::SERIES_TIME,
-        tags::NUMBER_OF_SERIES_RELATED_INSTANCES,
-    ];
-    let image_only = [
-        tags::SOP_INSTANCE_UID,
-        tags::SOP_CLASS_UID,
-        tags::INSTANCE_NUMBER,
-        tags::ROWS,
-        tags::COLUMNS,
-        tags::NUMBER_OF_FRAMES,
-        tags::BITS_ALLOCATED,
-        tags::AVAILABLE_TRANSFER_SYNTAX_UID,
-    ];
-    keys.iter().filter(|k| !image_only.contains(&k.tag) && (level == Level::Series || !series_only.contains(&k.tag))).cloned().collect()
+    keys.iter().filter(|k| !IMAGE_KEYS.contains(&k.tag) && (level == Level::Series || !SERIES_KEYS.contains(&k.tag))).cloned().collect()
 }
 
 #[cfg(test)]
