@@ -93,6 +93,13 @@ fn getscu(server: &Server, ae: &str, keys: &[&str]) -> (Vec<PathBuf>, String) {
     (files, out)
 }
 
+/// A folder for one site's files, as `import --site-folders` reads them.
+fn site_folder(root: &Path, site: &str) -> PathBuf {
+    let d = root.join(site);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 fn sop_of(path: &Path) -> String {
     dicom_object::open_file(path).unwrap().element(Tag(0x0008, 0x0018)).unwrap().to_str().unwrap().trim_end_matches('\0').to_owned()
 }
@@ -195,11 +202,7 @@ fn nhs_numbers_link_the_trusts_records_only_when_checked() {
     let data = tempfile::tempdir().unwrap();
     let admin = user_token(data.path(), "admin1", "admin");
     let files = tempfile::tempdir().unwrap();
-    let dir = |s: &str| {
-        let d = files.path().join(s);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    };
+    let dir = |s: &str| site_folder(files.path(), s);
     let (rbd, rd3, r0d) = (dir("RBD"), dir("RD3"), dir("R0D"));
     // One person at Dorset County and Poole; a different person at Bournemouth under the same NHS number.
     make(&rbd, &Person { pid: "D1", issuer: Some("RBD"), name: "FOXTROT^FAY", birth: "19500101", sex: "F", nhs: Some("9434765919"), n: 11 });
@@ -236,4 +239,146 @@ fn nhs_numbers_link_the_trusts_records_only_when_checked() {
     assert!(actions.contains(&("D1", "linked")) && actions.contains(&("P1", "linked")), "{log}");
     assert!(actions.contains(&("RBH1", "conflict")) && actions.contains(&("RBH1", "dismissed")), "{log}");
     assert!(log.as_array().unwrap().iter().any(|e| e["by"] == "admin1" && e["detail"].as_str().is_some_and(|d| d.ends_with("PAS: two people"))), "{log}");
+}
+
+/// The studies C-FIND (as Poole's PACS) and QIDO-RS answer for a Poole
+/// Patient ID, and the patient record's study count and name.
+fn answers(server: &Server, token: &str, pid: &str) -> String {
+    let cfind = findscu(server, "POOLE_PACS", "STUDY", &[&format!("PatientID={pid}")]);
+    let qido = get(&server.http(), &format!("/dicom-web/studies?PatientID={pid}&includefield=00100010"), token).json();
+    let qido = qido.as_array().unwrap();
+    let names: std::collections::BTreeSet<&str> = qido.iter().filter_map(|s| s["00100010"]["Value"][0]["Alphabetic"].as_str()).collect();
+    let record = get(&server.http(), &format!("/api/patients?patient_id={pid}&issuer=RD3"), token).json();
+    let record = match record.as_array().unwrap().first() {
+        Some(r) => {
+            let r = r["records"].as_array().and_then(|rs| rs.iter().find(|x| x["patient_id"] == pid).cloned()).unwrap_or_else(|| r.clone());
+            format!("record {} studies, {}", r["studies"], r["name"].as_str().unwrap_or(""))
+        }
+        None => "no record".into(),
+    };
+    format!("C-FIND {} studies, QIDO {} ({}), {record}", cfind.len(), qido.len(), names.into_iter().collect::<Vec<_>>().join(","))
+}
+
+/// The patient IDs of the records linked by an NHS number.
+fn linked_ids(server: &Server, token: &str, nhs: &str) -> Vec<String> {
+    let v = get(&server.http(), &format!("/api/patients/{nhs}"), token).json();
+    let mut ids: Vec<String> =
+        v["records"].as_array().map(|r| r.iter().map(|x| x["patient_id"].as_str().unwrap_or("").to_owned()).collect()).unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+fn adt(event: &str, control: &str, pid3: &str, name: &str, birth: &str, mrg: Option<&str>) -> String {
+    let mut m = format!(
+        "MSH|^~\\&|PAS|RD3|RADHUB|DORSET|20261203090000||ADT^{event}^ADT_A01|{control}|P|2.5.1\rEVN|{event}|20261203090000\rPID|1||{pid3}||{name}||{birth}|F"
+    );
+    if let Some(m1) = mrg {
+        m.push_str(&format!("\rMRG|{m1}"));
+    }
+    m
+}
+
+#[test]
+fn adt_from_a_sites_patient_administration_changes_what_every_interface_answers() {
+    let data = tempfile::tempdir().unwrap();
+    let admin = user_token(data.path(), "admin1", "admin");
+    let files = tempfile::tempdir().unwrap();
+    let dir = |s: &str| site_folder(files.path(), s);
+    let (rbd, rd3) = (dir("RBD"), dir("RD3"));
+    let nhs = "9434765919";
+    // One woman: Dorset County's D1 and Poole's P9 linked by her NHS number;
+    // Poole registered her twice, and P1 (no NHS number yet) is the record it keeps.
+    make(&rbd, &Person { pid: "D1", issuer: Some("RBD"), name: "LIMA^LILY", birth: "19500101", sex: "F", nhs: Some(nhs), n: 31 });
+    make(&rd3, &Person { pid: "P9", issuer: Some("RD3"), name: "LIMA^LILLY", birth: "19500101", sex: "F", nhs: Some(nhs), n: 32 });
+    make(&rd3, &Person { pid: "P1", issuer: Some("RD3"), name: "LIMA^LILY", birth: "19500101", sex: "F", nhs: None, n: 33 });
+    // Another Poole patient whose identifier is changed, then her name.
+    make(&rd3, &Person { pid: "P5", issuer: Some("RD3"), name: "MIKE^MAY", birth: "19810101", sex: "F", nhs: None, n: 34 });
+    support::run(data.path(), &["import", "--site-folders", files.path().to_str().unwrap()]);
+    let hl7 = support::free_port();
+    let server = Server::start_in(data, &["--peer", "POOLE_PACS@127.0.0.1:0=RD3", "--hl7-bind", &format!("127.0.0.1:{hl7}")]);
+    let base = server.http();
+    let send = |m: String| support::hl7_send(hl7, files.path(), &[m]).remove(0);
+    let row = |case: &str, before: &str, ack: &[String], after: &str| println!("IDENTITY\t{case}\t{before}\t{}\t{after}", ack.join(" "));
+
+    // A40: P9 merged into P1.
+    let (b9, b1) = (answers(&server, &admin, "P9"), answers(&server, &admin, "P1"));
+    assert!(b9.starts_with("C-FIND 1 studies, QIDO 1") && b1.starts_with("C-FIND 1 studies, QIDO 1"), "{b9} / {b1}");
+    assert_eq!(linked_ids(&server, &admin, nhs), ["D1", "P9"]);
+    let ack = send(adt("A40", "A1", "P1^^^RD3^MR", "LIMA^LILY", "19500101", Some("P9^^^RD3^MR")));
+    assert_eq!(ack[0], "AA", "{ack:?}");
+    let (a9, a1) = (answers(&server, &admin, "P9"), answers(&server, &admin, "P1"));
+    assert_eq!(a9, "C-FIND 0 studies, QIDO 0 (), no record");
+    assert_eq!(a1, "C-FIND 2 studies, QIDO 2 (LIMA^LILY), record 2 studies, LIMA^LILY", "the survivor holds both, under its name");
+    // The survivor takes the duplicate's place in the cross-site link.
+    assert_eq!(linked_ids(&server, &admin, nhs), ["D1", "P1"]);
+    row(
+        "A40 merge P9 into P1 (P9 linked to Dorset County's D1)",
+        &format!("P9: {b9}; P1: {b1}; NHS {nhs}: D1+P9"),
+        &ack,
+        &format!("P9: {a9}; P1: {a1}; NHS {nhs}: D1+P1"),
+    );
+
+    // A modality still naming P9: filed under P1, never a new P9.
+    let (late, late_study, _) = make(files.path(), &Person { pid: "P9", issuer: None, name: "LIMA^LILLY", birth: "19500101", sex: "F", nhs: None, n: 35 });
+    storescu(&server, "POOLE_PACS", &[&late]);
+    let s = get(&base, &format!("/api/studies/{late_study}"), &admin).json();
+    assert_eq!(s["patient"]["patient_id"], "P1", "{s}");
+    let after_late = answers(&server, &admin, "P1");
+    assert!(after_late.starts_with("C-FIND 3 studies, QIDO 3 (LIMA^LILY)"), "{after_late}");
+    row("C-STORE naming the merged P9", &a1, &["C-STORE 0000".into()], &format!("P1: {after_late}"));
+
+    // A47: P5 becomes P6; to an identifier that exists it is refused.
+    let b5 = answers(&server, &admin, "P5");
+    let ack = send(adt("A47", "A2", "P6^^^RD3^MR", "", "", Some("P5^^^RD3^MR")));
+    assert_eq!(ack[0], "AA", "{ack:?}");
+    let (a5, a6) = (answers(&server, &admin, "P5"), answers(&server, &admin, "P6"));
+    assert_eq!(a5, "C-FIND 0 studies, QIDO 0 (), no record");
+    assert_eq!(a6, "C-FIND 1 studies, QIDO 1 (MIKE^MAY), record 1 studies, MIKE^MAY");
+    row("A47 change P5 to P6", &format!("P5: {b5}"), &ack, &format!("P5: {a5}; P6: {a6}"));
+    let ack = send(adt("A47", "A3", "P1^^^RD3^MR", "", "", Some("P6^^^RD3^MR")));
+    assert_eq!(ack[0], "AE", "{ack:?}");
+    assert_eq!(answers(&server, &admin, "P6"), a6, "a refused change changed something");
+    row("A47 change P6 to P1, which exists", &format!("P6: {a6}"), &ack, "unchanged");
+
+    // A08: a new name and birth date everywhere at once.
+    let ack = send(adt("A08", "A4", "P6^^^RD3^MR", "MIKE^MAYA^^^MS", "19810102", None));
+    assert_eq!(ack[0], "AA", "{ack:?}");
+    let u6 = answers(&server, &admin, "P6");
+    assert_eq!(u6, "C-FIND 1 studies, QIDO 1 (MIKE^MAYA^^MS), record 1 studies, MIKE^MAYA^^MS");
+    let cfind_name = findscu(&server, "POOLE_PACS", "PATIENT", &["PatientID=P6"]);
+    assert_eq!(cfind_name, vec![("P6".into(), "RD3".into(), "MIKE^MAYA^^MS".into())]);
+    row("A08 name and birth date of P6", &format!("P6: {a6}"), &ack, &format!("P6: {u6}"));
+
+    // Nothing held, or another authority's identifier only: nothing changes.
+    let ack = send(adt("A08", "A5", "P404^^^RD3^MR", "NOBODY^NO", "19990101", None));
+    assert_eq!((ack[0].as_str(), ack[2].as_str()), ("AA", "no images of this patient are held"), "{ack:?}");
+    row("A08 for a patient with no images", "no record", &ack, "no record");
+    let ack = send(adt("A08", "A6", "P6^^^RBD^MR", "WRONG^WRONG", "19990101", None));
+    assert_eq!(ack[0], "AR", "{ack:?}");
+    assert_eq!(answers(&server, &admin, "P6"), u6);
+    row("A08 naming only another trust's identifier", &format!("P6: {u6}"), &ack, "unchanged");
+
+    // Every change is in the identity log; an admin undoes the merge.
+    let log = get(&base, "/api/admin/identity", &admin).json();
+    let kinds: Vec<&str> = log.as_array().unwrap().iter().map(|e| e["change"].as_object().unwrap().keys().next().unwrap().as_str()).collect();
+    assert_eq!(kinds, ["merge", "change_id", "demographics"], "{log}");
+    assert!(log[0]["by"].as_str().unwrap().contains("RD3") && log[0]["before"].as_array().unwrap().len() == 2, "{log}");
+    let auth = format!("Bearer {admin}");
+    let undo = |seq: u64| {
+        request(
+            &base,
+            "POST",
+            &format!("/api/admin/identity/{seq}/undo"),
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            br#"{"why":"PAS: merged in error"}"#,
+        )
+    };
+    let r = undo(1);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (u9, u1) = (answers(&server, &admin, "P9"), answers(&server, &admin, "P1"));
+    assert_eq!(u9, "C-FIND 1 studies, QIDO 1 (LIMA^LILLY), record 1 studies, LIMA^LILLY", "the duplicate back as it was");
+    assert!(u1.starts_with("C-FIND 2 studies, QIDO 2"), "{u1}");
+    assert_eq!(linked_ids(&server, &admin, nhs), ["D1", "P9"], "P9 relinked by its own NHS number, P1 no longer");
+    row("admin undo of the A40", &format!("P1: {after_late}"), &[format!("HTTP {}", r.status)], &format!("P9: {u9}; P1: {u1}"));
+    assert_eq!(undo(1).status, 409, "undone twice");
 }

@@ -483,3 +483,64 @@ fn a_site_holding_a_copy_under_its_own_linked_identity_is_noted_and_a_stranger_r
     let stranger = InstanceMeta { remote: true, held_at: Some("R0D".into()), ..one("R0D", "RBH9", "19600101", "M", "", 1) };
     assert!(matches!(ix.upsert(&stranger), Err(IndexError::PatientMismatch { .. })));
 }
+
+#[test]
+fn a_merge_moves_every_study_recounts_and_undoes() {
+    use radhub::index::identity::{Demographics, IdentityChange};
+    let (_d, ix) = open();
+    let key = |id: &str| PatientKey { issuer: "RD3".into(), patient_id: id.into() };
+    // P9 has two studies (one with two series), P1 one; P2 is someone else.
+    for m in [
+        meta("RD3", "P9", "DOE^JO", 1, 1, 1),
+        meta("RD3", "P9", "DOE^JO", 1, 2, 1),
+        meta("RD3", "P9", "DOE^JO", 2, 1, 1),
+        meta("RD3", "P1", "DOE^JOE", 3, 1, 1),
+    ] {
+        ix.upsert(&m).unwrap();
+    }
+    ix.upsert(&meta("RD3", "P2", "ROE^RO", 4, 1, 1)).unwrap();
+    let before = ix.counts().unwrap();
+    assert_eq!(before.patients, 3);
+    let site_patients = |ix: &SledIndex| ix.counts_by_site().unwrap().into_iter().find(|(s, _)| s == "RD3").unwrap().1.patients;
+    assert_eq!(site_patients(&ix), 3);
+
+    let merge = IdentityChange::Merge { from: key("P9"), into: key("P1"), demographics: Demographics::default() };
+    let e = ix.change_identity(&merge, "ADT", "test").unwrap();
+    assert_eq!(e.studies.len(), 2, "{e:?}");
+    assert!(ix.patient(&key("P9")).unwrap().is_none());
+    let p1 = ix.patient(&key("P1")).unwrap().unwrap();
+    assert_eq!((p1.studies, p1.series, p1.instances), (3, 4, 4), "{p1:?}");
+    assert_eq!(p1.sites.get("RD3"), Some(&3));
+    let after = ix.counts().unwrap();
+    assert_eq!(after, radhub::index::Counts { patients: 2, ..before.clone() }, "only the patient count changes");
+    assert_eq!(site_patients(&ix), 2);
+    // Every lookup finds the studies under the survivor, with its demographics.
+    let by_id = |id: &str| uids(studies(&ix, &StudyFilter { patient_id: Some(id.into()), ..Default::default() }));
+    assert!(by_id("P9").is_empty());
+    assert_eq!(by_id("P1").len(), 3);
+    assert!(studies(&ix, &StudyFilter { patient_id: Some("P1".into()), ..Default::default() }).iter().all(|s| s.patient_name == "DOE^JOE"));
+    assert_eq!(ix.studies_of_patient(&key("P1")).unwrap().len(), 3);
+    assert_eq!(uids(studies(&ix, &StudyFilter { patient_name: Some("DOE^JO".into()), ..Default::default() })), Vec::<String>::new());
+
+    // Data still naming P9 is filed under P1.
+    ix.upsert(&meta("RD3", "P9", "DOE^JO", 5, 1, 1)).unwrap();
+    assert_eq!(ix.study("1.2.826.0.1.5").unwrap().unwrap().patient, key("P1"));
+    // A change of identifier to a record that exists is refused, changing nothing.
+    let to_existing = IdentityChange::ChangeId { from: key("P2"), to: key("P1"), demographics: Demographics::default() };
+    assert!(matches!(ix.change_identity(&to_existing, "ADT", "test"), Err(IndexError::Identity(_))));
+    assert_eq!(ix.patient(&key("P2")).unwrap().unwrap().studies, 1);
+
+    // The undo puts back the studies the merge moved (not the later arrival).
+    let u = ix.undo_identity(e.seq, "admin1", "merged in error").unwrap();
+    assert_eq!(u.undoes, Some(e.seq));
+    let p9 = ix.patient(&key("P9")).unwrap().unwrap();
+    assert_eq!((p9.studies, p9.series, p9.instances, p9.name.as_str()), (2, 3, 3, "DOE^JO"));
+    assert_eq!(ix.patient(&key("P1")).unwrap().unwrap().studies, 2);
+    assert_eq!(ix.counts().unwrap().patients, 3);
+    assert_eq!(site_patients(&ix), 3);
+    assert!(matches!(ix.undo_identity(e.seq, "admin1", "again"), Err(IndexError::Identity(_))));
+    // After the undo, P9 is P9 again.
+    ix.upsert(&meta("RD3", "P9", "DOE^JO", 6, 1, 1)).unwrap();
+    assert_eq!(ix.study("1.2.826.0.1.6").unwrap().unwrap().patient, key("P9"));
+    assert_eq!(ix.identity_log(0, 10).unwrap().len(), 2);
+}

@@ -5,11 +5,9 @@
 
 mod support;
 
-use std::process::Command;
-
 use radhub::orders::segment as seg;
 use serde_json::Value;
-use support::{free_port, get, output, user_token, Server};
+use support::{free_port, get, hl7_send as send, user_token, Server};
 
 fn orm(facility: &str, control: &str, order: &str, pid: &str, accession: &str, priority: &str, indication: &str) -> String {
     [
@@ -31,15 +29,6 @@ fn orm(facility: &str, control: &str, order: &str, pid: &str, accession: &str, p
         ),
     ]
     .join("\r")
-}
-
-fn send(port: u16, dir: &std::path::Path, messages: &[String]) -> Vec<Vec<String>> {
-    let f = dir.join("messages.json");
-    std::fs::write(&f, serde_json::to_vec(messages).unwrap()).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/hl7_send.py");
-    let (ok, out) = output(Command::new("python3").args([script, &port.to_string(), f.to_str().unwrap()]));
-    assert!(ok, "hl7_send: {out}");
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
 #[test]
@@ -68,7 +57,7 @@ fn a_ris_order_reaches_the_worklist_and_its_study() {
             orm("XYZ", "M1", "NW", pid, acc, "S", "Fall"),
             orm("RBD", "M2", "NW", pid, acc, "S", "Fall, ?fracture"),
             orm("RBD", "M3", "NW", "D0000001", "NOTYET1", "R", "Cough"),
-            "MSH|^~\\&|RIS|RBD|RADHUB|DORSET|20261202101500||ADT^A01^ADT_A01|M4|P|2.5.1\rPID|1||X".to_owned(),
+            "MSH|^~\\&|RIS|RBD|RADHUB|DORSET|20261202101500||ORU^R01^ORU_R01|M4|P|2.5.1\rPID|1||X".to_owned(),
         ],
     );
     assert_eq!((acks[0][0].as_str(), acks[0][1].as_str()), ("AR", "M1"), "{acks:?}");

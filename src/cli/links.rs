@@ -1,9 +1,11 @@
-//! `radhub patients show|link|unlink|dismiss|conflicts|proposals|log`: each
+//! `radhub patients show|link|unlink|dismiss|conflicts|proposals|log|identity|undo`: each
 //! trust's patient records and the NHS-number links between them: one
 //! person's record across the sites, an admin's decisions (logged with who
 //! and why), the conflicts waiting for one, the records that agree on
 //! name, birth date and sex without an NHS number (proposed, never linked
-//! by radhub), and the log of every change.
+//! by radhub), the log of every link change, and the identity log (merges,
+//! changes of identifier and demographics from the sites' ADT), any entry
+//! of which an admin can undo.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -29,6 +31,18 @@ struct Record {
     /// Why, for the log (what was checked: the PAS, the patient, the referrer).
     #[arg(long)]
     why: String,
+}
+
+/// A stretch of a log.
+#[derive(clap::Args)]
+struct Page {
+    /// Only changes after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    after: u64,
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -68,14 +82,17 @@ enum Command {
         json: bool,
     },
     /// Every change to a link, oldest first.
-    Log {
-        /// Only changes after this sequence number.
-        #[arg(long, default_value_t = 0)]
-        after: u64,
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
+    Log(Page),
+    /// Every change of patient identity (ADT merges, changes of identifier,
+    /// demographics; admins' undos), oldest first.
+    Identity(Page),
+    /// Undo one identity change (by its sequence number in `identity`).
+    Undo {
+        seq: u64,
+        #[arg(long, env = "USER", default_value = "admin")]
+        by: String,
         #[arg(long)]
-        json: bool,
+        why: String,
     },
 }
 
@@ -158,7 +175,7 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
                 println!("no proposals");
             }
         }
-        Command::Log { after, limit, json } => {
+        Command::Log(Page { after, limit, json }) => {
             let log = ix.link_log(after, limit)?;
             if json {
                 return super::print_json(&log).map(|_| ExitCode::SUCCESS);
@@ -166,6 +183,21 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
             for e in log {
                 println!("{}\t{}\t{:?}\t{}\tNHS {}\t{}\tby {}", e.seq, e.at_ms, e.action, e.patient, e.nhs_number, e.detail, e.by);
             }
+        }
+        Command::Identity(Page { after, limit, json }) => {
+            let log = ix.identity_log(after, limit)?;
+            if json {
+                return super::print_json(&log).map(|_| ExitCode::SUCCESS);
+            }
+            for e in log {
+                let undoes = e.undoes.map(|u| format!(" (undoes {u})")).unwrap_or_default();
+                println!("{}\t{}\t{}{undoes}\tby {}", e.seq, crate::dates::iso_ms(e.at_ms), e.detail, e.by);
+            }
+        }
+        Command::Undo { seq, by, why } => {
+            anyhow::ensure!(!why.trim().is_empty(), "say why (--why): the log keeps it");
+            let e = ix.undo_identity(seq, &by, &why)?;
+            println!("{}: {}", e.seq, e.detail);
         }
     }
     Ok(ExitCode::SUCCESS)

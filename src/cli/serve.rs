@@ -317,7 +317,7 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         if let Some(bind) = http.hl7_bind {
             let l = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding the HL7 listener to {bind}"))?;
             tracing::info!(addr = %l.local_addr()?, "HL7 listening");
-            tokio::spawn(crate::orders::mllp::serve(l, orders, worklist));
+            tokio::spawn(crate::orders::mllp::serve(l, hub.clone(), orders, worklist));
         }
         let mut out = std::io::stdout();
         let _ = writeln!(out, "radhub: DICOM listening on {dicom_addr} as {ae}\nradhub: HTTP listening on {http_addr}").and_then(|_| out.flush());

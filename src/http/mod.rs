@@ -219,6 +219,8 @@ pub fn router(state: S) -> Router {
         .route("/api/admin/links", get(api::admin::link_conflicts).post(api::admin::decide_link))
         .route("/api/admin/links/log", get(api::admin::link_log))
         .route("/api/admin/links/proposals", get(api::admin::link_proposals))
+        .route("/api/admin/identity", get(api::admin::identity_log))
+        .route("/api/admin/identity/{seq}/undo", post(api::admin::undo_identity))
         .route("/api/admin/quarantine", get(api::admin::quarantine))
         .route("/api/admin/quarantine/{study}", post(api::admin::file_study))
         .route("/api/admin/claims/{study}", axum::routing::delete(api::claims::break_claim))

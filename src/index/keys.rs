@@ -35,6 +35,11 @@ pub const LINK_LOG: u8 = b'L';
 /// SOP Instance UID, sender → content hash of a copy that was not kept
 /// (other bytes under a held UID, `--policy keep`).
 pub const DIVERGENT: u8 = b'K';
+/// Patient key → the key it was merged into or renamed to (HL7 A40/A47):
+/// data still naming the old identity is filed under the new.
+pub const PATIENT_ALIAS: u8 = b'A';
+/// Sequence number → one change of patient identity (the identity log).
+pub const IDENTITY_LOG: u8 = b'V';
 
 pub const SEP: u8 = 0;
 

@@ -9,6 +9,7 @@
 //! that changes them. Searches are lazy iterators, newest study first, so
 //! an answer costs memory for what it returns, not for what the archive holds.
 
+pub mod identity;
 pub mod keys;
 pub mod link;
 pub mod matching;
@@ -20,6 +21,7 @@ mod write;
 
 pub use sled_index::{Legacy, SledIndex, SCHEMA_VERSION};
 
+use identity::{IdentityChange, IdentityEvent};
 use link::{Decision, LinkConflict, LinkEvent};
 use matching::DateRange;
 use model::{InstanceMeta, InstanceRecord, PatientKey, PatientRecord, SeriesRecord, StudyRecord};
@@ -44,6 +46,9 @@ pub enum IndexError {
     NoSuchPatient(PatientKey),
     #[error("{0}")]
     Link(String),
+    /// A change of patient identity that cannot be applied as sent.
+    #[error("{0}")]
+    Identity(String),
 }
 
 /// What `upsert` did.
@@ -142,6 +147,14 @@ pub trait Index: Send + Sync {
     /// An admin's decision on a record's link; logged with who and why.
     /// Durable on return.
     fn decide_link(&self, patient: &PatientKey, decision: Decision, nhs_number: Option<&str>, by: &str, why: &str) -> Result<PatientRecord>;
+
+    /// Applies a change of patient identity from a site's patient
+    /// administration (`identity`); logged with who and why. Durable on return.
+    fn change_identity(&self, change: &IdentityChange, by: &str, why: &str) -> Result<IdentityEvent>;
+    /// Puts back what identity change `seq` did; logged as a change of its own.
+    fn undo_identity(&self, seq: u64, by: &str, why: &str) -> Result<IdentityEvent>;
+    /// The identity log from sequence number `after` (exclusive), oldest first.
+    fn identity_log(&self, after: u64, max: usize) -> Result<Vec<IdentityEvent>>;
 
     /// Remembers that `sender` sent other bytes (`hash`) under a held SOP
     /// Instance UID, which were not kept; `None` forgets it (its latest

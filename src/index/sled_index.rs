@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 
+use super::identity::{IdentityChange, IdentityEvent};
 use super::keys::{self, key, prefix};
 use super::link::{Decision, LinkConflict, LinkEvent};
 use super::model::{InstanceMeta, InstanceRecord, PatientKey, PatientRecord, SeriesRecord, StudyRecord};
@@ -199,7 +200,8 @@ impl Index for SledIndex {
                     return Ok(if self.note_held(t, &held, meta)? { Upsert::Held } else { Upsert::Unchanged });
                 }
             }
-            let old = self.remove(t, &meta.sop_uid, Some(&meta.patient_key()))?;
+            let filed_as = super::identity::resolve(t, meta.patient_key())?;
+            let old = self.remove(t, &meta.sop_uid, Some(&filed_as))?;
             // The sites known to hold it still do.
             let mut held: BTreeSet<String> = old.as_ref().map(|o| o.held_at.clone()).unwrap_or_default();
             held.extend(meta.held_at.clone());
@@ -288,6 +290,27 @@ impl Index for SledIndex {
         let p = self.apply(|t| self.decide(t, patient, decision, nhs, by, why))?;
         self.sync()?;
         Ok(p)
+    }
+
+    fn change_identity(&self, change: &IdentityChange, by: &str, why: &str) -> Result<IdentityEvent> {
+        let e = self.apply(|t| self.identity(t, change, None, by, why))?;
+        self.sync()?;
+        Ok(e)
+    }
+
+    fn undo_identity(&self, seq: u64, by: &str, why: &str) -> Result<IdentityEvent> {
+        let e = self.apply(|t| {
+            let (change, studies) = self.undo_of(t, seq)?;
+            self.identity(t, &change, Some((seq, &studies)), by, why)
+        })?;
+        self.sync()?;
+        Ok(e)
+    }
+
+    fn identity_log(&self, after: u64, max: usize) -> Result<Vec<IdentityEvent>> {
+        let mut lo = vec![keys::IDENTITY_LOG];
+        lo.extend_from_slice(&after.saturating_add(1).to_be_bytes());
+        self.tree.range(lo..[keys::IDENTITY_LOG + 1].to_vec()).take(max).map(|kv| kv.map_err(IndexError::from).and_then(|(k, v)| decode(&k, &v))).collect()
     }
 
     fn set_divergent(&self, sop_uid: &str, sender: &str, hash: Option<[u8; 32]>) -> Result<()> {

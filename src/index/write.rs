@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::identity;
 use super::keys::{self, key, prefix};
 use super::link::{self, ConflictKind, Decision, LinkAction, LinkConflict, LinkEvent, Step};
 use super::matching::normalise_name;
@@ -15,7 +16,9 @@ use super::{IndexError, Result};
 impl SledIndex {
     /// Adds one instance, held at the sites `held`.
     pub(super) fn add(&self, t: &mut Txn<'_>, m: &InstanceMeta, held: &BTreeSet<String>) -> Result<()> {
-        let pkey = m.patient_key();
+        // An identity merged or renamed by the site's patient administration
+        // files under the key it lives on as.
+        let pkey = identity::resolve(t, m.patient_key())?;
         let size = m.file_size as i64;
         let site = m.site.as_str();
 
@@ -52,9 +55,6 @@ impl SledIndex {
             first_received_ms: m.received_ms,
             last_received_ms: m.received_ms,
         });
-        study.patient_name = m.patient_name.clone();
-        study.patient_birth_date = m.patient_birth_date.clone();
-        study.patient_sex = m.patient_sex.clone();
         study.date = m.study_date.clone();
         study.time = m.study_time.clone();
         study.accession_number = m.accession_number.clone();
@@ -134,14 +134,19 @@ impl SledIndex {
                 *old = new.to_owned();
             }
         };
-        known(&m.patient_name, &mut patient.name);
-        known(&m.patient_birth_date, &mut patient.birth_date);
-        known(&m.patient_sex, &mut patient.sex);
-        if !m.other_patient_ids.is_empty() {
-            patient.other_ids = m.other_patient_ids.clone();
-        }
-        if m.nhs_number.is_some() {
-            patient.nhs_in_data = m.nhs_number.clone();
+        let was = (patient.name.clone(), patient.birth_date.clone(), patient.sex.clone());
+        // Data naming a merged or renamed identity is older than what the
+        // patient administration said since: its demographics are not taken.
+        if pkey == m.patient_key() {
+            known(&m.patient_name, &mut patient.name);
+            known(&m.patient_birth_date, &mut patient.birth_date);
+            known(&m.patient_sex, &mut patient.sex);
+            if !m.other_patient_ids.is_empty() {
+                patient.other_ids = m.other_patient_ids.clone();
+            }
+            if m.nhs_number.is_some() {
+                patient.nhs_in_data = m.nhs_number.clone();
+            }
         }
         patient.instances += 1;
         patient.series += u32::from(new_series);
@@ -162,6 +167,13 @@ impl SledIndex {
             relink(t, &mut patient, m.received_ms, "ingest")?;
         }
         t.put(pk, &patient);
+        // Every study of a patient shows the patient record's demographics.
+        study.patient_name = patient.name.clone();
+        study.patient_birth_date = patient.birth_date.clone();
+        study.patient_sex = patient.sex.clone();
+        if old_patient.is_some() && was != (patient.name.clone(), patient.birth_date.clone(), patient.sex.clone()) {
+            identity::restate_all(t, &patient, &m.study_uid)?;
+        }
 
         put_study(t, old_study.as_ref(), Some(&study))?;
         for (what, d) in
@@ -291,7 +303,7 @@ impl SledIndex {
         let Some(site) = m.held_at.as_deref() else { return Ok(false) };
         let skey = key(keys::STUDY, &[&held.study_uid]);
         let Some(old_study) = t.get::<StudyRecord>(&skey)? else { return Ok(false) };
-        let sent = m.patient_key();
+        let sent = identity::resolve(t, m.patient_key())?;
         if old_study.patient != sent {
             let nhs = |k: &PatientKey| -> Result<Option<String>> { Ok(t.get::<PatientRecord>(&keys::patient(k))?.and_then(|p| p.nhs_number)) };
             let (a, b) = (nhs(&old_study.patient)?, nhs(&sent)?);
@@ -363,7 +375,7 @@ impl SledIndex {
 }
 
 /// Applies `link::decide` for `patient` inside the transaction.
-fn relink(t: &mut Txn<'_>, patient: &mut PatientRecord, at_ms: u64, by: &str) -> Result<()> {
+pub(super) fn relink(t: &mut Txn<'_>, patient: &mut PatientRecord, at_ms: u64, by: &str) -> Result<()> {
     let k = patient.key.clone();
     let ckey = key(keys::LINK_CONFLICT, &[&k.issuer, &k.patient_id]);
     let open = t.get_raw(&ckey)?.is_some();
@@ -402,7 +414,7 @@ fn relink(t: &mut Txn<'_>, patient: &mut PatientRecord, at_ms: u64, by: &str) ->
     Ok(())
 }
 
-fn unlink(t: &mut Txn<'_>, p: &mut PatientRecord, nhs: &str, at_ms: u64, why: &str, by: &str) -> Result<()> {
+pub(super) fn unlink(t: &mut Txn<'_>, p: &mut PatientRecord, nhs: &str, at_ms: u64, why: &str, by: &str) -> Result<()> {
     t.del(key(keys::BY_NHS, &[nhs, &p.key.issuer, &p.key.patient_id]));
     p.nhs_number = None;
     log(t, at_ms, nhs, &p.key.clone(), LinkAction::Unlinked, why, by)
@@ -432,7 +444,7 @@ fn log(t: &mut Txn<'_>, at_ms: u64, nhs: &str, patient: &PatientKey, action: Lin
 
 /// Writes a study record, moves its secondary index entries and counts
 /// the studies held at each site.
-fn put_study(t: &mut Txn<'_>, old: Option<&StudyRecord>, new: Option<&StudyRecord>) -> Result<()> {
+pub(super) fn put_study(t: &mut Txn<'_>, old: Option<&StudyRecord>, new: Option<&StudyRecord>) -> Result<()> {
     let empty = BTreeSet::new();
     let (was, is) = (old.map_or(&empty, |s| &s.held_at), new.map_or(&empty, |s| &s.held_at));
     for site in was.difference(is) {
@@ -472,10 +484,10 @@ fn study_index_keys(s: &StudyRecord) -> BTreeSet<Vec<u8>> {
     out
 }
 
-fn bump_total(t: &mut Txn<'_>, what: &str, delta: i64) -> Result<()> {
+pub(super) fn bump_total(t: &mut Txn<'_>, what: &str, delta: i64) -> Result<()> {
     t.bump(key(keys::META, &["count", what]), delta)
 }
 
-fn bump_site(t: &mut Txn<'_>, site: &str, what: &str, delta: i64) -> Result<()> {
+pub(super) fn bump_site(t: &mut Txn<'_>, site: &str, what: &str, delta: i64) -> Result<()> {
     t.bump(key(keys::META, &["site", site, what]), delta)
 }

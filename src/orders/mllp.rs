@@ -1,14 +1,17 @@
-//! radhub's MLLP listener for the sites' RIS: each framed message
-//! (VT … FS CR) is parsed, filed when it is an order, and acknowledged
-//! only after it is durable (MSA AA); what cannot be filed is answered AE
-//! or AR with the reason, and the connection stays up for the next.
+//! radhub's MLLP listener for the sites' RIS and patient administration:
+//! each framed message (VT … FS CR) is parsed, filed when it is an order,
+//! applied to the index when it is ADT (`adt`), and acknowledged only after
+//! it is durable (MSA AA); what cannot be applied is answered AE or AR with
+//! the reason, and the connection stays up for the next.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{ack, parse, OrderError, Orders};
+use super::{ack, ack_for, adt, parse, OrderError, Orders};
+use crate::index::IndexError;
+use crate::ingest::Hub;
 use crate::worklist::Worklist;
 
 const VT: u8 = 0x0b;
@@ -21,8 +24,8 @@ const IDLE: Duration = Duration::from_secs(300);
 
 /// Serves until the process ends. Each order filed is put to the worklist
 /// (its studies already here join it, or leave it when it is cancelled).
-pub async fn serve(listener: tokio::net::TcpListener, orders: Arc<Orders>, worklist: Arc<Worklist>) {
-    let desk = Arc::new(Desk { orders, worklist });
+pub async fn serve(listener: tokio::net::TcpListener, hub: Arc<Hub>, orders: Arc<Orders>, worklist: Arc<Worklist>) {
+    let desk = Arc::new(Desk { hub, orders, worklist });
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -42,6 +45,7 @@ pub async fn serve(listener: tokio::net::TcpListener, orders: Arc<Orders>, workl
 }
 
 struct Desk {
+    hub: Arc<Hub>,
     orders: Arc<Orders>,
     worklist: Arc<Worklist>,
 }
@@ -78,6 +82,9 @@ async fn connection(mut sock: tokio::net::TcpStream, desk: &Arc<Desk>) -> std::i
 }
 
 async fn handle(text: &str, desk: &Arc<Desk>) -> String {
+    if adt::is_adt(text) {
+        return identity(text, desk).await;
+    }
     let control = text.split(['\r', '\n']).next().and_then(|msh| msh.split('|').nth(9)).unwrap_or("").trim().to_owned();
     match parse(text) {
         Ok((control, order)) => {
@@ -104,5 +111,34 @@ async fn handle(text: &str, desk: &Arc<Desk>) -> String {
             ack(&control, "AR", &why)
         }
         Err(e) => ack(&control, "AE", &e.to_string()),
+    }
+}
+
+/// An ADT message: the identity change it names, applied durably before AA.
+async fn identity(text: &str, desk: &Arc<Desk>) -> String {
+    let control = text.split(['\r', '\n']).next().and_then(|msh| msh.split('|').nth(9)).unwrap_or("").trim().to_owned();
+    let m = match adt::parse(text) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "HL7 ADT refused");
+            return ack_for("A08", &control, "AR", &e.to_string());
+        }
+    };
+    let Some(change) = m.change.clone() else {
+        tracing::info!(site = %m.site, event = %m.event, "HL7 ADT event not acted on");
+        return ack_for(&m.event, &m.control, "AA", "");
+    };
+    let (hub, by) = (desk.hub.clone(), format!("ADT^{} from {}", m.event, m.site));
+    let why = format!("message {}", m.control);
+    match tokio::task::spawn_blocking(move || hub.index.change_identity(&change, &by, &why)).await {
+        Ok(Ok(e)) => ack_for(&m.event, &m.control, "AA", &e.detail),
+        // Nothing of the patient is held: nothing to change.
+        Ok(Err(IndexError::NoSuchPatient(_))) => ack_for(&m.event, &m.control, "AA", "no images of this patient are held"),
+        Ok(Err(e @ IndexError::Identity(_))) => {
+            tracing::warn!(site = %m.site, event = %m.event, error = %e, "identity change refused");
+            ack_for(&m.event, &m.control, "AE", &e.to_string())
+        }
+        Ok(Err(e)) => ack_for(&m.event, &m.control, "AE", &e.to_string()),
+        Err(e) => ack_for(&m.event, &m.control, "AE", &e.to_string()),
     }
 }

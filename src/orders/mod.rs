@@ -4,6 +4,7 @@
 //! sending facility (MSH-4) must be a configured site, and its studies are
 //! matched by the same accession at the same site.
 
+pub mod adt;
 pub mod mllp;
 
 use serde::{Deserialize, Serialize};
@@ -178,11 +179,17 @@ pub fn orm(m: &OrmMessage) -> String {
     .join("\r")
 }
 
-/// The ACK for a message with control ID `control` (AA, or AE/AR with why).
+/// The ACK for an order with control ID `control` (AA, or AE/AR with why).
 pub fn ack(control: &str, code: &str, text: &str) -> String {
+    ack_for("O01", control, code, text)
+}
+
+/// The ACK for a message of trigger `event` (its MSH-9 names the event acknowledged).
+pub fn ack_for(event: &str, control: &str, code: &str, text: &str) -> String {
+    let event: String = event.chars().filter(char::is_ascii_alphanumeric).take(3).collect();
     let ts = crate::dates::iso_ms(now_ms())[..19].replace(['-', ':', 'T'], "");
     let clean: String = text.chars().filter(|c| !matches!(c, '|' | '^' | '~' | '\\' | '&' | '\r' | '\n')).take(80).collect();
-    format!("MSH|^~\\&|RADHUB|DORSET|||{ts}||ACK^O01^ACK|ACK{control}|P|2.5.1\rMSA|{code}|{control}|{clean}\r")
+    format!("MSH|^~\\&|RADHUB|DORSET|||{ts}||ACK^{event}^ACK|ACK{control}|P|2.5.1\rMSA|{code}|{control}|{clean}\r")
 }
 
 pub struct Orders {

@@ -609,3 +609,14 @@ pub fn transfer_syntax(file: &Path) -> String {
     let o = dicom_object::open_file(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     o.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_owned()
 }
+
+/// Sends HL7 v2 messages to radhub's MLLP listener on one connection
+/// (python-hl7's client, as a RIS or PAS); each ACK's [MSA-1, MSA-2, MSA-3].
+pub fn hl7_send(port: u16, dir: &Path, messages: &[String]) -> Vec<Vec<String>> {
+    let f = dir.join("messages.json");
+    std::fs::write(&f, serde_json::to_vec(messages).unwrap()).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/hl7_send.py");
+    let (ok, out) = output(Command::new("python3").args([script, &port.to_string(), f.to_str().unwrap()]));
+    assert!(ok, "hl7_send: {out}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}

@@ -1,5 +1,6 @@
 //! What admins manage: users and their tokens, the hub's counts,
-//! NHS-number link conflicts and the link log, and studies in quarantine
+//! NHS-number link conflicts and the link log, the identity log (and an
+//! undo of a merge or change of identifier), and studies in quarantine
 //! (data from senders with no configured site, or naming another site's
 //! issuer), which an admin files under the site that issued their IDs.
 
@@ -114,10 +115,15 @@ pub async fn link_conflicts(State(state): State<S>) -> Result<Json<Value>, Probl
     blocking(move || Ok(json!(state.hub.index.link_conflicts()?))).await.map(Json)
 }
 
+/// `after` (a sequence number, exclusive) and `limit` of a log.
+fn page(q: &QueryPairs) -> Result<(u64, usize), Problem> {
+    let after = q.get("after").map(|v| v.parse::<u64>().map_err(|_| Problem::bad_request("after is a sequence number"))).transpose()?.unwrap_or(0);
+    Ok((after, limit(q, 1000)?))
+}
+
 /// The link log from `after` (a sequence number), oldest first.
 pub async fn link_log(State(state): State<S>, q: QueryPairs) -> Result<Json<Value>, Problem> {
-    let after = q.get("after").map(|v| v.parse::<u64>().map_err(|_| Problem::bad_request("after is a sequence number"))).transpose()?.unwrap_or(0);
-    let n = limit(&q, 1000)?;
+    let (after, n) = page(&q)?;
     blocking(move || Ok(json!(state.hub.index.link_log(after, n)?))).await.map(Json)
 }
 
@@ -143,6 +149,43 @@ pub async fn decide_link(State(state): State<S>, Extension(who): Extension<Princ
             Ok(p) => Ok(json!(p)),
             Err(e @ IndexError::NoSuchPatient(_)) => Err(Problem::not_found(e.to_string())),
             Err(e @ IndexError::Link(_)) => Err(Problem::new(StatusCode::CONFLICT, e.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+    .map(Json)
+}
+
+/// The identity log from `after` (a sequence number), oldest first: every
+/// merge, change of identifier and demographics update, with the records
+/// as they were.
+pub async fn identity_log(State(state): State<S>, q: QueryPairs) -> Result<Json<Value>, Problem> {
+    let (after, n) = page(&q)?;
+    blocking(move || Ok(json!(state.hub.index.identity_log(after, n)?))).await.map(Json)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Why {
+    why: String,
+}
+
+/// An admin's undo of one identity change: the studies it moved go back.
+pub async fn undo_identity(
+    State(state): State<S>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+    JsonBody(body): JsonBody<Why>,
+) -> Result<Json<Value>, Problem> {
+    let seq = p.get("seq").parse::<u64>().map_err(|_| Problem::bad_request("an identity change is named by its sequence number"))?;
+    blocking(move || {
+        if body.why.trim().is_empty() {
+            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "say why (\"why\"): the identity log keeps it"));
+        }
+        match state.hub.index.undo_identity(seq, &who.user, &body.why) {
+            Ok(e) => Ok(json!(e)),
+            Err(e @ IndexError::NoSuchPatient(_)) => Err(Problem::not_found(e.to_string())),
+            Err(e @ IndexError::Identity(_)) => Err(Problem::new(StatusCode::CONFLICT, e.to_string())),
             Err(e) => Err(e.into()),
         }
     })
