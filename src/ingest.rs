@@ -8,8 +8,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::dicom::{extract, ScanError};
-use crate::index::model::InstanceMeta;
+use crate::index::model::{InstanceMeta, InstanceRecord};
+use crate::index::rejection::Rejection;
 use crate::index::{Index, IndexError, Legacy, SledIndex, SCHEMA_VERSION};
+use crate::iocm;
 use crate::sites;
 use crate::store::{FsStore, ObjectKey, ObjectStore, StoreError};
 
@@ -59,6 +61,9 @@ pub enum IngestError {
     /// The instance names another patient than its study is held for.
     #[error("{0}")]
     Identity(String),
+    /// The instance was rejected (IOCM) and stays so until an admin restores it.
+    #[error("{0}")]
+    Withdrawn(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -69,6 +74,7 @@ impl From<IndexError> for IngestError {
     fn from(e: IndexError) -> Self {
         match e {
             IndexError::PatientMismatch { .. } | IndexError::SeriesMismatch { .. } => IngestError::Identity(e.to_string()),
+            IndexError::Rejected(why) => IngestError::Withdrawn(why),
             e => IngestError::Index(e),
         }
     }
@@ -212,7 +218,116 @@ impl Hub {
         if meta.site != sites::QUARANTINE && sites::find(&meta.site).and_then(|s| s.ae_title.as_deref()) == Some(from.sender) {
             meta.held_at = Some(meta.site.clone());
         }
-        self.commit(bytes, meta, from.sender)
+        let (outcome, meta) = self.commit(bytes, meta, from.sender)?;
+        if meta.sop_class_uid == iocm::KOS && outcome != Outcome::KeptExisting {
+            self.apply_rejection_note(bytes, &meta, from.sender)?;
+        }
+        Ok((outcome, meta))
+    }
+
+    /// A stored Key Object Selection that is a rejection note (IOCM) takes
+    /// the instances it names, of its own study and site, out of every
+    /// query and retrieve. Applied again when the note comes again (nothing
+    /// left to do), so a sender retrying after an error completes it.
+    fn apply_rejection_note(&self, bytes: &[u8], meta: &InstanceMeta, sender: &str) -> Result<usize, IngestError> {
+        let note = match iocm::note(bytes) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Ok(0),
+            Err(e) => {
+                tracing::warn!(sop = %meta.sop_uid, error = %e, "key object selection not read as a rejection note");
+                return Ok(0);
+            }
+        };
+        if meta.site == sites::QUARANTINE {
+            tracing::warn!(sop = %meta.sop_uid, "a rejection note from no configured site rejects nothing");
+            return Ok(0);
+        }
+        let (mine, others): (Vec<_>, Vec<_>) = note.instances.into_iter().partition(|(study, _, _)| *study == meta.study_uid);
+        if !others.is_empty() {
+            tracing::warn!(sop = %meta.sop_uid, ignored = others.len(), "a rejection note names instances of other studies: ignored");
+        }
+        let rs: Vec<Rejection> = mine
+            .into_iter()
+            .map(|(study_uid, series_uid, sop_uid)| Rejection {
+                sop_uid,
+                study_uid,
+                series_uid,
+                site: meta.site.clone(),
+                code: note.code.clone(),
+                meaning: note.meaning.to_owned(),
+                note: meta.sop_uid.clone(),
+                by: sender.to_owned(),
+                why: String::new(),
+                at_ms: now_ms(),
+                record: None,
+                deleted: false,
+            })
+            .collect();
+        let done = self.index.reject(&rs)?;
+        tracing::warn!(note = %meta.sop_uid, study = %meta.study_uid, reason = note.meaning, named = rs.len(), rejected = done.len(), %sender, "rejection note applied");
+        Ok(done.len())
+    }
+
+    /// An admin's rejection of the instances named (study, series, SOP
+    /// Instance UIDs, as the index holds them). Returns those rejected now.
+    pub fn reject(&self, instances: &[InstanceRecord], code: &str, by: &str, why: &str) -> Result<Vec<Rejection>, IngestError> {
+        let meaning =
+            iocm::reason(code).ok_or_else(|| IngestError::Mismatch(format!("{code:?} is no rejection reason (CID 7011: 113001, 113037, 113038, 113039)")))?;
+        let rs: Vec<Rejection> = instances
+            .iter()
+            .map(|rec| Rejection {
+                sop_uid: rec.sop_uid.clone(),
+                study_uid: rec.study_uid.clone(),
+                series_uid: rec.series_uid.clone(),
+                site: String::new(),
+                code: code.to_owned(),
+                meaning: meaning.to_owned(),
+                note: String::new(),
+                by: by.to_owned(),
+                why: why.to_owned(),
+                at_ms: now_ms(),
+                record: None,
+                deleted: false,
+            })
+            .collect();
+        let done = self.index.reject(&rs)?;
+        tracing::warn!(rejected = done.len(), reason = meaning, by, why, "instances rejected by an admin");
+        Ok(done)
+    }
+
+    /// Puts a rejected instance back as it was: its file read again and
+    /// indexed under the site it was held at.
+    pub fn restore(&self, sop_uid: &str, by: &str) -> Result<Option<Rejection>, IngestError> {
+        let Some(r) = self.index.rejection(sop_uid)? else { return Ok(None) };
+        let meta = match r.record.as_ref().filter(|rec| rec.local) {
+            Some(rec) => {
+                let key = ObjectKey::for_uid(sop_uid);
+                let _g = self.lock(&key);
+                let bytes = self.store.get(&key)?.ok_or_else(|| IngestError::Mismatch(format!("the file of {sop_uid} is missing")))?;
+                let mut meta = Self::describe(&bytes, Some(&rec.site))?;
+                meta.received_ms = rec.received_ms;
+                Some(meta)
+            }
+            None => None,
+        };
+        let out = self.index.restore(sop_uid, meta.as_ref())?;
+        tracing::warn!(sop = sop_uid, by, "rejected instance restored");
+        Ok(out)
+    }
+
+    /// Deletes a rejected instance's file for good. Its index entries went
+    /// when it was rejected (durably), so no entry is ever left without
+    /// its file; the rejection stays, so that nobody sends it back in.
+    pub fn delete_rejected(&self, sop_uid: &str, by: &str) -> Result<bool, IngestError> {
+        let Some(r) = self.index.rejection(sop_uid)? else { return Ok(false) };
+        if !r.deleted {
+            let key = ObjectKey::for_uid(sop_uid);
+            let _g = self.lock(&key);
+            self.store.delete(&key)?;
+            self.index.mark_deleted(sop_uid)?;
+            tracing::warn!(sop = sop_uid, by, "rejected instance deleted");
+        }
+        Ok(true)
     }
 
     /// Files a quarantined study under `site`: every instance re-read and

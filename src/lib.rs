@@ -32,6 +32,7 @@ pub mod group_commit;
 pub mod http;
 pub mod index;
 pub mod ingest;
+pub mod iocm;
 pub mod nhs;
 pub mod orders;
 pub mod query;

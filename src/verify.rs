@@ -3,6 +3,7 @@
 //! it finds: orphan files are indexed (or, when unreadable, moved out of
 //! the store into `set-aside/` for an admin: never deleted),
 //! entries without a file are dropped, mismatched entries are re-read.
+//! Files of rejected instances (IOCM) are counted apart, never re-indexed.
 
 use std::collections::HashMap;
 
@@ -29,6 +30,8 @@ pub struct Report {
     /// Instances held with a UID PS3.5 9.1 does not allow (kept as real
     /// archives hold them; noted, not a fault of the hub): SOP Instance UIDs.
     pub nonconformant_uids: Vec<String>,
+    /// Files of rejected instances (IOCM), kept out of the index on purpose.
+    pub rejected: u64,
     pub counters_agree: bool,
     pub repaired: u64,
 }
@@ -75,12 +78,18 @@ pub fn verify(hub: &Hub, deep: bool, repair: bool, tick: &dyn Fn()) -> Result<Re
     let counts = hub.index.counts().map_err(from_index)?;
     r.counters_agree = counts.instances == n && counts.local_instances == local && counts.bytes == bytes;
 
+    let rejected: std::collections::HashSet<ObjectKey> =
+        hub.index.rejections(None).map_err(from_index)?.iter().filter(|x| !x.deleted).map(|x| ObjectKey::for_uid(&x.sop_uid)).collect();
     let mut orphans = Vec::new();
     for key in hub.store.keys() {
         let key = key.map_err(from_store)?;
         tick();
         r.files += 1;
         let Some(rec) = by_key.remove(&key) else {
+            if rejected.contains(&key) {
+                r.rejected += 1;
+                continue;
+            }
             orphans.push(key);
             continue;
         };

@@ -181,6 +181,10 @@ impl HubHandler {
                 tracing::warn!(sop = %req.sop_instance_uid, calling_ae = %req.calling_ae, %what, "C-STORE refused: patient identity");
                 (Answer::failure(Status::CANNOT_UNDERSTAND, what), None)
             }
+            Err(IngestError::Withdrawn(what)) => {
+                tracing::info!(sop = %req.sop_instance_uid, calling_ae = %req.calling_ae, %what, "C-STORE refused: a rejected instance");
+                (Answer::failure(Status::CANNOT_UNDERSTAND, what), None)
+            }
             Err(e) => {
                 tracing::error!(sop = %req.sop_instance_uid, error = %e, "C-STORE failed");
                 (Answer::failure(Status::OUT_OF_RESOURCES, "storage failure"), None)

@@ -123,7 +123,7 @@ fn store_one(state: &S, user: &str, bytes: &[u8], study: Option<&str>) -> Outcom
         }
         Err(IngestError::Rejected(e)) => out.failure = Some((CANNOT_UNDERSTAND, e.to_string())),
         Err(IngestError::Mismatch(e)) => out.failure = Some((DOES_NOT_MATCH, e)),
-        Err(IngestError::Identity(e)) => out.failure = Some((CANNOT_UNDERSTAND, e)),
+        Err(IngestError::Identity(e) | IngestError::Withdrawn(e)) => out.failure = Some((CANNOT_UNDERSTAND, e)),
         Err(e) => {
             tracing::error!(sop = %out.instance, error = %e, "STOW-RS store failed");
             out.failure = Some((OUT_OF_RESOURCES, "storage failure".into()));

@@ -40,6 +40,8 @@ pub const DIVERGENT: u8 = b'K';
 pub const PATIENT_ALIAS: u8 = b'A';
 /// Sequence number → one change of patient identity (the identity log).
 pub const IDENTITY_LOG: u8 = b'V';
+/// SOP Instance UID → its rejection (IOCM): out of the index, kept apart.
+pub const REJECTED: u8 = b'J';
 
 pub const SEP: u8 = 0;
 

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod link;
 pub mod matching;
 pub mod model;
+pub mod rejection;
 mod search;
 mod sled_index;
 mod txn;
@@ -25,6 +26,7 @@ use identity::{IdentityChange, IdentityEvent};
 use link::{Decision, LinkConflict, LinkEvent};
 use matching::DateRange;
 use model::{InstanceMeta, InstanceRecord, PatientKey, PatientRecord, SeriesRecord, StudyRecord};
+use rejection::Rejection;
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,9 @@ pub enum IndexError {
     NoSuchPatient(PatientKey),
     #[error("{0}")]
     Link(String),
+    /// The instance was rejected (IOCM): refused until an admin restores it.
+    #[error("{0}")]
+    Rejected(String),
     /// A change of patient identity that cannot be applied as sent.
     #[error("{0}")]
     Identity(String),
@@ -155,6 +160,20 @@ pub trait Index: Send + Sync {
     fn undo_identity(&self, seq: u64, by: &str, why: &str) -> Result<IdentityEvent>;
     /// The identity log from sequence number `after` (exclusive), oldest first.
     fn identity_log(&self, after: u64, max: usize) -> Result<Vec<IdentityEvent>>;
+
+    /// Takes the instances named out of the index, kept apart with who
+    /// rejected them and why (`rejection`); one already rejected, or held
+    /// at a site other than the rejection's, is left. Returns those
+    /// rejected now. Durable on return.
+    fn reject(&self, rejections: &[Rejection]) -> Result<Vec<Rejection>>;
+    /// Puts a rejected instance back, indexing `meta` (its file read
+    /// again; `None` for one held only at a site). Durable on return.
+    fn restore(&self, sop_uid: &str, meta: Option<&InstanceMeta>) -> Result<Option<Rejection>>;
+    fn rejection(&self, sop_uid: &str) -> Result<Option<Rejection>>;
+    /// Rejected instances, of one study or all.
+    fn rejections(&self, study_uid: Option<&str>) -> Result<Vec<Rejection>>;
+    /// Notes that a rejected instance's file was deleted. Durable on return.
+    fn mark_deleted(&self, sop_uid: &str) -> Result<()>;
 
     /// Remembers that `sender` sent other bytes (`hash`) under a held SOP
     /// Instance UID, which were not kept; `None` forgets it (its latest

@@ -15,6 +15,7 @@ use super::identity::{IdentityChange, IdentityEvent};
 use super::keys::{self, key, prefix};
 use super::link::{Decision, LinkConflict, LinkEvent};
 use super::model::{InstanceMeta, InstanceRecord, PatientKey, PatientRecord, SeriesRecord, StudyRecord};
+use super::rejection::{rejected_key, Rejection};
 use super::txn::{decode, Txn};
 use super::{Counts, Index, IndexError, PatientFilter, Records, Result, StudyFilter, Upsert};
 use crate::group_commit::GroupCommit;
@@ -193,6 +194,13 @@ pub(super) fn patient_key_of(k: &[u8], at: usize) -> PatientKey {
 impl Index for SledIndex {
     fn upsert(&self, meta: &InstanceMeta) -> Result<Upsert> {
         self.apply(|t| {
+            if let Some(r) = t.get::<Rejection>(&rejected_key(&meta.sop_uid))? {
+                // A site's PACS still listing it: it stays rejected.
+                if meta.remote {
+                    return Ok(Upsert::Unchanged);
+                }
+                return Err(IndexError::Rejected(format!("{} was rejected ({}, by {}): an admin can restore it", meta.sop_uid, r.meaning, r.by)));
+            }
             if meta.remote {
                 // A site's PACS reporting what radhub knows already: never
                 // replaces a local copy, only notes where it is held.
@@ -311,6 +319,37 @@ impl Index for SledIndex {
         let mut lo = vec![keys::IDENTITY_LOG];
         lo.extend_from_slice(&after.saturating_add(1).to_be_bytes());
         self.tree.range(lo..[keys::IDENTITY_LOG + 1].to_vec()).take(max).map(|kv| kv.map_err(IndexError::from).and_then(|(k, v)| decode(&k, &v))).collect()
+    }
+
+    fn reject(&self, rejections: &[Rejection]) -> Result<Vec<Rejection>> {
+        let done = self.apply(|t| rejections.iter().filter_map(|r| self.reject_one(t, r).transpose()).collect::<Result<Vec<_>>>())?;
+        self.sync()?;
+        Ok(done)
+    }
+
+    fn restore(&self, sop_uid: &str, meta: Option<&InstanceMeta>) -> Result<Option<Rejection>> {
+        let r = self.apply(|t| self.restore_one(t, sop_uid, meta))?;
+        self.sync()?;
+        Ok(r)
+    }
+
+    fn rejection(&self, sop_uid: &str) -> Result<Option<Rejection>> {
+        self.get(&rejected_key(sop_uid))
+    }
+
+    fn rejections(&self, study_uid: Option<&str>) -> Result<Vec<Rejection>> {
+        self.scan_rejections(study_uid)
+    }
+
+    fn mark_deleted(&self, sop_uid: &str) -> Result<()> {
+        self.apply(|t| {
+            if let Some(mut r) = t.get::<Rejection>(&rejected_key(sop_uid))? {
+                r.deleted = true;
+                t.put(rejected_key(sop_uid), &r);
+            }
+            Ok(())
+        })?;
+        self.sync()
     }
 
     fn set_divergent(&self, sop_uid: &str, sender: &str, hash: Option<[u8; 32]>) -> Result<()> {

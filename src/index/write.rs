@@ -168,11 +168,19 @@ impl SledIndex {
         }
         t.put(pk, &patient);
         // Every study of a patient shows the patient record's demographics.
-        study.patient_name = patient.name.clone();
-        study.patient_birth_date = patient.birth_date.clone();
-        study.patient_sex = patient.sex.clone();
-        if old_patient.is_some() && was != (patient.name.clone(), patient.birth_date.clone(), patient.sex.clone()) {
-            identity::restate_all(t, &patient, &m.study_uid)?;
+        // An empty Patient ID (Type 2) identifies no one: studies filed
+        // under it keep their own, never another person's name.
+        if pkey.patient_id.trim().is_empty() {
+            study.patient_name = m.patient_name.clone();
+            study.patient_birth_date = m.patient_birth_date.clone();
+            study.patient_sex = m.patient_sex.clone();
+        } else {
+            study.patient_name = patient.name.clone();
+            study.patient_birth_date = patient.birth_date.clone();
+            study.patient_sex = patient.sex.clone();
+            if old_patient.is_some() && was != (patient.name.clone(), patient.birth_date.clone(), patient.sex.clone()) {
+                identity::restate_all(t, &patient, &m.study_uid)?;
+            }
         }
 
         put_study(t, old_study.as_ref(), Some(&study))?;

@@ -1,6 +1,7 @@
 //! What admins manage: users and their tokens, the hub's counts,
 //! NHS-number link conflicts and the link log, the identity log (and an
-//! undo of a merge or change of identifier), and studies in quarantine
+//! undo of a merge or change of identifier), rejected instances (IOCM:
+//! reject, restore, delete), and studies in quarantine
 //! (data from senders with no configured site, or naming another site's
 //! issuer), which an admin files under the site that issued their IDs.
 
@@ -188,6 +189,118 @@ pub async fn undo_identity(
             Err(e @ IndexError::Identity(_)) => Err(Problem::new(StatusCode::CONFLICT, e.to_string())),
             Err(e) => Err(e.into()),
         }
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    study: String,
+    series: Option<String>,
+    /// SOP Instance UIDs; all of the study (or series) when left out.
+    instances: Option<Vec<String>>,
+    /// For a rejection: the reason's DCM code (CID 7011); 113001 (quality) by default.
+    reason: Option<String>,
+    /// Why, for the log.
+    why: String,
+}
+
+impl Selection {
+    fn takes(&self, series: &str, sop: &str) -> bool {
+        self.series.as_deref().is_none_or(|s| s == series) && self.instances.as_ref().is_none_or(|l| l.iter().any(|i| i == sop))
+    }
+}
+
+fn why_given(why: &str) -> Result<(), Problem> {
+    if why.trim().is_empty() {
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "say why (\"why\"): the log keeps it"));
+    }
+    Ok(())
+}
+
+fn ingest_problem(e: IngestError) -> Problem {
+    match e {
+        e @ (IngestError::Mismatch(_) | IngestError::Withdrawn(_) | IngestError::Identity(_)) => Problem::new(StatusCode::CONFLICT, e.to_string()),
+        e => Problem::internal("rejected instances", e),
+    }
+}
+
+/// A study none of whose instances is left leaves the worklist.
+fn off_worklist(state: &S, study: &str) -> Result<(), Problem> {
+    if state.hub.index.study(study)?.is_none() && state.worklist.get(study).is_some() {
+        state.worklist.dismiss(study, "every instance rejected").map_err(super::worklist::worklist_problem)?;
+    }
+    Ok(())
+}
+
+/// Rejected instances (IOCM), of one `study` or all.
+pub async fn rejections(State(state): State<S>, q: QueryPairs) -> Result<Json<Value>, Problem> {
+    let study = q.get("study").map(str::to_owned);
+    blocking(move || Ok(json!(state.hub.index.rejections(study.as_deref())?))).await.map(Json)
+}
+
+/// An admin rejects instances, a series or a study: gone from every query
+/// and retrieve, kept apart until restored or deleted.
+pub async fn reject(State(state): State<S>, Extension(who): Extension<Principal>, JsonBody(body): JsonBody<Selection>) -> Result<Json<Value>, Problem> {
+    why_given(&body.why)?;
+    blocking(move || {
+        let held: Vec<_> =
+            state.hub.index.instances_of(&body.study, body.series.as_deref())?.into_iter().filter(|r| body.takes(&r.series_uid, &r.sop_uid)).collect();
+        if held.is_empty() {
+            return Err(Problem::not_found("no such instances held"));
+        }
+        let code = body.reason.as_deref().unwrap_or("113001");
+        let done = state.hub.reject(&held, code, &who.user, &body.why).map_err(ingest_problem)?;
+        off_worklist(&state, &body.study)?;
+        Ok(json!({"rejected": done.len(), "instances": done}))
+    })
+    .await
+    .map(Json)
+}
+
+/// Puts rejected instances back (their files read again).
+pub async fn restore(State(state): State<S>, Extension(who): Extension<Principal>, JsonBody(body): JsonBody<Selection>) -> Result<Json<Value>, Problem> {
+    why_given(&body.why)?;
+    blocking(move || {
+        let listed: Vec<_> = state.hub.index.rejections(Some(&body.study))?.into_iter().filter(|r| body.takes(&r.series_uid, &r.sop_uid)).collect();
+        if listed.is_empty() {
+            return Err(Problem::not_found("no such rejected instances"));
+        }
+        let mut restored = Vec::new();
+        for r in listed.iter().filter(|r| !r.deleted) {
+            if state.hub.restore(&r.sop_uid, &who.user).map_err(ingest_problem)?.is_some() {
+                restored.push(r.sop_uid.clone());
+            }
+        }
+        Ok(json!({"restored": restored.len(), "instances": restored, "deleted_before": listed.iter().filter(|r| r.deleted).count()}))
+    })
+    .await
+    .map(Json)
+}
+
+/// Deletes instances for good: rejected first (out of the index,
+/// durably), then their files. The rejection stays, so that nobody sends
+/// them back in.
+pub async fn delete(State(state): State<S>, Extension(who): Extension<Principal>, JsonBody(body): JsonBody<Selection>) -> Result<Json<Value>, Problem> {
+    why_given(&body.why)?;
+    blocking(move || {
+        let held: Vec<_> =
+            state.hub.index.instances_of(&body.study, body.series.as_deref())?.into_iter().filter(|r| body.takes(&r.series_uid, &r.sop_uid)).collect();
+        state.hub.reject(&held, body.reason.as_deref().unwrap_or("113039"), &who.user, &body.why).map_err(ingest_problem)?;
+        let listed: Vec<_> = state.hub.index.rejections(Some(&body.study))?.into_iter().filter(|r| body.takes(&r.series_uid, &r.sop_uid)).collect();
+        if listed.is_empty() {
+            return Err(Problem::not_found("no such instances"));
+        }
+        let mut deleted = Vec::new();
+        for r in &listed {
+            if state.hub.delete_rejected(&r.sop_uid, &who.user).map_err(ingest_problem)? {
+                deleted.push(r.sop_uid.clone());
+            }
+        }
+        off_worklist(&state, &body.study)?;
+        Ok(json!({"deleted": deleted.len(), "instances": deleted}))
     })
     .await
     .map(Json)
