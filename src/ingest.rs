@@ -113,7 +113,14 @@ impl Hub {
         if let Some(old) = legacy {
             // Writes the old index committed are finished before it goes.
             recover(&store, &|sop| old.content_hash(sop))?;
+            // Merges, renames, rejections and the link log first: the
+            // files still hold what arrived, and aliases file it anew.
+            index.carry_over(old.carried()?)?;
             let left_out = migrate(&store, &index, &old)?;
+            let replayed = index.replay_demographics()?;
+            if replayed > 0 {
+                tracing::warn!(replayed, "demographics from the sites' patient administration applied again");
+            }
             index.complete_migration()?;
             // Kept while any instance could not be rebuilt: it is the only
             // record of where those were filed.

@@ -4,6 +4,7 @@
 
 mod support;
 
+use radhub::index::identity::{Demographics, IdentityChange, IdentityEvent};
 use radhub::index::link::{ConflictKind, Decision, LinkAction};
 use radhub::index::matching::DateRange;
 use radhub::index::model::{InstanceMeta, PatientKey, PatientRecord, StudyRecord};
@@ -369,6 +370,26 @@ fn an_index_of_an_old_schema_is_rebuilt_from_the_files() {
             old.insert(k(b'M', &["schema"]), &version.to_le_bytes()).unwrap();
             old.insert(k(b'I', &[&m.study_uid, &m.series_uid, &m.sop_uid]), postcard::to_stdvec(&rec).unwrap()).unwrap();
             old.insert(k(b'i', &[&m.sop_uid]), format!("{}\0{}", m.study_uid, m.series_uid).into_bytes()).unwrap();
+            // The site merged this patient into MERGED1, then renamed MERGED1:
+            // the files still say what arrived; the rebuild must not undo either.
+            let merged = PatientKey { issuer: "RBD".into(), patient_id: "MERGED1".into() };
+            old.insert(k(b'A', &["RBD", &m.patient_id]), postcard::to_stdvec(&merged).unwrap()).unwrap();
+            let renamed = IdentityEvent {
+                seq: 2,
+                at_ms: 1,
+                change: IdentityChange::Demographics {
+                    patient: merged.clone(),
+                    demographics: Demographics { name: "NEW^NAME".into(), birth_date: String::new(), sex: String::new() },
+                },
+                studies: Vec::new(),
+                before: Vec::new(),
+                undoes: None,
+                detail: String::new(),
+                by: "ADT^A08 from RBD".into(),
+            };
+            let mut lk = vec![b'V'];
+            lk.extend_from_slice(&2u64.to_be_bytes());
+            old.insert(lk, postcard::to_stdvec(&renamed).unwrap()).unwrap();
             db.flush().unwrap();
         }
         let hub = Hub::open(data.path(), DuplicatePolicy::Keep).unwrap();
@@ -376,6 +397,8 @@ fn an_index_of_an_old_schema_is_rebuilt_from_the_files() {
         assert_eq!((rec.site.as_str(), rec.local), ("RBD", true), "from schema {version}");
         let s = hub.index.study(&meta.study_uid).unwrap().unwrap();
         assert_eq!((s.patient.issuer.as_str(), s.local_instances), ("RBD", 1));
+        assert_eq!((s.patient.patient_id.as_str(), s.patient_name.as_str()), ("MERGED1", "NEW^NAME"), "the identity changes carried over");
+        assert_eq!(hub.index.identity_log(0, 10).unwrap().len(), 1);
         assert_eq!(hub.index.counts().unwrap().instances, 1);
         drop(hub);
         // Reopened: nothing left to migrate, and the old tree is gone.
@@ -486,7 +509,6 @@ fn a_site_holding_a_copy_under_its_own_linked_identity_is_noted_and_a_stranger_r
 
 #[test]
 fn a_merge_moves_every_study_recounts_and_undoes() {
-    use radhub::index::identity::{Demographics, IdentityChange};
     let (_d, ix) = open();
     let key = |id: &str| PatientKey { issuer: "RD3".into(), patient_id: id.into() };
     // P9 has two studies (one with two series), P1 one; P2 is someone else.

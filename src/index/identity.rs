@@ -192,15 +192,13 @@ impl SledIndex {
         match change {
             IdentityChange::Demographics { patient, demographics } => {
                 let k = resolve(t, patient.clone())?;
-                let mut p = read(t, &k)?.ok_or_else(|| IndexError::NoSuchPatient(patient.clone()))?;
-                before.push(p.clone());
-                if demographics.apply(&mut p) {
-                    relink(t, &mut p, now, by)?;
-                    t.put(keys::patient(&k), &p);
-                    studies = restate_all(t, &p, "")?;
-                    detail.push(format!("{k}: {} {} {}", p.name, p.birth_date, p.sex));
-                } else {
-                    detail.push(format!("{k}: demographics unchanged"));
+                before.push(read(t, &k)?.ok_or_else(|| IndexError::NoSuchPatient(patient.clone()))?);
+                match self.demographics(t, patient, demographics, by)? {
+                    Some((p, uids)) => {
+                        studies = uids;
+                        detail.push(format!("{k}: {} {} {}", p.name, p.birth_date, p.sex));
+                    }
+                    None => detail.push(format!("{k}: demographics unchanged")),
                 }
             }
             IdentityChange::Merge { from, into, demographics } | IdentityChange::ChangeId { from, to: into, demographics } => {
@@ -317,6 +315,20 @@ impl SledIndex {
             }
         }
         self.log_identity(t, now, change, studies, before, undoes, detail.join("; "), by, why)
+    }
+
+    /// Sets a patient's demographics and those of all its studies:
+    /// the record and studies changed, `None` when nothing changed.
+    pub(super) fn demographics(&self, t: &mut Txn<'_>, patient: &PatientKey, d: &Demographics, by: &str) -> Result<Option<(PatientRecord, Vec<String>)>> {
+        let k = resolve(t, patient.clone())?;
+        let Some(mut p) = t.get::<PatientRecord>(&keys::patient(&k))? else { return Ok(None) };
+        if !d.apply(&mut p) {
+            return Ok(None);
+        }
+        relink(t, &mut p, crate::ingest::now_ms(), by)?;
+        t.put(keys::patient(&k), &p);
+        let uids = restate_all(t, &p, "")?;
+        Ok(Some((p, uids)))
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -91,6 +91,26 @@ impl Legacy {
         Ok(rec.map(|r| r.content_hash))
     }
 
+    /// What a rebuild from the files cannot recover, to carry into the new
+    /// index first: identity aliases and log, rejections, the link log and
+    /// their sequence counters.
+    pub fn carried(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for p in [keys::PATIENT_ALIAS, keys::IDENTITY_LOG, keys::REJECTED, keys::LINK_LOG] {
+            for kv in self.old.scan_prefix([p]) {
+                let (k, v) = kv?;
+                out.push((k.to_vec(), v.to_vec()));
+            }
+        }
+        for seq in ["identity_seq", "link_seq"] {
+            let k = key(keys::META, &[seq]);
+            if let Some(v) = self.old.get(&k)? {
+                out.push((k, v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Drops the old index once the new one is complete and durable.
     pub fn finish(self) -> Result<()> {
         self.db.drop_tree(self.name)?;
@@ -141,6 +161,30 @@ impl SledIndex {
             }
         };
         Ok((SledIndex { db, tree, write: Mutex::new(()), flushes: GroupCommit::default() }, legacy))
+    }
+
+    /// Writes what `Legacy::carried` kept into the index being rebuilt.
+    pub fn carry_over(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in entries {
+            batch.insert(k, v);
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Applies the logged demographics changes again, oldest first, to an
+    /// index rebuilt from the files (which hold the values as received).
+    pub fn replay_demographics(&self) -> Result<usize> {
+        let mut n = 0;
+        for e in self.identity_log(0, usize::MAX)? {
+            if let super::identity::IdentityChange::Demographics { patient, demographics } = &e.change {
+                if self.apply(|t| self.demographics(t, patient, demographics, &e.by))?.is_some() {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// Marks a rebuilt index complete, durably.

@@ -136,8 +136,9 @@ impl SledIndex {
         };
         let was = (patient.name.clone(), patient.birth_date.clone(), patient.sex.clone());
         // Data naming a merged or renamed identity is older than what the
-        // patient administration said since: its demographics are not taken.
-        if pkey == m.patient_key() {
+        // patient administration said since: its demographics are not
+        // taken, unless they are all there is.
+        if pkey == m.patient_key() || old_patient.is_none() {
             known(&m.patient_name, &mut patient.name);
             known(&m.patient_birth_date, &mut patient.birth_date);
             known(&m.patient_sex, &mut patient.sex);
