@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::dicom::{extract, ScanError};
+use crate::index::held::{HeldConflict, HeldDecision};
 use crate::index::model::{InstanceMeta, InstanceRecord};
 use crate::index::rejection::Rejection;
 use crate::index::{Index, IndexError, Legacy, SledIndex, SCHEMA_VERSION};
@@ -131,7 +132,12 @@ impl Hub {
             }
         }
         let hub = Self::with(Box::new(store), Box::new(index), policy);
-        recover(hub.store.as_ref(), &|sop| Ok(hub.index.instance(sop)?.map(|i| i.content_hash)))?;
+        recover(hub.store.as_ref(), &|sop| {
+            Ok(match hub.index.instance(sop)? {
+                Some(i) => Some(i.content_hash),
+                None => hub.index.held(sop)?.map(|c| c.meta.content_hash),
+            })
+        })?;
         Ok(hub)
     }
 
@@ -322,6 +328,33 @@ impl Hub {
         Ok(out)
     }
 
+    /// An admin's decision on an arrival held for naming another patient
+    /// than its study's. `File` indexes it under the study's patient as it
+    /// is now (its data's Patient ID stays in the file); `Discard` deletes
+    /// it, its hold taken off first.
+    pub fn decide_held(&self, sop_uid: &str, decision: HeldDecision, by: &str, why: &str) -> Result<Option<HeldConflict>, IngestError> {
+        let Some(c) = self.index.held(sop_uid)? else { return Ok(None) };
+        let key = ObjectKey::for_uid(sop_uid);
+        let _g = self.lock(&key);
+        let out = match decision {
+            HeldDecision::File => {
+                let mut m = c.meta.clone();
+                if let Some(s) = self.index.study(&m.study_uid)? {
+                    m.issuer = s.patient.issuer.clone();
+                    m.patient_id = s.patient.patient_id.clone();
+                }
+                self.index.release(sop_uid, Some(&m))?
+            }
+            HeldDecision::Discard => {
+                let out = self.index.release(sop_uid, None)?;
+                self.store.delete(&key)?;
+                out
+            }
+        };
+        tracing::warn!(sop = sop_uid, ?decision, by, why, sent = %c.sent(), study_patient = %c.study_patient, "held instance decided");
+        Ok(out)
+    }
+
     /// Deletes a rejected instance's file for good. Its index entries went
     /// when it was rejected (durably), so no entry is ever left without
     /// its file; the rejection stays, so that nobody sends it back in.
@@ -369,7 +402,9 @@ impl Hub {
     fn commit(&self, bytes: &[u8], meta: InstanceMeta, sender: &str) -> Result<(Outcome, InstanceMeta), IngestError> {
         let key = ObjectKey::for_uid(&meta.sop_uid);
         let _g = self.lock(&key);
-        let outcome = match self.index.instance(&meta.sop_uid)? {
+        let known = self.index.instance(&meta.sop_uid)?;
+        let new = known.is_none();
+        let outcome = match known {
             // Known only from a site's PACS: this is its first copy (a retrieve).
             Some(held) if !held.local => Outcome::Stored,
             Some(held) if held.content_hash == meta.content_hash && self.store.size(&key)? == Some(held.file_size) => {
@@ -394,10 +429,29 @@ impl Hub {
             None => Outcome::Stored,
         };
         let staged = self.store.stage(&key, bytes)?;
-        if let Err(e) = self.index.upsert(&meta) {
-            // Nothing committed: the staged copy must never become visible.
-            let _ = self.store.discard(&staged);
-            return Err(e.into());
+        match self.index.upsert(&meta) {
+            Ok(_) => {}
+            // A new instance naming another patient than its study's: kept
+            // for an admin, filed under no one (its file published only
+            // once the hold is durable, as an index entry would be).
+            Err(IndexError::PatientMismatch { study, held, sent }) if new && !meta.remote => {
+                let c = HeldConflict { meta: meta.clone(), study_patient: held.clone(), sender: sender.to_owned(), at_ms: now_ms() };
+                if let Err(e) = self.index.hold(&c) {
+                    let _ = self.store.discard(&staged);
+                    return Err(e.into());
+                }
+                self.index.sync()?;
+                self.store.publish(&staged)?;
+                tracing::warn!(sop = %meta.sop_uid, %study, %held, %sent, %sender, "held for an admin: the instance names another patient than its study");
+                return Err(IngestError::Identity(format!(
+                    "study {study} is held for patient {held}; this instance names {sent}: held for an admin, not filed"
+                )));
+            }
+            Err(e) => {
+                // Nothing committed: the staged copy must never become visible.
+                let _ = self.store.discard(&staged);
+                return Err(e.into());
+            }
         }
         // Should the flush fail, the staged copy stays: if the entry reaches
         // the disk anyway, recovery publishes it; if not, recovery drops it.

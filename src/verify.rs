@@ -32,6 +32,8 @@ pub struct Report {
     pub nonconformant_uids: Vec<String>,
     /// Files of rejected instances (IOCM), kept out of the index on purpose.
     pub rejected: u64,
+    /// Files of arrivals held for an admin (they name another patient than their study's).
+    pub held: u64,
     pub counters_agree: bool,
     pub repaired: u64,
 }
@@ -80,6 +82,7 @@ pub fn verify(hub: &Hub, deep: bool, repair: bool, tick: &dyn Fn()) -> Result<Re
 
     let rejected: std::collections::HashSet<ObjectKey> =
         hub.index.rejections(None).map_err(from_index)?.iter().filter(|x| !x.deleted).map(|x| ObjectKey::for_uid(&x.sop_uid)).collect();
+    let held: std::collections::HashSet<ObjectKey> = hub.index.held_all().map_err(from_index)?.iter().map(|c| ObjectKey::for_uid(&c.meta.sop_uid)).collect();
     let mut orphans = Vec::new();
     for key in hub.store.keys() {
         let key = key.map_err(from_store)?;
@@ -88,6 +91,10 @@ pub fn verify(hub: &Hub, deep: bool, repair: bool, tick: &dyn Fn()) -> Result<Re
         let Some(rec) = by_key.remove(&key) else {
             if rejected.contains(&key) {
                 r.rejected += 1;
+                continue;
+            }
+            if held.contains(&key) {
+                r.held += 1;
                 continue;
             }
             orphans.push(key);

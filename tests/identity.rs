@@ -382,3 +382,64 @@ fn adt_from_a_sites_patient_administration_changes_what_every_interface_answers(
     row("admin undo of the A40", &format!("P1: {after_late}"), &[format!("HTTP {}", r.status)], &format!("P9: {u9}; P1: {u1}"));
     assert_eq!(undo(1).status, 409, "undone twice");
 }
+
+/// A copy of `src` with another SOP Instance UID (another image of the same study).
+fn another_image(src: &Path, sop: &str) -> PathBuf {
+    let mut obj = dicom_object::open_file(src).unwrap();
+    obj.put(DataElement::new(Tag(0x0008, 0x0018), VR::UI, PrimitiveValue::from(sop)));
+    obj.update_meta(|m| m.media_storage_sop_instance_uid = sop.to_owned());
+    let path = src.with_file_name(format!("{sop}.dcm"));
+    obj.write_to_file(&path).unwrap();
+    path
+}
+
+#[test]
+fn an_image_naming_another_patient_than_its_study_is_held_for_an_admin() {
+    let data = tempfile::tempdir().unwrap();
+    let admin = user_token(data.path(), "admin1", "admin");
+    let files = tempfile::tempdir().unwrap();
+    let (a, dir_b) = (site_folder(files.path(), "a"), site_folder(files.path(), "b"));
+    let (first, study, _) = make(&a, &Person { pid: "P7", issuer: None, name: "NOVEMBER^NINA", birth: "19700101", sex: "F", nhs: None, n: 41 });
+    // The modality's next two images of that study name P8: a wrong patient picked.
+    let (wrong, _, _) = make(&dir_b, &Person { pid: "P8", issuer: None, name: "OSCAR^OLGA", birth: "19710101", sex: "F", nhs: None, n: 41 });
+    let (wrong1, wrong2) = (another_image(&wrong, &format!("{study}.1.2")), another_image(&wrong, &format!("{study}.1.3")));
+    let server = Server::start_in(data, &["--peer", "POOLE_PACS@127.0.0.1:0=RD3"]);
+    storescu(&server, "POOLE_PACS", &[&first]);
+    let (ok, out) = output(
+        dcmtk("storescu").args(["-v", "--no-halt", "-aet", "POOLE_PACS", "-aec", "RADHUB", "127.0.0.1", &server.port.to_string()]).arg(&wrong1).arg(&wrong2),
+    );
+    let _ = ok;
+    assert_eq!(out.matches("Store Response (Error: CannotUnderstand)").count(), 2, "stored as if filed: {out}");
+    let base = server.http();
+    let qido = |q: &str| get(&base, q, &admin).json().as_array().map(|a| a.len()).unwrap_or(0);
+    assert_eq!(qido(&format!("/dicom-web/studies/{study}/instances")), 1, "a held image filed under the study");
+    assert!(findscu(&server, "POOLE_PACS", "PATIENT", &["PatientID=P8"]).is_empty(), "a held image made a patient P8");
+    let held = get(&base, "/api/admin/held", &admin).json();
+    let held = held.as_array().unwrap();
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert_eq!((held[0]["study_patient"]["patient_id"].as_str(), held[0]["sent_patient"]["patient_id"].as_str()), (Some("P7"), Some("P8")));
+
+    // The admin files one under the study's patient and discards the other.
+    let auth = format!("Bearer {admin}");
+    let decide = |sop: &str, d: &str| {
+        request(
+            &base,
+            "POST",
+            &format!("/api/admin/held/{sop}"),
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            format!(r#"{{"decision":"{d}","why":"checked with the radiographer"}}"#).as_bytes(),
+        )
+    };
+    assert_eq!(decide(&format!("{study}.1.2"), "file").status, 200);
+    assert_eq!(decide(&format!("{study}.1.3"), "discard").status, 200);
+    assert_eq!(decide(&format!("{study}.1.3"), "discard").status, 404, "decided twice");
+    assert_eq!(qido(&format!("/dicom-web/studies/{study}/instances")), 2);
+    let rows = findscu(&server, "POOLE_PACS", "STUDY", &["PatientID=P7"]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(get(&base, "/api/admin/held", &admin).json().as_array().unwrap().is_empty());
+    let (stopped, data) = server.stop();
+    assert!(stopped);
+    let v = support::json(&support::run(data.path(), &["verify", "--json"]));
+    assert!(v["orphan_files"].as_array().unwrap().is_empty() && v["missing_files"].as_array().unwrap().is_empty() && v["held"] == 0, "{v}");
+    assert_eq!(v["indexed"], 2, "{v}");
+}

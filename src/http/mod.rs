@@ -223,6 +223,8 @@ pub fn router(state: S) -> Router {
         .route("/api/admin/rejections", get(api::admin::rejections).post(api::admin::reject))
         .route("/api/admin/rejections/restore", post(api::admin::restore))
         .route("/api/admin/rejections/delete", post(api::admin::delete))
+        .route("/api/admin/held", get(api::admin::held))
+        .route("/api/admin/held/{sop}", post(api::admin::decide_held))
         .route("/api/admin/identity/{seq}/undo", post(api::admin::undo_identity))
         .route("/api/admin/quarantine", get(api::admin::quarantine))
         .route("/api/admin/quarantine/{study}", post(api::admin::file_study))

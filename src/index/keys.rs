@@ -42,6 +42,9 @@ pub const PATIENT_ALIAS: u8 = b'A';
 pub const IDENTITY_LOG: u8 = b'V';
 /// SOP Instance UID → its rejection (IOCM): out of the index, kept apart.
 pub const REJECTED: u8 = b'J';
+/// SOP Instance UID → an arrival held for an admin (it names another
+/// patient than its study's): its file kept, filed under no one.
+pub const HELD: u8 = b'H';
 
 pub const SEP: u8 = 0;
 

@@ -9,6 +9,7 @@
 //! that changes them. Searches are lazy iterators, newest study first, so
 //! an answer costs memory for what it returns, not for what the archive holds.
 
+pub mod held;
 pub mod identity;
 pub mod keys;
 pub mod link;
@@ -22,6 +23,7 @@ mod write;
 
 pub use sled_index::{Legacy, SledIndex, SCHEMA_VERSION};
 
+use held::HeldConflict;
 use identity::{IdentityChange, IdentityEvent};
 use link::{Decision, LinkConflict, LinkEvent};
 use matching::DateRange;
@@ -174,6 +176,15 @@ pub trait Index: Send + Sync {
     fn rejections(&self, study_uid: Option<&str>) -> Result<Vec<Rejection>>;
     /// Notes that a rejected instance's file was deleted. Durable on return.
     fn mark_deleted(&self, sop_uid: &str) -> Result<()>;
+
+    /// Holds an arrival for an admin (`held`). Durable after `sync`.
+    fn hold(&self, c: &HeldConflict) -> Result<()>;
+    fn held(&self, sop_uid: &str) -> Result<Option<HeldConflict>>;
+    fn held_all(&self) -> Result<Vec<HeldConflict>>;
+    /// Takes a held arrival off the list, indexing `file_as` (its meta,
+    /// filed under the study's patient) in the same batch when given.
+    /// Durable on return.
+    fn release(&self, sop_uid: &str, file_as: Option<&InstanceMeta>) -> Result<Option<HeldConflict>>;
 
     /// Remembers that `sender` sent other bytes (`hash`) under a held SOP
     /// Instance UID, which were not kept; `None` forgets it (its latest

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 
+use super::held::{held_key, HeldConflict};
 use super::identity::{IdentityChange, IdentityEvent};
 use super::keys::{self, key, prefix};
 use super::link::{Decision, LinkConflict, LinkEvent};
@@ -252,6 +253,8 @@ impl Index for SledIndex {
                     return Ok(if self.note_held(t, &held, meta)? { Upsert::Held } else { Upsert::Unchanged });
                 }
             }
+            // Sent again and filed, it is no longer held for an admin.
+            t.del(held_key(&meta.sop_uid));
             let filed_as = super::identity::resolve(t, meta.patient_key())?;
             let old = self.remove(t, &meta.sop_uid, Some(&filed_as))?;
             // The sites known to hold it still do.
@@ -394,6 +397,34 @@ impl Index for SledIndex {
             Ok(())
         })?;
         self.sync()
+    }
+
+    fn hold(&self, c: &HeldConflict) -> Result<()> {
+        self.apply(|t| {
+            t.put(held_key(&c.meta.sop_uid), c);
+            Ok(())
+        })
+    }
+
+    fn held(&self, sop_uid: &str) -> Result<Option<HeldConflict>> {
+        self.get(&held_key(sop_uid))
+    }
+
+    fn held_all(&self) -> Result<Vec<HeldConflict>> {
+        self.scan(&[keys::HELD])
+    }
+
+    fn release(&self, sop_uid: &str, file_as: Option<&InstanceMeta>) -> Result<Option<HeldConflict>> {
+        let c = self.apply(|t| {
+            let Some(c) = t.get::<HeldConflict>(&held_key(sop_uid))? else { return Ok(None) };
+            t.del(held_key(sop_uid));
+            if let Some(m) = file_as {
+                self.add(t, m, &m.held_at.iter().cloned().collect())?;
+            }
+            Ok(Some(c))
+        })?;
+        self.sync()?;
+        Ok(c)
     }
 
     fn set_divergent(&self, sop_uid: &str, sender: &str, hash: Option<[u8; 32]>) -> Result<()> {

@@ -1,7 +1,8 @@
 //! What admins manage: users and their tokens, the hub's counts,
 //! NHS-number link conflicts and the link log, the identity log (and an
 //! undo of a merge or change of identifier), rejected instances (IOCM:
-//! reject, restore, delete), and studies in quarantine
+//! reject, restore, delete), arrivals held for naming another patient than
+//! their study's, and studies in quarantine
 //! (data from senders with no configured site, or naming another site's
 //! issuer), which an admin files under the site that issued their IDs.
 
@@ -301,6 +302,56 @@ pub async fn delete(State(state): State<S>, Extension(who): Extension<Principal>
         }
         off_worklist(&state, &body.study)?;
         Ok(json!({"deleted": deleted.len(), "instances": deleted}))
+    })
+    .await
+    .map(Json)
+}
+
+/// Arrivals held for an admin: each names another patient than its study's.
+pub async fn held(State(state): State<S>) -> Result<Json<Value>, Problem> {
+    blocking(move || {
+        let all = state.hub.index.held_all()?;
+        Ok(json!(all
+            .iter()
+            .map(|c| json!({
+                "sop_uid": c.meta.sop_uid, "study_uid": c.meta.study_uid, "series_uid": c.meta.series_uid,
+                "site": c.meta.site, "sender": c.sender, "at_ms": c.at_ms,
+                "study_patient": c.study_patient, "sent_patient": c.sent(),
+                "sent_name": c.meta.patient_name, "sent_birth_date": c.meta.patient_birth_date,
+            }))
+            .collect::<Vec<_>>()))
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldChoice {
+    decision: crate::index::held::HeldDecision,
+    why: String,
+}
+
+/// An admin files a held arrival under its study's patient, or discards it.
+pub async fn decide_held(
+    State(state): State<S>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+    JsonBody(body): JsonBody<HeldChoice>,
+) -> Result<Json<Value>, Problem> {
+    why_given(&body.why)?;
+    let sop = p.get("sop").to_owned();
+    blocking(move || match state.hub.decide_held(&sop, body.decision, &who.user, &body.why) {
+        Ok(Some(c)) => {
+            if body.decision == crate::index::held::HeldDecision::File {
+                if let Some(s) = state.hub.index.study(&c.meta.study_uid)? {
+                    state.worklist.reconsider(&s).map_err(super::worklist::worklist_problem)?;
+                }
+            }
+            Ok(json!({"sop_uid": sop, "decision": body.decision}))
+        }
+        Ok(None) => Err(Problem::not_found("no such held instance")),
+        Err(e) => Err(ingest_problem(e)),
     })
     .await
     .map(Json)
