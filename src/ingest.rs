@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::dicom::coerce::Identity;
 use crate::dicom::{extract, ScanError};
 use crate::index::held::{HeldConflict, HeldDecision};
 use crate::index::model::{InstanceMeta, InstanceRecord};
@@ -162,6 +163,31 @@ impl Hub {
                 let _g = self.lock(&key);
                 self.store.get(&key)
             }
+        }
+    }
+
+    /// An instance's file as it is served (C-GET, C-MOVE, WADO-RS, a study
+    /// sent to a site): restated to the patient identity the index holds
+    /// now when that changed after the file arrived (`index::identity`).
+    pub fn served(&self, study_uid: &str, bytes: Vec<u8>) -> Result<Vec<u8>, IngestError> {
+        if !self.index.restated(study_uid)? {
+            return Ok(bytes);
+        }
+        let Some(s) = self.index.study(study_uid)? else { return Ok(bytes) };
+        let now = Identity { key: &s.patient, name: &s.patient_name, birth_date: &s.patient_birth_date, sex: &s.patient_sex };
+        match crate::dicom::coerce::restate(&bytes, &now) {
+            Ok(Some(b)) => Ok(b),
+            Ok(None) => Ok(bytes),
+            Err(e) => Err(IngestError::Mismatch(format!("restating an instance of {study_uid}: {e}"))),
+        }
+    }
+
+    /// `file` of an indexed instance, as served (`served`).
+    pub fn served_file(&self, sop_uid: &str) -> Result<Option<Vec<u8>>, IngestError> {
+        let Some(rec) = self.index.instance(sop_uid)? else { return Ok(None) };
+        match self.file(sop_uid)? {
+            Some(b) => self.served(&rec.study_uid, b).map(Some),
+            None => Ok(None),
         }
     }
 

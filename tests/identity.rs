@@ -259,6 +259,57 @@ fn answers(server: &Server, token: &str, pid: &str) -> String {
     format!("C-FIND {} studies, QIDO {} ({}), {record}", cfind.len(), qido.len(), names.into_iter().collect::<Vec<_>>().join(","))
 }
 
+/// An instance by WADO-RS (multipart/related; type="application/dicom"): its Part 10 bytes.
+fn wado_instance(server: &Server, token: &str, study: &str, sop: &str) -> Vec<u8> {
+    let r = request(
+        &server.http(),
+        "GET",
+        &format!("/dicom-web/studies/{study}/series/{study}.1/instances/{sop}"),
+        &[("Authorization", &format!("Bearer {token}")), ("Accept", "multipart/related; type=\"application/dicom\"")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let at = r.body.windows(4).position(|w| w == b"DICM").expect("a Part 10 part") - 128;
+    let end = r.body.windows(4).rposition(|w| w == b"\r\n--").unwrap_or(r.body.len());
+    r.body[at..end].to_vec()
+}
+
+/// The identity one instance carries as C-GET, WADO-RS and WADO-RS
+/// metadata serve it: "ID issuer name, other IDs ...".
+fn served_identity(server: &Server, token: &str, study: &str, sop: &str) -> Vec<String> {
+    let of = |obj: &dicom_object::InMemDicomObject| {
+        let v = |t: Tag| obj.element(t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_owned()).unwrap_or_default();
+        let others: Vec<String> = obj
+            .element(Tag(0x0010, 0x1002))
+            .ok()
+            .and_then(|e| e.items())
+            .unwrap_or_default()
+            .iter()
+            .map(|i| i.element(Tag(0x0010, 0x0020)).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_owned()).unwrap_or_default())
+            .collect();
+        format!("{} {} {}, other IDs {}", v(Tag(0x0010, 0x0020)), v(Tag(0x0010, 0x0021)), v(Tag(0x0010, 0x0010)), others.join(","))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, out) = output(
+        dcmtk("getscu")
+            .args(["-S", "-aet", "POOLE_PACS", "-aec", "RADHUB", "-k", "QueryRetrieveLevel=STUDY", "-k", &format!("StudyInstanceUID={study}"), "-od"])
+            .arg(dir.path())
+            .args(["127.0.0.1", &server.port.to_string()]),
+    );
+    let got = support::walk(dir.path());
+    assert_eq!(got.len(), 1, "getscu: {out}");
+    let cget = of(&dicom_object::open_file(&got[0]).unwrap());
+    let wado = of(&dicom_object::from_reader(&wado_instance(server, token, study, sop)[128..]).unwrap());
+    let meta = get(&server.http(), &format!("/dicom-web/studies/{study}/metadata"), token).json();
+    let m = &meta[0];
+    let t = |k: &str| m[k]["Value"][0].as_str().unwrap_or("").to_owned();
+    let others: Vec<String> =
+        m["00101002"]["Value"].as_array().map(|a| a.iter().map(|i| i["00100020"]["Value"][0].as_str().unwrap_or("").to_owned()).collect()).unwrap_or_default();
+    let meta =
+        format!("{} {} {}, other IDs {}", t("00100020"), t("00100021"), m["00100010"]["Value"][0]["Alphabetic"].as_str().unwrap_or(""), others.join(","));
+    vec![cget, wado, meta]
+}
+
 /// The patient IDs of the records linked by an NHS number.
 fn linked_ids(server: &Server, token: &str, nhs: &str) -> Vec<String> {
     let v = get(&server.http(), &format!("/api/patients/{nhs}"), token).json();
@@ -289,10 +340,10 @@ fn adt_from_a_sites_patient_administration_changes_what_every_interface_answers(
     // One woman: Dorset County's D1 and Poole's P9 linked by her NHS number;
     // Poole registered her twice, and P1 (no NHS number yet) is the record it keeps.
     make(&rbd, &Person { pid: "D1", issuer: Some("RBD"), name: "LIMA^LILY", birth: "19500101", sex: "F", nhs: Some(nhs), n: 31 });
-    make(&rd3, &Person { pid: "P9", issuer: Some("RD3"), name: "LIMA^LILLY", birth: "19500101", sex: "F", nhs: Some(nhs), n: 32 });
+    let (_, study9, sop9) = make(&rd3, &Person { pid: "P9", issuer: Some("RD3"), name: "LIMA^LILLY", birth: "19500101", sex: "F", nhs: Some(nhs), n: 32 });
     make(&rd3, &Person { pid: "P1", issuer: Some("RD3"), name: "LIMA^LILY", birth: "19500101", sex: "F", nhs: None, n: 33 });
     // Another Poole patient whose identifier is changed, then her name.
-    make(&rd3, &Person { pid: "P5", issuer: Some("RD3"), name: "MIKE^MAY", birth: "19810101", sex: "F", nhs: None, n: 34 });
+    let (_, study5, sop5) = make(&rd3, &Person { pid: "P5", issuer: Some("RD3"), name: "MIKE^MAY", birth: "19810101", sex: "F", nhs: None, n: 34 });
     support::run(data.path(), &["import", "--site-folders", files.path().to_str().unwrap()]);
     let hl7 = support::free_port();
     let server = Server::start_in(data, &["--peer", "POOLE_PACS@127.0.0.1:0=RD3", "--hl7-bind", &format!("127.0.0.1:{hl7}")]);
@@ -317,6 +368,10 @@ fn adt_from_a_sites_patient_administration_changes_what_every_interface_answers(
         &ack,
         &format!("P9: {a9}; P1: {a1}; NHS {nhs}: D1+P1"),
     );
+    // What is served carries the survivor's identity: C-GET, WADO-RS (instance and metadata).
+    let served = served_identity(&server, &admin, &study9, &sop9);
+    assert_eq!(served, ["P1 RD3 LIMA^LILY, other IDs 9434765919,P9"; 3], "served after the merge");
+    row("A40: the merged study as served", "PatientID P9, LIMA^LILLY", &["C-GET, WADO-RS instance, WADO-RS metadata".into()], &served[0]);
 
     // A modality still naming P9: filed under P1, never a new P9.
     let (late, late_study, _) = make(files.path(), &Person { pid: "P9", issuer: None, name: "LIMA^LILLY", birth: "19500101", sex: "F", nhs: None, n: 35 });
@@ -348,6 +403,19 @@ fn adt_from_a_sites_patient_administration_changes_what_every_interface_answers(
     let cfind_name = findscu(&server, "POOLE_PACS", "PATIENT", &["PatientID=P6"]);
     assert_eq!(cfind_name, vec![("P6".into(), "RD3".into(), "MIKE^MAYA^^MS".into())]);
     row("A08 name and birth date of P6", &format!("P6: {a6}"), &ack, &format!("P6: {u6}"));
+    let served = served_identity(&server, &admin, &study5, &sop5);
+    assert_eq!(served, ["P6 RD3 MIKE^MAYA^^MS, other IDs ABCD1234,1234ABCD,P5"; 3], "served after A47 and A08");
+    assert_eq!(
+        dicom_object::from_reader(&wado_instance(&server, &admin, &study5, &sop5)[128..])
+            .unwrap()
+            .element(Tag(0x0010, 0x0030))
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim(),
+        "19810102"
+    );
+    row("A47 then A08: P6's study as served", "PatientID P5, MIKE^MAY, 19810101", &["C-GET, WADO-RS instance, WADO-RS metadata".into()], &served[0]);
 
     // Nothing held, or another authority's identifier only: nothing changes.
     let ack = send(adt("A08", "A5", "P404^^^RD3^MR", "NOBODY^NO", "19990101", None));

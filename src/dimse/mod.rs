@@ -364,7 +364,7 @@ impl Handler for HubHandler {
     }
 
     fn open(&self, inst: &InstanceRef) -> Result<Vec<u8>, String> {
-        self.hub.file(&inst.sop_instance_uid).map_err(|e| e.to_string())?.ok_or_else(|| "instance file missing".to_owned())
+        self.hub.served_file(&inst.sop_instance_uid).map_err(|e| e.to_string())?.ok_or_else(|| "instance file missing".to_owned())
     }
 }
 

@@ -7,21 +7,14 @@
 
 use std::sync::Arc;
 
-use dicom_core::value::DataSetSequence;
-use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
-use dicom_object::InMemDicomObject;
 use pacs_gateway::scu::{self, ScuError, StoreAssociation};
 use pacs_gateway::status::Category;
 use serde::Serialize;
 
 use super::{Failure, Federation};
+use crate::dicom::coerce::coerce;
 use crate::index::model::PatientKey;
 use crate::index::{Index, IndexError};
-
-const PATIENT_ID: Tag = Tag(0x0010, 0x0020);
-const ISSUER: Tag = Tag(0x0010, 0x0021);
-const TYPE_OF_PATIENT_ID: Tag = Tag(0x0010, 0x0022);
-const OTHER_PATIENT_IDS_SEQUENCE: Tag = Tag(0x0010, 0x1002);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -72,27 +65,6 @@ pub fn identity_at(index: &dyn Index, patient: &PatientKey, issuer: &str) -> Res
     }
 }
 
-/// A stored instance with its patient identity coerced from `from` to
-/// `to`; `from` added to Other Patient IDs Sequence (items already there kept).
-pub fn coerce(part10: &[u8], from: &PatientKey, to: &PatientKey) -> Result<Vec<u8>, String> {
-    let mut obj = dicom_object::from_reader(part10.get(128..).ok_or("not a Part 10 file")?).map_err(|e| e.to_string())?;
-    let mut items: Vec<InMemDicomObject> = obj.element(OTHER_PATIENT_IDS_SEQUENCE).ok().and_then(|e| e.items()).map(<[_]>::to_vec).unwrap_or_default();
-    let text = |o: &InMemDicomObject, t: Tag| o.element(t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_owned()).unwrap_or_default();
-    if !items.iter().any(|i| text(i, PATIENT_ID) == from.patient_id && text(i, ISSUER) == from.issuer) {
-        items.push(InMemDicomObject::from_element_iter([
-            DataElement::new(PATIENT_ID, VR::LO, PrimitiveValue::from(from.patient_id.as_str())),
-            DataElement::new(ISSUER, VR::LO, PrimitiveValue::from(from.issuer.as_str())),
-            DataElement::new(TYPE_OF_PATIENT_ID, VR::CS, PrimitiveValue::from("TEXT")),
-        ]));
-    }
-    obj.put(DataElement::new(PATIENT_ID, VR::LO, PrimitiveValue::from(to.patient_id.as_str())));
-    obj.put(DataElement::new(ISSUER, VR::LO, PrimitiveValue::from(to.issuer.as_str())));
-    obj.put(DataElement::new(OTHER_PATIENT_IDS_SEQUENCE, VR::SQ, DataSetSequence::from(items)));
-    let mut out = Vec::new();
-    obj.write_all(&mut out).map_err(|e| e.to_string())?;
-    Ok(out)
-}
-
 impl Federation {
     /// Sends a study to `dest`'s PACS under the patient's identity there
     /// (fetching it first if radhub holds no copy). Logged with who asked.
@@ -112,7 +84,7 @@ impl Federation {
         let files: Vec<(String, Vec<u8>)> = tokio::task::spawn_blocking(move || -> Result<_, SendError> {
             let mut out = Vec::new();
             for rec in hub.index.instances_of(&uid, None)? {
-                let bytes = hub.file(&rec.sop_uid).map_err(|e| SendError::Store(e.to_string()))?;
+                let bytes = hub.served_file(&rec.sop_uid).map_err(|e| SendError::Store(e.to_string()))?;
                 let bytes = bytes.ok_or_else(|| SendError::Store(format!("the file of {} is missing", rec.sop_uid)))?;
                 let out_bytes = if from == to_ { bytes } else { coerce(&bytes, &from, &to_).map_err(|e| SendError::Store(format!("{}: {e}", rec.sop_uid)))? };
                 out.push((rec.sop_uid, out_bytes));

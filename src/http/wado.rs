@@ -167,6 +167,70 @@ fn read(hub: &Hub, uid: &str) -> Result<Vec<u8>, Problem> {
     hub.file(uid).map_err(|e| Problem::internal("reading an instance", e))?.ok_or_else(|| Problem::internal("reading an instance", "file missing"))
 }
 
+/// `read`, as served: restated to the identity the index holds now.
+fn read_served(hub: &Hub, rec: &InstanceRecord) -> Result<Vec<u8>, Problem> {
+    hub.served(&rec.study_uid, read(hub, &rec.sop_uid)?).map_err(|e| Problem::internal("reading an instance", e))
+}
+
+/// What an entity tag of a study's instance adds when its files are served
+/// restated: the identity they carry, so that a change of it is a new tag.
+fn identity_salt(hub: &Hub, study_uid: &str) -> Result<String, Problem> {
+    if !hub.index.restated(study_uid)? {
+        return Ok(String::new());
+    }
+    Ok(hub
+        .index
+        .study(study_uid)?
+        .map(|s| format!("|{}|{}|{}|{}|{}", s.patient, s.patient_name, s.patient_birth_date, s.patient_sex, s.patient.issuer))
+        .unwrap_or_default())
+}
+
+/// A metadata answer (a JSON array of instances) with each instance's
+/// patient attributes those the index holds now, when the study's files
+/// are served restated.
+fn restated_metadata(hub: &Hub, study_uid: &str, body: Bytes) -> Result<Bytes, Problem> {
+    if !hub.index.restated(study_uid)? {
+        return Ok(body);
+    }
+    let Some(s) = hub.index.study(study_uid)? else { return Ok(body) };
+    let fail = |e: serde_json::Error| Problem::internal("restating metadata", e);
+    let mut all: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&body).map_err(fail)?;
+    let first = |o: &serde_json::Map<String, serde_json::Value>, tag: &str| o.get(tag).and_then(|a| a["Value"][0].as_str()).unwrap_or("").to_owned();
+    for o in &mut all {
+        // The ID the file had stays among Other Patient IDs, as in the file served.
+        let (sent, sent_issuer) = (first(o, "00100020"), first(o, "00100021"));
+        if !sent.is_empty() && sent != s.patient.patient_id {
+            let item = serde_json::json!({
+                "00100020": {"vr": "LO", "Value": [sent]},
+                "00100021": {"vr": "LO", "Value": [sent_issuer]},
+                "00100022": {"vr": "CS", "Value": ["TEXT"]},
+            });
+            let seq = o.entry("00101002").or_insert_with(|| serde_json::json!({"vr": "SQ", "Value": []}));
+            if let Some(items) = seq.get_mut("Value").and_then(|v| v.as_array_mut()) {
+                if !items.iter().any(|i| i["00100020"]["Value"][0].as_str() == Some(sent.as_str())) {
+                    items.push(item);
+                }
+            } else {
+                seq["Value"] = serde_json::json!([item]);
+            }
+        }
+        let mut set = |tag: &str, vr: &str, v: serde_json::Value| {
+            o.insert(tag.to_owned(), serde_json::json!({"vr": vr, "Value": [v]}));
+        };
+        set("00100020", "LO", s.patient.patient_id.clone().into());
+        set("00100021", "LO", s.patient.issuer.clone().into());
+        for (tag, vr, v) in [("00100030", "DA", &s.patient_birth_date), ("00100040", "CS", &s.patient_sex)] {
+            if !v.is_empty() {
+                set(tag, vr, v.clone().into());
+            }
+        }
+        if !s.patient_name.is_empty() {
+            set("00100010", "PN", serde_json::json!({"Alphabetic": s.patient_name}));
+        }
+    }
+    serde_json::to_vec(&all).map(Bytes::from).map_err(fail)
+}
+
 /// The transfer syntax a retrieve asks instances in.
 #[derive(Clone, Debug, PartialEq)]
 enum Wanted {
@@ -274,9 +338,9 @@ async fn retrieve(State(state): State<S>, Extension(who): Extension<Principal>, 
     let st = state.clone();
     let (study, series) = (p.get("study").to_owned(), p.get("series").to_owned());
     let one = !p.get("instance").is_empty();
-    let mut list = tokio::task::spawn_blocking(move || instances(&st.hub, &p)).await??;
-    // One instance held here is immutable; a study or series grows.
-    let etag = list.first().filter(|r| one && r.local).map(|r| entity_tag(&r.content_hash, &format!("{}|{}", target(&uri), wanted.tag())));
+    let (mut list, salt) = tokio::task::spawn_blocking(move || Ok::<_, Problem>((instances(&st.hub, &p)?, identity_salt(&st.hub, p.get("study"))?))).await??;
+    // One instance held here is immutable (but for its identity, in the salt); a study or series grows.
+    let etag = list.first().filter(|r| one && r.local).map(|r| entity_tag(&r.content_hash, &format!("{}|{}{salt}", target(&uri), wanted.tag())));
     if let Some(tag) = etag.as_deref().filter(|t| none_match(&headers, t)) {
         return Ok(not_modified(tag, IMMUTABLE));
     }
@@ -438,11 +502,16 @@ impl PartSource {
 fn part_source(hub: &Hub, rec: &InstanceRecord, syntax: Option<&str>) -> Result<(PartSource, String), (Option<String>, String)> {
     match syntax {
         Some(ts) if ts != rec.transfer_syntax => {
-            let bytes = read(hub, &rec.sop_uid).map_err(|p| (None, p.to_string()))?;
+            let bytes = read_served(hub, rec).map_err(|p| (None, p.to_string()))?;
             // Little endian native pixel data keeps its bytes; the rest is decoded.
             let native_le = matches!(rec.transfer_syntax.as_str(), scan::TS_IMPLICIT_LE | scan::TS_EXPLICIT_LE | scan::TS_DEFLATED);
             let out = reencode(&bytes, ts, rec.has_pixel_data && !native_le).map_err(|e| (Some(ts.to_owned()), e))?;
             Ok((PartSource::Bytes(Some(out)), ts.to_owned()))
+        }
+        // Files whose identity changed since are served restated, whole.
+        _ if hub.index.restated(&rec.study_uid).map_err(|e| (None, e.to_string()))? => {
+            let bytes = read_served(hub, rec).map_err(|p| (None, p.to_string()))?;
+            Ok((PartSource::Bytes(Some(bytes)), rec.transfer_syntax.clone()))
         }
         _ => {
             let r = hub.file_reader(&rec.sop_uid).map_err(|e| (None, e.to_string()))?.ok_or((None, "file missing".to_owned()))?;
@@ -482,18 +551,18 @@ async fn metadata(State(state): State<S>, p: Params, headers: HeaderMap) -> Resu
         if !p.get("instance").is_empty() {
             let rec = instances(&state.hub, &p)?.remove(0);
             let one = instance_metadata(&state.hub, &state.meta_cache, &rec, &base)?.ok_or_else(|| Problem::not_found("the instance is still being stored"))?;
-            return Ok(Bytes::from(format!("[{one}]")));
+            return restated_metadata(&state.hub, &rec.study_uid, Bytes::from(format!("[{one}]")));
         }
         let study = state.hub.index.study(study)?.ok_or_else(|| Problem::not_found("no such study"))?;
         if !series.is_empty() {
-            return series_metadata(&state, &study, series, &base, fresh);
+            return restated_metadata(&state.hub, &study.uid, series_metadata(&state, &study, series, &base, fresh)?);
         }
         let mut all = state.hub.index.series_of(&study.uid)?;
         sort_series(&mut all);
         let parts = all.iter().map(|s| series_metadata(&state, &study, &s.uid, &base, fresh)).collect::<Result<Vec<Bytes>, Problem>>()?;
         // Each part is a JSON array: join their contents.
         let inner: Vec<&[u8]> = parts.iter().filter(|b| b.len() > 2).map(|b| &b[1..b.len() - 1]).collect();
-        Ok::<_, Problem>(Bytes::from([b"[".as_slice(), &inner.join(b",".as_slice()), b"]"].concat()))
+        restated_metadata(&state.hub, &study.uid, Bytes::from([b"[".as_slice(), &inner.join(b",".as_slice()), b"]"].concat()))
     })
     .await??;
     Ok(([(header::CONTENT_TYPE, "application/dicom+json")], body).into_response())

@@ -123,6 +123,7 @@ fn restate(t: &mut Txn<'_>, uid: &str, p: &PatientRecord) -> Result<Option<Study
     s.patient_sex = p.sex.clone();
     if s != old {
         put_study(t, Some(&old), Some(&s))?;
+        t.put_raw(key(keys::RESTATED, &[uid]), Vec::new());
     }
     Ok(Some(s))
 }

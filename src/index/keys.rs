@@ -45,6 +45,10 @@ pub const REJECTED: u8 = b'J';
 /// SOP Instance UID → an arrival held for an admin (it names another
 /// patient than its study's): its file kept, filed under no one.
 pub const HELD: u8 = b'H';
+/// Study Instance UID → (): its patient identity changed after some of its
+/// files arrived (a merge, a new ID, new demographics), so they are served
+/// restated (`dicom::coerce::restate`).
+pub const RESTATED: u8 = b'X';
 
 pub const SEP: u8 = 0;
 

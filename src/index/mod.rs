@@ -177,6 +177,9 @@ pub trait Index: Send + Sync {
     /// Notes that a rejected instance's file was deleted. Durable on return.
     fn mark_deleted(&self, sop_uid: &str) -> Result<()>;
 
+    /// Whether some file of the study names another identity than the
+    /// index holds for it now (served restated).
+    fn restated(&self, study_uid: &str) -> Result<bool>;
     /// Holds an arrival for an admin (`held`). Durable after `sync`.
     fn hold(&self, c: &HeldConflict) -> Result<()>;
     fn held(&self, sop_uid: &str) -> Result<Option<HeldConflict>>;

@@ -399,6 +399,10 @@ impl Index for SledIndex {
         self.sync()
     }
 
+    fn restated(&self, study_uid: &str) -> Result<bool> {
+        Ok(self.tree.contains_key(key(keys::RESTATED, &[study_uid]))?)
+    }
+
     fn hold(&self, c: &HeldConflict) -> Result<()> {
         self.apply(|t| {
             t.put(held_key(&c.meta.sop_uid), c);

@@ -182,6 +182,15 @@ impl SledIndex {
             if old_patient.is_some() && was != (patient.name.clone(), patient.birth_date.clone(), patient.sex.clone()) {
                 identity::restate_all(t, &patient, &m.study_uid)?;
             }
+            // This file says otherwise than the record it is filed under: served restated.
+            let differs = |now: &str, sent: &str| !now.is_empty() && now != sent;
+            if pkey.patient_id != m.patient_id
+                || differs(&patient.name, &m.patient_name)
+                || differs(&patient.birth_date, &m.patient_birth_date)
+                || differs(&patient.sex, &m.patient_sex)
+            {
+                t.put_raw(key(keys::RESTATED, &[&m.study_uid]), Vec::new());
+            }
         }
 
         put_study(t, old_study.as_ref(), Some(&study))?;
