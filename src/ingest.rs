@@ -214,6 +214,7 @@ impl Hub {
         if meta.nhs_number.is_none() && sites::find(&filing.site).is_some_and(|s| s.nhs_patient_ids) {
             meta.nhs_number = crate::nhs::normalise(&meta.patient_id);
         }
+        meta.accession_issuer = sites::accession_issuer(&filing.site, &meta.accession_issuer);
         meta.site = filing.site;
         meta.issuer = filing.issuer;
         meta.file_size = bytes.len() as u64;

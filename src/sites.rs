@@ -13,6 +13,7 @@
 //! site's issuer, is filed under the quarantine site for an admin to
 //! review, never into a trust's records.
 
+use crate::index::model::AccessionIssuer;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -70,6 +71,14 @@ pub struct Site {
     /// `ae_title`, `host`, `port`), not allowed to call unless also callers.
     #[serde(default, rename = "destination")]
     pub destinations: Vec<DestinationAe>,
+    /// Who issues the site's accession numbers, as its RIS and PACS write
+    /// them in Issuer of Accession Number Sequence: Local Namespace Entity
+    /// ID (default: the site code) and, optionally, a Universal Entity ID
+    /// (an ISO OID). Data naming no issuer is filed under this one.
+    #[serde(default)]
+    pub accession_issuer: Option<String>,
+    #[serde(default)]
+    pub accession_issuer_uid: Option<String>,
 }
 
 /// An AE allowed to call from the hosts and networks of `from` (CIDR).
@@ -93,6 +102,39 @@ impl Site {
     /// The site's PACS as (AE title, host, port), if configured.
     pub fn pacs(&self) -> Option<(&str, &str, u16)> {
         Some((self.ae_title.as_deref()?, self.host.as_deref()?, self.port?))
+    }
+
+    /// The issuer of the site's own accession numbers.
+    pub fn accession_issuer(&self) -> AccessionIssuer {
+        AccessionIssuer {
+            local: self.accession_issuer.clone().unwrap_or_else(|| self.code.clone()),
+            universal: self.accession_issuer_uid.clone().unwrap_or_default(),
+            universal_type: if self.accession_issuer_uid.is_some() { "ISO".into() } else { String::new() },
+        }
+    }
+
+    /// Whether an accession number of `issuer` is one of the site's own
+    /// (and so can be the site's order): the same local namespace, or the
+    /// same universal ID when both have one. Never by number alone.
+    pub fn issues(&self, issuer: &AccessionIssuer) -> bool {
+        let own = self.accession_issuer();
+        (!own.universal.is_empty() && own.universal == issuer.universal) || (!issuer.local.is_empty() && own.local == issuer.local)
+    }
+}
+
+/// Whether an accession number of `issuer` at `site` is the site's own,
+/// so that its RIS's order of that number can be this study's. Another
+/// authority's number (a study imported from elsewhere) never is.
+pub fn own_accession(site: &str, issuer: &AccessionIssuer) -> bool {
+    find(site).is_some_and(|s| s.issues(issuer))
+}
+
+/// The issuer an arrival's accession number is filed under at `site`: the
+/// data's own when it names one, else the site's (none for quarantine).
+pub fn accession_issuer(site: &str, given: &AccessionIssuer) -> AccessionIssuer {
+    match find(site) {
+        Some(s) if given.is_empty() => s.accession_issuer(),
+        _ => given.clone(),
     }
 }
 
@@ -135,6 +177,8 @@ pub fn defaults() -> Vec<Site> {
         worklist: crate::worklist::Rule::Arrivals,
         callers: Vec::new(),
         destinations: Vec::new(),
+        accession_issuer: None,
+        accession_issuer_uid: None,
     };
     vec![site("RBD", "Dorset County Hospital", "RBD"), site("RD3", "Poole Hospital", "RD3"), site("R0D", "Royal Bournemouth and Christchurch Hospitals", "R0D")]
 }
@@ -165,6 +209,18 @@ fn check(sites: &[Site]) -> Result<(), SitesError> {
         }
         if sites[..i].iter().any(|o| o.code == s.code) {
             return bad(format!("site {} is configured twice", s.code));
+        }
+        for v in [&s.accession_issuer, &s.accession_issuer_uid].into_iter().flatten() {
+            if v.trim().is_empty() || v.len() > 64 {
+                return bad(format!("site {}: an accession issuer is 1 to 64 characters", s.code));
+            }
+        }
+        if s.accession_issuer_uid.as_deref().is_some_and(|u| !u.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))) {
+            return bad(format!("site {}: accession_issuer_uid is an ISO OID (digits and dots)", s.code));
+        }
+        let own = s.accession_issuer();
+        if sites[..i].iter().any(|o| o.accession_issuer().local == own.local) {
+            return bad(format!("site {}: its accession issuer {} is another site's too", s.code, own.local));
         }
         let any = s.ae_title.is_some() || s.host.is_some() || s.port.is_some();
         if any && s.pacs().is_none() {
@@ -300,6 +356,25 @@ pub fn issuer_of(site: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_accession_is_the_sites_own_only_under_its_issuer() {
+        let mut s = defaults().remove(0);
+        let given = |local: &str, universal: &str| AccessionIssuer { local: local.into(), universal: universal.into(), universal_type: String::new() };
+        assert_eq!(accession_issuer("RBD", &AccessionIssuer::default()).local, "RBD", "none named: the site's");
+        assert_eq!(accession_issuer("RBD", &given("TELE", "")).local, "TELE", "named: kept");
+        assert!(accession_issuer(QUARANTINE, &AccessionIssuer::default()).is_empty());
+        assert!(s.issues(&given("RBD", "")) && !s.issues(&given("TELE", "")) && !s.issues(&given("", "")));
+        s.accession_issuer_uid = Some("1.2.3".into());
+        assert!(s.issues(&given("", "1.2.3")) && !s.issues(&given("", "1.2.4")));
+        // Two sites under one accession issuer would meet each other's orders.
+        let mut two = defaults();
+        two[1].accession_issuer = Some("RBD".into());
+        assert!(check(&two).is_err());
+        two[1].accession_issuer = None;
+        two[1].accession_issuer_uid = Some("1.2.x".into());
+        assert!(check(&two).is_err());
+    }
 
     #[test]
     fn the_site_comes_from_configuration_never_the_data() {

@@ -258,6 +258,10 @@ pub struct Worklist {
     rows: std::sync::Mutex<Option<Arc<Rows>>>,
 }
 
+fn own_accession(s: &StudyRecord) -> bool {
+    crate::sites::own_accession(&s.site, &s.accession_issuer)
+}
+
 /// What the worklist reads of the index (the hub's, in the server).
 pub trait IndexLookup: Send + Sync {
     fn study(&self, uid: &str) -> Result<Option<StudyRecord>, crate::index::IndexError>;
@@ -273,7 +277,7 @@ impl IndexLookup for crate::ingest::Hub {
 
     fn by_accession(&self, site: &str, accession: &str) -> Result<Vec<StudyRecord>, crate::index::IndexError> {
         let f = StudyFilter { accession: Some(accession.to_owned()), site: Some(site.to_owned()), ..Default::default() };
-        self.index.find_studies(&f).filter(|s| s.as_ref().map_or(true, |s| s.site == site && s.accession_number == accession)).collect()
+        self.index.find_studies(&f).filter(|s| s.as_ref().map_or(true, |s| s.site == site && s.accession_number == accession && own_accession(s))).collect()
     }
 
     fn body_parts(&self, uid: &str) -> Result<BTreeSet<String>, crate::index::IndexError> {
@@ -368,7 +372,7 @@ impl Worklist {
     /// the study, never a match).
     fn order_for(&self, s: &StudyRecord) -> Result<Option<Order>, WorklistError> {
         let acc = s.accession_number.trim();
-        if acc.is_empty() {
+        if acc.is_empty() || !own_accession(s) {
             return Ok(None);
         }
         Ok(self.orders.get(&s.site, acc)?.filter(|o| o.patient_id == s.patient.patient_id && o.issuer == s.patient.issuer))
@@ -719,7 +723,7 @@ mod tests {
             Ok(self.0.lock().unwrap().iter().find(|s| s.uid == uid).cloned())
         }
         fn by_accession(&self, site: &str, accession: &str) -> Result<Vec<StudyRecord>, crate::index::IndexError> {
-            Ok(self.0.lock().unwrap().iter().filter(|s| s.site == site && s.accession_number == accession).cloned().collect())
+            Ok(self.0.lock().unwrap().iter().filter(|s| s.site == site && s.accession_number == accession && own_accession(s)).cloned().collect())
         }
         fn body_parts(&self, _: &str) -> Result<BTreeSet<String>, crate::index::IndexError> {
             Ok(["HEAD".to_owned()].into())
@@ -740,6 +744,7 @@ mod tests {
             date: String::new(),
             time: String::new(),
             accession_number: acc.into(),
+            accession_issuer: crate::index::model::AccessionIssuer { local: site.into(), ..Default::default() },
             study_id: String::new(),
             referring_physician_name: String::new(),
             description: String::new(),

@@ -118,3 +118,119 @@ fn a_ris_order_reaches_the_worklist_and_its_study() {
     assert_eq!(send(hl7, out.path(), &[orm("RBD", "M8", "CA", pid, acc, "S", "Fall")])[0][0], "AA");
     assert!(!listed(uid), "a cancelled order's study stayed on the worklist");
 }
+
+/// A one-instance study of Dorset County's patient D7 with accession
+/// `acc`, naming `issuer` (Local Namespace Entity ID, Universal Entity ID)
+/// in Issuer of Accession Number Sequence, or no issuer.
+fn study_with_accession(dir: &std::path::Path, n: u32, acc: &str, issuer: Option<(&str, &str)>) -> String {
+    use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+    let mut obj = dicom_object::open_file(support::pydicom_data().join("test_files/CT_small.dcm")).unwrap();
+    let study = format!("1.2.826.0.1.3680043.8.498.9.{n}");
+    let put = |obj: &mut dicom_object::DefaultDicomObject, t: Tag, vr: VR, v: &str| obj.put(DataElement::new(t, vr, PrimitiveValue::from(v)));
+    put(&mut obj, Tag(0x0010, 0x0020), VR::LO, "D7");
+    obj.remove_element(Tag(0x0010, 0x0021));
+    put(&mut obj, Tag(0x0008, 0x0050), VR::SH, acc);
+    put(&mut obj, Tag(0x0020, 0x000D), VR::UI, &study);
+    put(&mut obj, Tag(0x0020, 0x000E), VR::UI, &format!("{study}.1"));
+    put(&mut obj, Tag(0x0008, 0x0018), VR::UI, &format!("{study}.1.1"));
+    if let Some((local, universal)) = issuer {
+        let mut item = dicom_object::InMemDicomObject::new_empty();
+        item.put(DataElement::new(Tag(0x0040, 0x0031), VR::UT, PrimitiveValue::from(local)));
+        if !universal.is_empty() {
+            item.put(DataElement::new(Tag(0x0040, 0x0032), VR::UT, PrimitiveValue::from(universal)));
+            item.put(DataElement::new(Tag(0x0040, 0x0033), VR::CS, PrimitiveValue::from("ISO")));
+        }
+        obj.put(DataElement::new(Tag(0x0008, 0x0051), VR::SQ, dicom_core::value::DataSetSequence::from(vec![item])));
+    }
+    obj.update_meta(|m| m.media_storage_sop_instance_uid = format!("{study}.1.1"));
+    obj.write_to_file(dir.join(format!("{n}.dcm"))).unwrap();
+    study
+}
+
+/// findscu at STUDY level by accession (`-X`: the answers as files): each
+/// answer's Study Instance UID and its issuer's Local Namespace Entity ID.
+fn findscu_accession(server: &Server, keys: &[&str]) -> Vec<(String, String)> {
+    use dicom_core::Tag;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = support::dcmtk("findscu");
+    c.args(["-S", "-X", "-aet", "DCH_PACS", "-aec", "RADHUB", "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID", "-od"]).arg(dir.path());
+    for k in keys {
+        c.args(["-k", k]);
+    }
+    let (ok, out) = support::output(c.args(["127.0.0.1", &server.port.to_string()]));
+    assert!(ok, "findscu: {out}");
+    let mut got: Vec<(String, String)> = support::walk(dir.path())
+        .iter()
+        .map(|f| {
+            let o = dicom_object::open_file(f).unwrap();
+            let text = |o: &dicom_object::InMemDicomObject, t: Tag| {
+                o.element(t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_owned()).unwrap_or_default()
+            };
+            let issuer =
+                o.element(Tag(0x0008, 0x0051)).ok().and_then(|e| e.items()).and_then(<[_]>::first).map(|i| text(i, Tag(0x0040, 0x0031))).unwrap_or_default();
+            (text(&o, Tag(0x0020, 0x000D)), issuer)
+        })
+        .collect();
+    got.sort();
+    got
+}
+
+#[test]
+fn an_accession_number_is_its_issuers_and_only_the_sites_own_meet_its_orders() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let rbd = files.path().join("RBD");
+    std::fs::create_dir_all(&rbd).unwrap();
+    // Dorset County's own study (no issuer in the data: the site's), and one a
+    // teleradiology service numbered the same (issuer TELE), both of patient D7.
+    let own = study_with_accession(&rbd, 1, "ACC77", None);
+    let tele = study_with_accession(&rbd, 2, "ACC77", Some(("TELE", "")));
+    let named = study_with_accession(&rbd, 3, "ACC78", Some(("RBD", "1.2.826.0.1.3680043.9.7")));
+    support::run(data.path(), &["import", "--site-folders", files.path().to_str().unwrap()]);
+    let rad = user_token(data.path(), "rad1", "radiologist");
+    let hl7 = free_port();
+    let server = Server::start_in(data, &["--peer", "DCH_PACS@127.0.0.1:0=RBD", "--hl7-bind", &format!("127.0.0.1:{hl7}")]);
+    let base = server.http();
+
+    // C-FIND: the issuer returned with each accession, and matched (sequence matching).
+    let seq = "IssuerOfAccessionNumberSequence[0].LocalNamespaceEntityID";
+    let both = findscu_accession(&server, &["AccessionNumber=ACC77", seq]);
+    let mut want = vec![(own.clone(), "RBD".to_owned()), (tele.clone(), "TELE".to_owned())];
+    want.sort();
+    assert_eq!(both, want, "the site's default issuer for data naming none; the data's own otherwise");
+    assert_eq!(findscu_accession(&server, &["AccessionNumber=ACC77", &format!("{seq}=TELE")]), vec![(tele.clone(), "TELE".to_owned())]);
+    assert_eq!(findscu_accession(&server, &["AccessionNumber=ACC77", &format!("{seq}=RBD")]), vec![(own.clone(), "RBD".to_owned())]);
+    assert_eq!(findscu_accession(&server, &[&format!("{seq}=NOBODY")]), vec![]);
+
+    // QIDO-RS: returned by default with the accession number, matched as Sequence.Attribute.
+    let qido = |q: &str| get(&base, &format!("/dicom-web/studies?{q}"), &rad);
+    let r = qido("AccessionNumber=ACC77&IssuerOfAccessionNumberSequence.LocalNamespaceEntityID=TELE");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v[0]["0020000D"]["Value"][0], tele.as_str());
+    assert_eq!(v[0]["00080051"]["Value"][0]["00400031"]["Value"][0], "TELE", "{v}");
+    let v = qido("AccessionNumber=ACC78").json();
+    assert_eq!(v[0]["0020000D"]["Value"][0], named.as_str());
+    let item = &v[0]["00080051"]["Value"][0];
+    assert_eq!(
+        (item["00400031"]["Value"][0].as_str(), item["00400032"]["Value"][0].as_str(), item["00400033"]["Value"][0].as_str()),
+        (Some("RBD"), Some("1.2.826.0.1.3680043.9.7"), Some("ISO")),
+        "{v}"
+    );
+    assert_eq!(qido("00080051.00400031=RBD&AccessionNumber=ACC7*").json().as_array().map(Vec::len), Some(2), "by tag: the site's two");
+    for bad in ["00101002.00100020=D7", "LocalNamespaceEntityID=TELE"] {
+        let r = qido(bad);
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+
+    // The site's RIS orders ACC77: its own study meets the order, never the teleradiology one.
+    let out = tempfile::tempdir().unwrap();
+    let acks = send(hl7, out.path(), &[orm("RBD", "M1", "NW", "D7", "ACC77", "S", "Headache")]);
+    assert_eq!(acks[0][0], "AA", "{acks:?}");
+    let orders = get(&base, "/api/orders", &rad).json();
+    assert_eq!(orders[0]["study"].as_str(), Some(own.as_str()), "{orders}");
+    assert_eq!(get(&base, &format!("/api/studies/{own}"), &rad).json()["order"]["priority"], "S");
+    let t = get(&base, &format!("/api/studies/{tele}"), &rad).json();
+    assert_eq!((t["order"].clone(), t["accession_issuer"].as_str()), (Value::Null, Some("TELE")), "{t}");
+}

@@ -3,7 +3,7 @@
 use super::scan::{self, Scanned};
 use super::text::{self, ascii, decode};
 use super::ScanError;
-use crate::index::model::{InstanceMeta, OtherId};
+use crate::index::model::{AccessionIssuer, InstanceMeta, OtherId};
 
 mod tag {
     pub const SPECIFIC_CHARACTER_SET: u32 = 0x0008_0005;
@@ -14,6 +14,10 @@ mod tag {
     pub const STUDY_TIME: u32 = 0x0008_0030;
     pub const SERIES_TIME: u32 = 0x0008_0031;
     pub const ACCESSION_NUMBER: u32 = 0x0008_0050;
+    pub const ISSUER_OF_ACCESSION_NUMBER_SEQUENCE: u32 = 0x0008_0051;
+    pub const LOCAL_NAMESPACE_ENTITY_ID: u32 = 0x0040_0031;
+    pub const UNIVERSAL_ENTITY_ID: u32 = 0x0040_0032;
+    pub const UNIVERSAL_ENTITY_ID_TYPE: u32 = 0x0040_0033;
     pub const MODALITY: u32 = 0x0008_0060;
     pub const INSTITUTION_NAME: u32 = 0x0008_0080;
     pub const REFERRING_PHYSICIAN_NAME: u32 = 0x0008_0090;
@@ -60,7 +64,7 @@ pub fn nhs_number(other: &[OtherId], patient_id: &str, issuer: &str) -> Option<S
 /// Scans `bytes` and extracts the indexed attributes. Arrival facts (site,
 /// size, hash, time) are left for the caller.
 pub fn read_meta(bytes: &[u8]) -> Result<InstanceMeta, ScanError> {
-    let s = scan::scan(bytes, &[tag::OTHER_PATIENT_IDS_SEQUENCE])?;
+    let s = scan::scan(bytes, &[tag::OTHER_PATIENT_IDS_SEQUENCE, tag::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE])?;
     // Whoever later sizes buffers from the header (render, transcode) can trust it.
     s.check_native_pixel_data()?;
     let cs = text::charset(s.get(tag::SPECIFIC_CHARACTER_SET));
@@ -95,6 +99,7 @@ pub fn read_meta(bytes: &[u8]) -> Result<InstanceMeta, ScanError> {
         study_date: da(tag::STUDY_DATE, "Study Date"),
         study_time: tm(tag::STUDY_TIME, "Study Time"),
         accession_number: t(tag::ACCESSION_NUMBER),
+        accession_issuer: accession_issuer(&s, &cs),
         study_id: t(tag::STUDY_ID),
         referring_physician_name: t(tag::REFERRING_PHYSICIAN_NAME),
         study_description: t(tag::STUDY_DESCRIPTION),
@@ -207,6 +212,20 @@ fn other_ids(s: &Scanned<'_>, cs: &dicom_encoding::text::SpecificCharacterSet) -
         }
     }
     out.retain(|o| !o.id.is_empty());
+    out
+}
+
+/// The first item of Issuer of Accession Number Sequence (one item, PS3.3 10.14).
+fn accession_issuer(s: &Scanned<'_>, cs: &dicom_encoding::text::SpecificCharacterSet) -> AccessionIssuer {
+    let mut out = AccessionIssuer::default();
+    for (_, tag, value) in s.nested_values(tag::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE).filter(|(item, _, _)| *item == 0) {
+        match tag {
+            tag::LOCAL_NAMESPACE_ENTITY_ID => out.local = decode(cs, value),
+            tag::UNIVERSAL_ENTITY_ID => out.universal = decode(cs, value),
+            tag::UNIVERSAL_ENTITY_ID_TYPE => out.universal_type = ascii(value),
+            _ => {}
+        }
+    }
     out
 }
 

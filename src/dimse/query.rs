@@ -9,14 +9,28 @@ use dicom_object::InMemDicomObject;
 use crate::query::rows::{tags, Row};
 use crate::query::Key;
 
-/// The keys of an identifier, sequences aside (radhub does not match on
-/// sequence items).
+/// The keys of an identifier. Of sequences, Issuer of Accession Number
+/// Sequence is matched (its item's attributes as keys; an empty sequence
+/// asks for all three); other sequences are not matched on.
 pub fn keys(identifier: &InMemDicomObject) -> Vec<Key> {
-    identifier
+    let key = |e: &DataElement<InMemDicomObject>| Key {
+        tag: e.tag(),
+        vr: e.vr(),
+        value: e.to_str().map(|s| s.trim_matches([' ', '\0']).to_owned()).unwrap_or_default(),
+    };
+    let mut out: Vec<Key> = identifier
         .iter()
         .filter(|e| e.vr() != VR::SQ && e.tag() != tags::SPECIFIC_CHARACTER_SET && e.tag() != tags::QUERY_RETRIEVE_LEVEL)
-        .map(|e| Key { tag: e.tag(), vr: e.vr(), value: e.to_str().map(|s| s.trim_matches([' ', '\0']).to_owned()).unwrap_or_default() })
-        .collect()
+        .filter(|e| !tags::ACCESSION_ISSUER_ITEM.contains(&e.tag()))
+        .map(key)
+        .collect();
+    if let Ok(seq) = identifier.element(tags::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE) {
+        match seq.items().and_then(<[_]>::first) {
+            Some(item) => out.extend(item.iter().filter(|e| tags::ACCESSION_ISSUER_ITEM.contains(&e.tag())).map(key)),
+            None => out.extend(tags::ACCESSION_ISSUER_ITEM.iter().map(|&tag| Key { tag, vr: VR::UT, value: String::new() })),
+        }
+    }
+    out
 }
 
 /// The response identifier for a matching row: every requested key, with
@@ -27,7 +41,16 @@ pub fn keys(identifier: &InMemDicomObject) -> Vec<Key> {
 pub fn response(keys: &[Key], row: &Row, level: &str, retrieve_ae: &str, charset: Option<&str>) -> InMemDicomObject {
     let mut o = InMemDicomObject::new_empty();
     let mut texts: Vec<String> = Vec::new();
+    let mut issuer: Option<InMemDicomObject> = None;
     for k in keys {
+        if tags::ACCESSION_ISSUER_ITEM.contains(&k.tag) {
+            let v = row.get(&k.tag).cloned().unwrap_or_default();
+            if !v.is_ascii() {
+                texts.push(v.clone());
+            }
+            issuer.get_or_insert_with(InMemDicomObject::new_empty).put(DataElement::new(k.tag, k.vr, primitive(k.vr, v)));
+            continue;
+        }
         let v = match k.tag {
             tags::RETRIEVE_AE_TITLE => retrieve_ae.to_owned(),
             tags::INSTANCE_AVAILABILITY => row.get(&k.tag).cloned().unwrap_or_else(|| "ONLINE".to_owned()),
@@ -45,6 +68,9 @@ pub fn response(keys: &[Key], row: &Row, level: &str, retrieve_ae: &str, charset
             texts.push(issuer.clone());
         }
         o.put(DataElement::new(tags::ISSUER_OF_PATIENT_ID, VR::LO, primitive(VR::LO, issuer)));
+    }
+    if let Some(item) = issuer {
+        o.put(DataElement::new(tags::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE, VR::SQ, dicom_core::value::DataSetSequence::from(vec![item])));
     }
     o.put(DataElement::new(tags::QUERY_RETRIEVE_LEVEL, VR::CS, PrimitiveValue::from(level)));
     if let Some(cs) = answer_charset(charset, &texts) {
@@ -95,6 +121,7 @@ pub fn supported(level: pacs_gateway::Level, tag: dicom_core::Tag) -> bool {
         tags::STUDY_DATE,
         tags::STUDY_TIME,
         tags::ACCESSION_NUMBER,
+        tags::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE,
         tags::STUDY_ID,
         tags::REFERRING_PHYSICIAN_NAME,
         tags::STUDY_DESCRIPTION,
@@ -272,6 +299,34 @@ mod tests {
         assert_eq!(answer_charset(None, &[]), None);
         assert_eq!(answer_charset(Some("ISO 2022 IR 6\\ISO 2022 IR 87"), &[]).as_deref(), Some("ISO 2022 IR 6\\ISO 2022 IR 87"));
         assert_eq!(answer_charset(Some("ISO 2022 IR 100"), &zoe).as_deref(), Some(UTF8));
+    }
+
+    #[test]
+    fn issuer_of_accession_number_is_matched_and_answered_as_a_sequence() {
+        let item = |v: &str| InMemDicomObject::from_element_iter([DataElement::new(tags::LOCAL_NAMESPACE_ENTITY_ID, VR::UT, PrimitiveValue::from(v))]);
+        let mut id = one(tags::ACCESSION_NUMBER, VR::SH, "A1");
+        id.put(DataElement::new(tags::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE, VR::SQ, dicom_core::value::DataSetSequence::from(vec![item("TELE")])));
+        // A top-level Local Namespace Entity ID is not the accession's issuer.
+        id.put(DataElement::new(tags::LOCAL_NAMESPACE_ENTITY_ID, VR::UT, PrimitiveValue::from("X")));
+        let k = keys(&id);
+        assert_eq!(
+            k.iter().map(|k| (k.tag, k.value.as_str())).collect::<Vec<_>>(),
+            [(tags::ACCESSION_NUMBER, "A1"), (tags::LOCAL_NAMESPACE_ENTITY_ID, "TELE")]
+        );
+        let mut row = Row::new();
+        row.insert(tags::ACCESSION_NUMBER, "A1".into());
+        row.insert(tags::LOCAL_NAMESPACE_ENTITY_ID, "TELE".into());
+        assert!(crate::query::row_matches(&k, &row));
+        row.insert(tags::LOCAL_NAMESPACE_ENTITY_ID, "RBD".into());
+        assert!(!crate::query::row_matches(&k, &row), "the same number of another issuer");
+        let r = response(&k, &row, "STUDY", "RADHUB", None);
+        let seq = r.element(tags::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE).unwrap().items().unwrap();
+        assert_eq!(seq[0].element(tags::LOCAL_NAMESPACE_ENTITY_ID).unwrap().to_str().unwrap(), "RBD");
+        assert!(r.element(tags::LOCAL_NAMESPACE_ENTITY_ID).is_err(), "never at the top level");
+        // An empty sequence asks for the issuer.
+        let mut id = one(tags::ACCESSION_NUMBER, VR::SH, "");
+        id.put(DataElement::new(tags::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE, VR::SQ, dicom_core::value::DataSetSequence::<InMemDicomObject>::empty()));
+        assert_eq!(keys(&id).len(), 4);
     }
 
     #[test]

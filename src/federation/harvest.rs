@@ -272,6 +272,7 @@ pub(super) async fn read_study(fed: &Federation, site: &SiteRun, peer: &Peer, a:
         if let Some(why) = filing.quarantined {
             return Ok((refused(&a, why), None));
         }
+        a.meta.accession_issuer = sites::accession_issuer(&filing.site, &a.meta.accession_issuer);
         a.meta.site = filing.site;
         a.meta.issuer = filing.issuer;
         a.meta.held_at = Some(code.to_owned());

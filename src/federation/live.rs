@@ -69,6 +69,7 @@ impl Federation {
                 if filing.quarantined.is_some() {
                     continue;
                 }
+                a.meta.accession_issuer = crate::sites::accession_issuer(&filing.site, &a.meta.accession_issuer);
                 a.meta.site = filing.site;
                 a.meta.issuer = filing.issuer;
                 out.studies.push(LiveStudy { site: code.clone(), ae_title: run.peer().ae_title, study: a });

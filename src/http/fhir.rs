@@ -236,11 +236,25 @@ fn imaging_study(nhs: &str, s: &StudyRecord) -> Value {
     let site = site_display(&s.site);
     let mut identifier = vec![json!({"system": "urn:dicom:uid", "value": format!("urn:oid:{}", s.uid), "assigner": {"display": site}})];
     if !s.accession_number.trim().is_empty() {
-        identifier.push(json!({
+        // Whose number it is: the site's own, or the authority the data names.
+        let own = crate::sites::own_accession(&s.site, &s.accession_issuer);
+        let issuer = &s.accession_issuer;
+        let assigner = if own || issuer.is_empty() {
+            site.clone()
+        } else if issuer.local.is_empty() {
+            issuer.universal.clone()
+        } else {
+            issuer.local.clone()
+        };
+        let mut id = json!({
             "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]},
             "value": s.accession_number.trim(),
-            "assigner": {"display": site},
-        }));
+            "assigner": {"display": assigner},
+        });
+        if !issuer.universal.is_empty() && issuer.universal_type.eq_ignore_ascii_case("ISO") {
+            id["system"] = json!(format!("urn:oid:{}", issuer.universal));
+        }
+        identifier.push(id);
     }
     let mut v = json!({
         "resourceType": "ImagingStudy",

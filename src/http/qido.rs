@@ -32,6 +32,8 @@ const STUDY_DEFAULT: &[Tag] = &[
     tags::STUDY_DATE,
     tags::STUDY_TIME,
     tags::ACCESSION_NUMBER,
+    // An accession number is unique only within its issuer: always say which.
+    tags::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE,
     tags::INSTANCE_AVAILABILITY,
     tags::MODALITIES_IN_STUDY,
     tags::REFERRING_PHYSICIAN_NAME,
@@ -164,10 +166,22 @@ fn parse(q: &QueryPairs, level: Level, fixed: &[(Tag, &str)], with_parents: bool
                 }
             }
             _ => {
-                if k.contains('.') {
-                    return Err(Problem::bad_request(format!("{k}: matching on sequence attributes is not supported")));
-                }
-                let (tag, vr) = attribute(k).ok_or_else(|| Problem::bad_request(format!("unknown query parameter or attribute {k:?}")))?;
+                let (tag, vr) = match k.split_once('.') {
+                    // Sequence matching (PS3.18 8.3.4.1): the issuer of the accession number.
+                    Some((seq, item)) => match (attribute(seq), attribute(item)) {
+                        (Some((s, _)), Some((t, vr))) if s == tags::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE && tags::ACCESSION_ISSUER_ITEM.contains(&t) => (t, vr),
+                        _ => return Err(Problem::bad_request(format!("{k}: of sequence attributes only IssuerOfAccessionNumberSequence's are matched"))),
+                    },
+                    None => match attribute(k) {
+                        Some((t, _)) if tags::ACCESSION_ISSUER_ITEM.contains(&t) => {
+                            return Err(Problem::bad_request(format!(
+                                "{k} is an attribute of IssuerOfAccessionNumberSequence: name it as IssuerOfAccessionNumberSequence.{k}"
+                            )))
+                        }
+                        Some(a) => a,
+                        None => return Err(Problem::bad_request(format!("unknown query parameter or attribute {k:?}"))),
+                    },
+                };
                 let mut value = v.trim().to_owned();
                 if vr == VR::UI {
                     // A UID list: repeated keys or commas (PS3.18 8.3.4.1), as C-FIND's backslashes.
@@ -207,7 +221,7 @@ fn parse(q: &QueryPairs, level: Level, fixed: &[(Tag, &str)], with_parents: bool
             add(INSTANCE_ALL);
         }
     }
-    returned.extend(keys.iter().map(|k| k.tag));
+    returned.extend(keys.iter().map(|k| if tags::ACCESSION_ISSUER_ITEM.contains(&k.tag) { tags::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE } else { k.tag }));
     // Written apart: Specific Character Set when needed, RetrieveURL always.
     returned.remove(&tags::SPECIFIC_CHARACTER_SET);
     returned.remove(&Tag(0x0008, 0x1190));
@@ -226,6 +240,8 @@ async fn search(State(state): State<S>, q: QueryPairs, level: Level, fixed: &[(T
     let base = state.dicomweb_base();
     let st = state.clone();
     let live = req.live.then(|| req.keys.iter().map(|k| (k.tag, k.vr, k.value.clone())).collect::<Vec<_>>());
+    // What a site's PACS is not asked (the accession's issuer) is matched here.
+    let issuer_keys: Vec<Key> = req.keys.iter().filter(|k| tags::ACCESSION_ISSUER_ITEM.contains(&k.tag)).cloned().collect();
     let returned = req.returned.clone();
     let fuzzy = req.fuzzy;
     let (mut rows, more, held) = tokio::task::spawn_blocking(move || {
@@ -258,7 +274,11 @@ async fn search(State(state): State<S>, q: QueryPairs, level: Level, fixed: &[(T
             if !seen.insert(s.study.meta.study_uid.clone()) {
                 continue;
             }
-            rows.push(encode(&live_row(&s), &returned, &base));
+            let row = live_row(&s);
+            if !query::row_matches(&issuer_keys, &row) {
+                continue;
+            }
+            rows.push(encode(&row, &returned, &base));
             fed.learn(s);
         }
         for (site, why) in found.silent {
@@ -297,6 +317,9 @@ fn live_row(s: &crate::federation::live::LiveStudy) -> Row {
         (tags::INSTITUTION_NAME, &m.institution_name),
         (tags::MODALITIES_IN_STUDY, &s.study.modalities),
         (tags::RETRIEVE_AE_TITLE, &s.ae_title),
+        (tags::LOCAL_NAMESPACE_ENTITY_ID, &m.accession_issuer.local),
+        (tags::UNIVERSAL_ENTITY_ID, &m.accession_issuer.universal),
+        (tags::UNIVERSAL_ENTITY_ID_TYPE, &m.accession_issuer.universal_type),
     ] {
         r.insert(t, v.clone());
     }
@@ -310,27 +333,52 @@ fn live_row(s: &crate::federation::live::LiveStudy) -> Row {
     r
 }
 
+/// Issuer of Accession Number Sequence: one item of what the row holds, or
+/// none (an empty sequence) when the row holds no issuer.
+fn accession_issuer(o: &mut String, row: &Row) {
+    let mut item = String::new();
+    for t in tags::ACCESSION_ISSUER_ITEM {
+        if let Some(v) = row.get(&t).filter(|v| !v.is_empty()) {
+            item.push(if item.is_empty() { '{' } else { ',' });
+            let vr = if t == tags::UNIVERSAL_ENTITY_ID_TYPE { "CS" } else { "UT" };
+            text_attribute(&mut item, u32::from(t.0) << 16 | u32::from(t.1), vr, v);
+        }
+    }
+    if item.is_empty() {
+        o.push_str("\"00080051\":{\"vr\":\"SQ\"}");
+    } else {
+        o.push_str(&format!("\"00080051\":{{\"vr\":\"SQ\",\"Value\":[{item}}}]}}"));
+    }
+}
+
 /// One result: the returned attributes the row holds (empty if not), and
 /// its RetrieveURL, as DICOM JSON text.
 fn encode(row: &Row, returned: &BTreeSet<Tag>, base: &str) -> String {
     let mut o = String::from("{");
     let dict = dicom_dictionary_std::StandardDataDictionary;
-    let mut attr = |tag: u32, vr: &str, value: &str| {
+    let attr = |o: &mut String, tag: u32, vr: &str, value: &str| {
         if o.len() > 1 {
             o.push(',');
         }
-        text_attribute(&mut o, tag, vr, value);
+        text_attribute(o, tag, vr, value);
     };
     if row.values().any(|v| !v.is_ascii()) {
-        attr(0x0008_0005, "CS", "ISO_IR 192");
+        attr(&mut o, 0x0008_0005, "CS", "ISO_IR 192");
     }
     for &tag in returned {
+        if tag == tags::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE {
+            if o.len() > 1 {
+                o.push(',');
+            }
+            accession_issuer(&mut o, row);
+            continue;
+        }
         let vr = dict.by_tag(tag).map_or(VR::UN, |e| exact(e.vr()));
         let value = match tag {
             tags::INSTANCE_AVAILABILITY => row.get(&tag).map_or("ONLINE", String::as_str),
             t => row.get(&t).map_or("", String::as_str),
         };
-        attr(u32::from(tag.0) << 16 | u32::from(tag.1), vr.to_string(), value);
+        attr(&mut o, u32::from(tag.0) << 16 | u32::from(tag.1), vr.to_string(), value);
     }
     let mut url = format!("{base}/studies/{}", uid_path(row.get(&tags::STUDY_INSTANCE_UID).map_or("", String::as_str)));
     if let Some(se) = row.get(&tags::SERIES_INSTANCE_UID) {
@@ -339,7 +387,7 @@ fn encode(row: &Row, returned: &BTreeSet<Tag>, base: &str) -> String {
             url.push_str(&format!("/instances/{}", uid_path(i)));
         }
     }
-    attr(0x0008_1190, "UR", &url);
+    attr(&mut o, 0x0008_1190, "UR", &url);
     o.push('}');
     o
 }

@@ -16,6 +16,24 @@ pub struct OtherId {
     pub kind: String,
 }
 
+/// Who issued an accession number (Issuer of Accession Number Sequence,
+/// PS3.3 10.14): an accession means nothing without it, as a Patient ID
+/// means nothing without its issuer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessionIssuer {
+    /// Local Namespace Entity ID (0040,0031).
+    pub local: String,
+    /// Universal Entity ID (0040,0032) and its type (0040,0033).
+    pub universal: String,
+    pub universal_type: String,
+}
+
+impl AccessionIssuer {
+    pub fn is_empty(&self) -> bool {
+        self.local.is_empty() && self.universal.is_empty()
+    }
+}
+
 /// Everything the index records of one instance, read from its data set,
 /// plus the facts of its arrival.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -35,6 +53,8 @@ pub struct InstanceMeta {
     pub study_date: String,
     pub study_time: String,
     pub accession_number: String,
+    /// As the data says; the site's default when it says nothing (`sites::file`).
+    pub accession_issuer: AccessionIssuer,
     pub study_id: String,
     pub referring_physician_name: String,
     pub study_description: String,
@@ -124,6 +144,7 @@ pub struct StudyRecord {
     pub date: String,
     pub time: String,
     pub accession_number: String,
+    pub accession_issuer: AccessionIssuer,
     pub study_id: String,
     pub referring_physician_name: String,
     pub description: String,

@@ -26,7 +26,8 @@ use crate::group_commit::GroupCommit;
 /// NHS-number link conflicts and log.
 /// 3: instances, series and studies record the sites holding them and
 /// whether radhub holds a copy (entries known only from a site's PACS).
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: studies record the issuer of their accession number.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Trees of earlier versions, newest first. Their instance records share
 /// one layout (`OldInstance`), which names each instance's site.

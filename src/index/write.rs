@@ -41,6 +41,7 @@ impl SledIndex {
             date: String::new(),
             time: String::new(),
             accession_number: String::new(),
+            accession_issuer: Default::default(),
             study_id: String::new(),
             referring_physician_name: String::new(),
             description: String::new(),
@@ -58,6 +59,7 @@ impl SledIndex {
         study.date = m.study_date.clone();
         study.time = m.study_time.clone();
         study.accession_number = m.accession_number.clone();
+        study.accession_issuer = m.accession_issuer.clone();
         study.study_id = m.study_id.clone();
         study.referring_physician_name = m.referring_physician_name.clone();
         study.description = m.study_description.clone();

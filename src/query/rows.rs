@@ -21,6 +21,7 @@ pub mod tags {
     pub const STUDY_TIME: Tag = Tag(0x0008, 0x0030);
     pub const SERIES_TIME: Tag = Tag(0x0008, 0x0031);
     pub const ACCESSION_NUMBER: Tag = Tag(0x0008, 0x0050);
+    pub const ISSUER_OF_ACCESSION_NUMBER_SEQUENCE: Tag = Tag(0x0008, 0x0051);
     pub const QUERY_RETRIEVE_LEVEL: Tag = Tag(0x0008, 0x0052);
     pub const RETRIEVE_AE_TITLE: Tag = Tag(0x0008, 0x0054);
     pub const INSTANCE_AVAILABILITY: Tag = Tag(0x0008, 0x0056);
@@ -54,6 +55,14 @@ pub mod tags {
     pub const ROWS: Tag = Tag(0x0028, 0x0010);
     pub const COLUMNS: Tag = Tag(0x0028, 0x0011);
     pub const BITS_ALLOCATED: Tag = Tag(0x0028, 0x0100);
+    pub const LOCAL_NAMESPACE_ENTITY_ID: Tag = Tag(0x0040, 0x0031);
+    pub const UNIVERSAL_ENTITY_ID: Tag = Tag(0x0040, 0x0032);
+    pub const UNIVERSAL_ENTITY_ID_TYPE: Tag = Tag(0x0040, 0x0033);
+    /// The attributes of the one item of Issuer of Accession Number
+    /// Sequence, held in a study's row under their own tags (no top-level
+    /// attribute of a row shares them) and matched as other keys are
+    /// (sequence matching, PS3.4 C.2.2.2.6).
+    pub const ACCESSION_ISSUER_ITEM: [Tag; 3] = [LOCAL_NAMESPACE_ENTITY_ID, UNIVERSAL_ENTITY_ID, UNIVERSAL_ENTITY_ID_TYPE];
 }
 
 use tags::*;
@@ -84,6 +93,9 @@ pub fn study(s: &StudyRecord, row: &mut Row) {
     row.insert(STUDY_DATE, s.date.clone());
     row.insert(STUDY_TIME, s.time.clone());
     row.insert(ACCESSION_NUMBER, s.accession_number.clone());
+    row.insert(LOCAL_NAMESPACE_ENTITY_ID, s.accession_issuer.local.clone());
+    row.insert(UNIVERSAL_ENTITY_ID, s.accession_issuer.universal.clone());
+    row.insert(UNIVERSAL_ENTITY_ID_TYPE, s.accession_issuer.universal_type.clone());
     row.insert(STUDY_ID, s.study_id.clone());
     row.insert(REFERRING_PHYSICIAN_NAME, s.referring_physician_name.clone());
     row.insert(STUDY_DESCRIPTION, s.description.clone());

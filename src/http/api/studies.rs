@@ -19,9 +19,10 @@ use crate::index::StudyFilter;
 pub fn study_json(state: &S, s: &StudyRecord) -> Result<Value, Problem> {
     let reported = state.reports.is_reported(&s.uid).map_err(report_problem)?;
     let claim = state.claims.get(&s.uid).map_err(super::claim_problem)?;
-    // The RIS's order for it: the same accession at the same site.
+    // The RIS's order for it: the same accession, issued by the same site.
     let order = match s.accession_number.trim() {
         "" => None,
+        _ if !crate::sites::own_accession(&s.site, &s.accession_issuer) => None,
         acc => state.orders.get(&s.site, acc).map_err(|e| Problem::internal("orders", e))?,
     };
     // An order naming someone else under this accession is never shown as this patient's.
@@ -38,6 +39,7 @@ pub fn study_json(state: &S, s: &StudyRecord) -> Result<Value, Problem> {
         "date": s.date,
         "time": s.time,
         "accession_number": s.accession_number,
+        "accession_issuer": s.accession_issuer.local,
         "description": s.description,
         "modalities": s.modalities,
         "referring_physician": s.referring_physician_name,
@@ -79,7 +81,8 @@ pub async fn orders(State(state): State<S>) -> Result<Json<Vec<Value>>, Problem>
         let mut out = Vec::with_capacity(open.len());
         for o in &open {
             let f = crate::index::StudyFilter { accession: Some(o.accession.clone()), site: Some(o.site.clone()), ..Default::default() };
-            let study = state.hub.index.find_studies(&f).filter_map(Result::ok).find(|s| s.site == o.site);
+            let study =
+                state.hub.index.find_studies(&f).filter_map(Result::ok).find(|s| s.site == o.site && crate::sites::own_accession(&s.site, &s.accession_issuer));
             // The same accession under another patient is a conflict for a person, not a match.
             let conflict = study.as_ref().filter(|s| s.patient.patient_id != o.patient_id || s.patient.issuer != o.issuer).map(|s| s.uid.clone());
             let study = study.filter(|_| conflict.is_none());
