@@ -268,6 +268,10 @@ pub trait IndexLookup: Send + Sync {
     fn by_accession(&self, site: &str, accession: &str) -> Result<Vec<StudyRecord>, crate::index::IndexError>;
     fn body_parts(&self, uid: &str) -> Result<BTreeSet<String>, crate::index::IndexError>;
     fn all_studies(&self) -> Box<dyn Iterator<Item = Result<StudyRecord, crate::index::IndexError>> + '_>;
+    /// The record a patient key is filed under today (after merges).
+    fn current_key(&self, k: &PatientKey) -> Result<PatientKey, crate::index::IndexError> {
+        Ok(k.clone())
+    }
 }
 
 impl IndexLookup for crate::ingest::Hub {
@@ -278,6 +282,10 @@ impl IndexLookup for crate::ingest::Hub {
     fn by_accession(&self, site: &str, accession: &str) -> Result<Vec<StudyRecord>, crate::index::IndexError> {
         let f = StudyFilter { accession: Some(accession.to_owned()), site: Some(site.to_owned()), ..Default::default() };
         self.index.find_studies(&f).filter(|s| s.as_ref().map_or(true, |s| s.site == site && s.accession_number == accession && own_accession(s))).collect()
+    }
+
+    fn current_key(&self, k: &PatientKey) -> Result<PatientKey, crate::index::IndexError> {
+        self.index.current_key(k)
     }
 
     fn body_parts(&self, uid: &str) -> Result<BTreeSet<String>, crate::index::IndexError> {
@@ -375,7 +383,16 @@ impl Worklist {
         if acc.is_empty() || !own_accession(s) {
             return Ok(None);
         }
-        Ok(self.orders.get(&s.site, acc)?.filter(|o| o.patient_id == s.patient.patient_id && o.issuer == s.patient.issuer))
+        match self.orders.get(&s.site, acc)? {
+            Some(o) if self.names(&o, s)? => Ok(Some(o)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether an order is for a study's patient: the one it names, or the
+    /// record that one was merged into since (ADT A40, A47).
+    fn names(&self, o: &Order, s: &StudyRecord) -> Result<bool, WorklistError> {
+        Ok(self.index.current_key(&o.patient())? == s.patient)
     }
 
     /// The furthest state of a study's report (addenda aside): final means
@@ -430,6 +447,10 @@ impl Worklist {
         if meta.remote || meta.site == crate::sites::QUARANTINE {
             return Ok(());
         }
+        // A key object selection may be a rejection note: what it leaves is judged again.
+        if meta.sop_class_uid == crate::iocm::KOS {
+            return self.refresh(&meta.study_uid);
+        }
         {
             let mut open = self.write();
             if let Some(item) = open.items.get_mut(&meta.study_uid) {
@@ -461,6 +482,33 @@ impl Worklist {
                 self.add(item)?;
             }
         }
+        Ok(())
+    }
+
+    /// A listed study whose records changed under it (its patient's
+    /// identity, instances rejected): its item judged afresh, so that it
+    /// shows the patient record as it is now, keeping whom it is assigned
+    /// to; off the list when nothing left needs reporting. Studies not
+    /// listed stay so (a fetched prior never joins by this).
+    pub fn refresh(&self, study: &str) -> Result<(), WorklistError> {
+        let Some(old) = self.get(study) else { return Ok(()) };
+        let fresh = match self.index.study(study)? {
+            Some(s) => self.judge(&s, false)?,
+            None => None,
+        };
+        match fresh {
+            Some(mut item) => {
+                item.assigned_to = old.assigned_to;
+                item.added_ms = old.added_ms;
+                item.exam_end_ms = item.exam_end_ms.max(old.exam_end_ms);
+                self.change(study, |i| *i = item)?;
+            }
+            None => {
+                self.remove(study)?;
+                tracing::info!(%study, "off the worklist: nothing of it left to report");
+            }
+        }
+        self.db.flush()?;
         Ok(())
     }
 
@@ -512,7 +560,7 @@ impl Worklist {
     pub fn ordered(&self, o: &Order) -> Result<(), WorklistError> {
         for s in self.index.by_accession(&o.site, &o.accession)? {
             // An order naming someone else neither lists nor cancels this study.
-            if s.patient.patient_id != o.patient_id || s.patient.issuer != o.issuer {
+            if !self.names(o, &s)? {
                 continue;
             }
             if o.cancelled() {

@@ -34,6 +34,7 @@ fn make(dir: &Path, p: &Person<'_>) -> (PathBuf, String, String) {
     put(&mut obj, Tag(0x0020, 0x000D), VR::UI, &study);
     put(&mut obj, Tag(0x0020, 0x000E), VR::UI, &format!("{study}.1"));
     put(&mut obj, Tag(0x0008, 0x0018), VR::UI, &sop);
+    put(&mut obj, Tag(0x0008, 0x0050), VR::SH, &format!("ACC{}", p.n));
     put(&mut obj, Tag(0x0008, 0x0020), VR::DA, &format!("2026{:02}{:02}", 1 + p.n % 12, 1 + p.n % 28));
     match p.issuer {
         Some(i) => {
@@ -333,6 +334,7 @@ fn adt(event: &str, control: &str, pid3: &str, name: &str, birth: &str, mrg: Opt
 fn adt_from_a_sites_patient_administration_changes_what_every_interface_answers() {
     let data = tempfile::tempdir().unwrap();
     let admin = user_token(data.path(), "admin1", "admin");
+    let rad = user_token(data.path(), "rad1", "radiologist");
     let files = tempfile::tempdir().unwrap();
     let dir = |s: &str| site_folder(files.path(), s);
     let (rbd, rd3) = (dir("RBD"), dir("RD3"));
@@ -351,6 +353,22 @@ fn adt_from_a_sites_patient_administration_changes_what_every_interface_answers(
     let send = |m: String| support::hl7_send(hl7, files.path(), &[m]).remove(0);
     let row = |case: &str, before: &str, ack: &[String], after: &str| println!("IDENTITY\t{case}\t{before}\t{}\t{after}", ack.join(" "));
 
+    // Poole's RIS orders P9's study (ACC32) as urgent: on the worklist under P9.
+    let orm = "MSH|^~\\&|RIS|RD3|RADHUB|DORSET|20261203085000||ORM^O01^ORM_O01|O1|P|2.5.1\rPID|1||P9^^^RD3^MR||LIMA^LILLY\rORC|NW|PL1|ACC32||SC||^^^^^S\rOBR|1|PL1|ACC32|XCHEST^Chest X-ray";
+    assert_eq!(send(orm.to_owned())[0], "AA");
+    let listed = |uid: &str| {
+        let v = get(&base, "/api/worklist?limit=1000", &rad).json();
+        let i = v["items"].as_array().and_then(|a| a.iter().find(|i| i["uid"] == uid).cloned()).unwrap_or_else(|| panic!("{uid} not listed: {v}"));
+        format!(
+            "{} {} ordered {} {}",
+            i["patient"]["patient_id"].as_str().unwrap_or(""),
+            i["patient"]["name"].as_str().unwrap_or(""),
+            i["ordered"],
+            i["priority"].as_str().unwrap_or("")
+        )
+    };
+    assert_eq!(listed(&study9), "P9 LIMA^LILLY ordered true S");
+
     // A40: P9 merged into P1.
     let (b9, b1) = (answers(&server, &admin, "P9"), answers(&server, &admin, "P1"));
     assert!(b9.starts_with("C-FIND 1 studies, QIDO 1") && b1.starts_with("C-FIND 1 studies, QIDO 1"), "{b9} / {b1}");
@@ -362,6 +380,10 @@ fn adt_from_a_sites_patient_administration_changes_what_every_interface_answers(
     assert_eq!(a1, "C-FIND 2 studies, QIDO 2 (LIMA^LILY), record 2 studies, LIMA^LILY", "the survivor holds both, under its name");
     // The survivor takes the duplicate's place in the cross-site link.
     assert_eq!(linked_ids(&server, &admin, nhs), ["D1", "P1"]);
+    // The worklist shows the survivor, and the order placed under P9 is still the study's.
+    assert_eq!(listed(&study9), "P1 LIMA^LILY ordered true S");
+    let s9 = get(&base, &format!("/api/studies/{study9}"), &rad).json();
+    assert_eq!((s9["order"]["priority"].as_str(), s9["order_conflict"].clone()), (Some("S"), serde_json::Value::Null), "{s9}");
     row(
         "A40 merge P9 into P1 (P9 linked to Dorset County's D1)",
         &format!("P9: {b9}; P1: {b1}; NHS {nhs}: D1+P9"),

@@ -135,6 +135,21 @@ fn cmove(server: &Server, scp: &support::PeerProc, study: &str) -> BTreeSet<Stri
     sops_in(&scp.received())
 }
 
+/// A study's instances by QIDO-RS: (series, SOP class, SOP instance) UIDs.
+fn instances(base: &str, token: &str, study: &str) -> Vec<(String, String, String)> {
+    let v = get(base, &format!("/dicom-web/studies/{study}/instances"), token).json();
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| {
+                    let v = |t: &str| i[t]["Value"][0].as_str().unwrap_or("").to_owned();
+                    (v("0020000E"), v("00080016"), v("00080018"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn qido_instances(base: &str, token: &str, study: &str) -> BTreeSet<String> {
     let v = get(base, &format!("/dicom-web/studies/{study}/instances"), token).json();
     v.as_array().map(|a| a.iter().filter_map(|i| i["00080018"]["Value"][0].as_str().map(str::to_owned)).collect()).unwrap_or_default()
@@ -146,6 +161,7 @@ fn a_rejection_note_hides_instances_from_every_query_and_retrieve() {
     let out = tempfile::tempdir().unwrap();
     support::import_testdata(data.path(), &out.path().join("in"), &["--patients", "2", "--max-slices", "3", "--ct-size", "32"]);
     let admin = user_token(data.path(), "admin1", "admin");
+    let rad = user_token(data.path(), "rad1", "radiologist");
     let scp = support::storescp("DEST", &[]);
     let mut args = support::site_peers();
     args.extend(["--peer".to_owned(), "READER@127.0.0.1:0".to_owned(), "--peer".to_owned(), format!("DEST@127.0.0.1:{}", scp.port)]);
@@ -161,15 +177,7 @@ fn a_rejection_note_hides_instances_from_every_query_and_retrieve() {
         .iter()
         .find_map(|s| {
             let uid = s["uid"].as_str()?;
-            let insts = get(&base, &format!("/dicom-web/studies/{uid}/instances"), &admin).json();
-            let all: Vec<(String, String, String)> = insts
-                .as_array()?
-                .iter()
-                .map(|i| {
-                    let v = |t: &str| i[t]["Value"][0].as_str().unwrap_or("").to_owned();
-                    (v("0020000E"), v("00080016"), v("00080018"))
-                })
-                .collect();
+            let all = instances(&base, &admin, uid);
             let series: BTreeSet<&String> = all.iter().map(|a| &a.0).collect();
             (all.len() >= 4 && series.len() >= 2)
                 .then(|| (uid.to_owned(), s["site"].as_str().unwrap().to_owned(), s["patient"]["patient_id"].as_str().unwrap().to_owned(), all))
@@ -215,6 +223,22 @@ fn a_rejection_note_hides_instances_from_every_query_and_retrieve() {
     output(dcmtk("storescu").args(["-aet", &format!("STORE_{other}"), "-aec", "RADHUB", "127.0.0.1", &server.port.to_string()]).arg(&foreign));
     assert!(qido_instances(&base, &admin, &study).contains(&all[1].2), "another trust's note hid this trust's image");
 
+    // A note rejecting every image of another of the site's studies takes it off the worklist.
+    let on_worklist = |uid: &str| get(&base, "/api/worklist?limit=1000", &rad).json()["items"].as_array().unwrap().iter().any(|i| i["uid"] == uid);
+    let (whole, whole_pid) = studies
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["uid"] != study.as_str() && s["site"] == site.as_str() && on_worklist(s["uid"].as_str().unwrap()))
+        .map(|s| (s["uid"].as_str().unwrap().to_owned(), s["patient"]["patient_id"].as_str().unwrap().to_owned()))
+        .unwrap_or_else(|| panic!("no other listed study at {site}: {studies}"));
+    let refs = instances(&base, &admin, &whole);
+    let note = rejection_note(out.path(), &whole, &whole_pid, "113001", &refs, 3);
+    let (ok, log) = output(dcmtk("storescu").args(["-aet", &ae, "-aec", "RADHUB", "127.0.0.1", &server.port.to_string()]).arg(&note));
+    assert!(ok, "storescu of the note: {log}");
+    assert!(!on_worklist(&whole), "a study with every image rejected is still on the worklist");
+    assert!(on_worklist(&study), "a study with one image rejected left the worklist");
+
     // An admin restores it; rejects a whole series; deletes it for good.
     let auth = format!("Bearer {admin}");
     let post = |path: &str, body: String| request(&base, "POST", path, &[("Authorization", &auth), ("Content-Type", "application/json")], body.as_bytes());
@@ -245,5 +269,5 @@ fn a_rejection_note_hides_instances_from_every_query_and_retrieve() {
     assert!(stopped);
     let v = support::json(&support::run(data.path(), &["verify", "--json"]));
     assert!(v["orphan_files"].as_array().unwrap().is_empty() && v["missing_files"].as_array().unwrap().is_empty(), "{v}");
-    assert_eq!(v["rejected"].as_u64(), Some(1), "one rejected file kept, the deleted ones gone: {v}");
+    assert_eq!(v["rejected"].as_u64(), Some(1 + refs.len() as u64), "the rejected files kept, the deleted ones gone: {v}");
 }

@@ -92,6 +92,25 @@ pub(super) fn resolve(t: &Txn<'_>, k: PatientKey) -> Result<PatientKey> {
     Ok(k)
 }
 
+/// `resolve` outside a write batch.
+pub(super) fn current(tree: &sled::Tree, k: &PatientKey) -> Result<PatientKey> {
+    let mut k = k.clone();
+    for _ in 0..MAX_ALIASES {
+        let ak = alias_key(&k);
+        match tree.get(&ak)? {
+            Some(v) => {
+                let next: PatientKey = super::txn::decode(&ak, &v)?;
+                if next == k {
+                    return Ok(k);
+                }
+                k = next;
+            }
+            None => return Ok(k),
+        }
+    }
+    Ok(k)
+}
+
 fn alias_key(k: &PatientKey) -> Vec<u8> {
     key(keys::PATIENT_ALIAS, &[&k.issuer, &k.patient_id])
 }

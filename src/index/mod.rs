@@ -180,6 +180,9 @@ pub trait Index: Send + Sync {
     /// Whether some file of the study names another identity than the
     /// index holds for it now (served restated).
     fn restated(&self, study_uid: &str) -> Result<bool>;
+    /// The key data naming `k` is filed under today: `k`, or the record it
+    /// was merged into or changed to (ADT A40, A47).
+    fn current_key(&self, k: &PatientKey) -> Result<PatientKey>;
     /// Holds an arrival for an admin (`held`). Durable after `sync`.
     fn hold(&self, c: &HeldConflict) -> Result<()>;
     fn held(&self, sop_uid: &str) -> Result<Option<HeldConflict>>;

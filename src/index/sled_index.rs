@@ -404,6 +404,10 @@ impl Index for SledIndex {
         Ok(self.tree.contains_key(key(keys::RESTATED, &[study_uid]))?)
     }
 
+    fn current_key(&self, k: &PatientKey) -> Result<PatientKey> {
+        super::identity::current(&self.tree, k)
+    }
+
     fn hold(&self, c: &HeldConflict) -> Result<()> {
         self.apply(|t| {
             t.put(held_key(&c.meta.sop_uid), c);

@@ -128,9 +128,19 @@ async fn identity(text: &str, desk: &Arc<Desk>) -> String {
         tracing::info!(site = %m.site, event = %m.event, "HL7 ADT event not acted on");
         return ack_for(&m.event, &m.control, "AA", "");
     };
-    let (hub, by) = (desk.hub.clone(), format!("ADT^{} from {}", m.event, m.site));
+    let (hub, worklist, by) = (desk.hub.clone(), desk.worklist.clone(), format!("ADT^{} from {}", m.event, m.site));
     let why = format!("message {}", m.control);
-    match tokio::task::spawn_blocking(move || hub.index.change_identity(&change, &by, &why)).await {
+    let apply = move || {
+        let e = hub.index.change_identity(&change, &by, &why)?;
+        // Durable in the index, which is what the ACK says; the worklist follows.
+        for study in &e.studies {
+            if let Err(err) = worklist.refresh(study) {
+                tracing::error!(%study, error = %err, "worklist not updated for an identity change");
+            }
+        }
+        Ok::<_, IndexError>(e)
+    };
+    match tokio::task::spawn_blocking(apply).await {
         Ok(Ok(e)) => ack_for(&m.event, &m.control, "AA", &e.detail),
         // Nothing of the patient is held: nothing to change.
         Ok(Err(IndexError::NoSuchPatient(_))) => ack_for(&m.event, &m.control, "AA", "no images of this patient are held"),

@@ -32,6 +32,11 @@ pub struct Order {
 }
 
 impl Order {
+    /// The patient the order names, as the RIS sent it.
+    pub fn patient(&self) -> crate::index::model::PatientKey {
+        crate::index::model::PatientKey { issuer: self.issuer.clone(), patient_id: self.patient_id.clone() }
+    }
+
     pub fn cancelled(&self) -> bool {
         matches!(self.control.as_str(), "CA" | "DC" | "OC")
     }

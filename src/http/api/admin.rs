@@ -185,7 +185,12 @@ pub async fn undo_identity(
             return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "say why (\"why\"): the identity log keeps it"));
         }
         match state.hub.index.undo_identity(seq, &who.user, &body.why) {
-            Ok(e) => Ok(json!(e)),
+            Ok(e) => {
+                for study in &e.studies {
+                    worklist_follows(&state, study)?;
+                }
+                Ok(json!(e))
+            }
             Err(e @ IndexError::NoSuchPatient(_)) => Err(Problem::not_found(e.to_string())),
             Err(e @ IndexError::Identity(_)) => Err(Problem::new(StatusCode::CONFLICT, e.to_string())),
             Err(e) => Err(e.into()),
@@ -228,12 +233,10 @@ fn ingest_problem(e: IngestError) -> Problem {
     }
 }
 
-/// A study none of whose instances is left leaves the worklist.
-fn off_worklist(state: &S, study: &str) -> Result<(), Problem> {
-    if state.hub.index.study(study)?.is_none() && state.worklist.get(study).is_some() {
-        state.worklist.dismiss(study, "every instance rejected").map_err(super::worklist::worklist_problem)?;
-    }
-    Ok(())
+/// The worklist follows a study whose instances or identity changed: it
+/// leaves when nothing of it needs reporting any more.
+fn worklist_follows(state: &S, study: &str) -> Result<(), Problem> {
+    state.worklist.refresh(study).map_err(super::worklist::worklist_problem)
 }
 
 /// Rejected instances (IOCM), of one `study` or all.
@@ -254,7 +257,7 @@ pub async fn reject(State(state): State<S>, Extension(who): Extension<Principal>
         }
         let code = body.reason.as_deref().unwrap_or("113001");
         let done = state.hub.reject(&held, code, &who.user, &body.why).map_err(ingest_problem)?;
-        off_worklist(&state, &body.study)?;
+        worklist_follows(&state, &body.study)?;
         Ok(json!({"rejected": done.len(), "instances": done}))
     })
     .await
@@ -275,6 +278,7 @@ pub async fn restore(State(state): State<S>, Extension(who): Extension<Principal
                 restored.push(r.sop_uid.clone());
             }
         }
+        worklist_follows(&state, &body.study)?;
         Ok(json!({"restored": restored.len(), "instances": restored, "deleted_before": listed.iter().filter(|r| r.deleted).count()}))
     })
     .await
@@ -300,7 +304,7 @@ pub async fn delete(State(state): State<S>, Extension(who): Extension<Principal>
                 deleted.push(r.sop_uid.clone());
             }
         }
-        off_worklist(&state, &body.study)?;
+        worklist_follows(&state, &body.study)?;
         Ok(json!({"deleted": deleted.len(), "instances": deleted}))
     })
     .await

@@ -25,9 +25,10 @@ pub fn study_json(state: &S, s: &StudyRecord) -> Result<Value, Problem> {
         _ if !crate::sites::own_accession(&s.site, &s.accession_issuer) => None,
         acc => state.orders.get(&s.site, acc).map_err(|e| Problem::internal("orders", e))?,
     };
-    // An order naming someone else under this accession is never shown as this patient's.
+    // An order naming someone else under this accession is never shown as
+    // this patient's (one naming a record merged into this one is).
     let (order, order_conflict) = match order {
-        Some(o) if o.patient_id != s.patient.patient_id || o.issuer != s.patient.issuer => {
+        Some(o) if state.hub.index.current_key(&o.patient())? != s.patient => {
             (None, Some(format!("the RIS order for accession {} names patient {}/{}, not this study's", o.accession, o.issuer, o.patient_id)))
         }
         o => (o, None),
@@ -84,7 +85,8 @@ pub async fn orders(State(state): State<S>) -> Result<Json<Vec<Value>>, Problem>
             let study =
                 state.hub.index.find_studies(&f).filter_map(Result::ok).find(|s| s.site == o.site && crate::sites::own_accession(&s.site, &s.accession_issuer));
             // The same accession under another patient is a conflict for a person, not a match.
-            let conflict = study.as_ref().filter(|s| s.patient.patient_id != o.patient_id || s.patient.issuer != o.issuer).map(|s| s.uid.clone());
+            let current = state.hub.index.current_key(&o.patient())?;
+            let conflict = study.as_ref().filter(|s| s.patient != current).map(|s| s.uid.clone());
             let study = study.filter(|_| conflict.is_none());
             let reported = match &study {
                 Some(s) => state.reports.is_reported(&s.uid).map_err(report_problem)?,
