@@ -72,6 +72,18 @@ pub enum IngestError {
     Index(IndexError),
 }
 
+impl IngestError {
+    /// Storage ran out of space (the file or the index): nothing was kept,
+    /// and the same instance can be sent again once space returns.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            IngestError::Store(e) => e.is_out_of_space(),
+            IngestError::Index(IndexError::Db(sled::Error::Io(e))) => crate::store::out_of_space(e),
+            _ => false,
+        }
+    }
+}
+
 impl From<IndexError> for IngestError {
     fn from(e: IndexError) -> Self {
         match e {

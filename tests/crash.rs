@@ -164,6 +164,7 @@ fn kill_9_during_stow_loses_no_acknowledged_instance() {
     while acked.lock().unwrap().len() < paths.len() / 3 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    let peak = support::peak_kib(server.pid()) / 1024;
     let _ = std::process::Command::new("kill").arg("-KILL").arg(server.pid().to_string()).status();
     for w in workers {
         let _ = w.join();
@@ -182,4 +183,102 @@ fn kill_9_during_stow_loses_no_acknowledged_instance() {
         let held = hub.store.get(&ObjectKey::for_uid(uid)).unwrap().unwrap_or_else(|| panic!("{uid} acknowledged but not held"));
         assert!(held == std::fs::read(path).unwrap(), "{uid} differs from {}", path.display());
     }
+    support::fault_row(
+        "crash::kill_9_during_stow_loses_no_acknowledged_instance",
+        &format!("4 STOW-RS clients at once, {} instances", paths.len()),
+        "kill -9 after a third acknowledged",
+        acked.len(),
+        acked.len(),
+        peak,
+    );
+}
+
+/// `kill -9` while four associations store at once (DCMTK storescu, one
+/// per stream), 20 times, each at another point of the upload: after each
+/// restart every instance acknowledged (Success) is held with the data set
+/// it was sent, and store and index agree; none half-written is visible.
+#[test]
+fn kill_9_during_four_c_store_streams_loses_no_acknowledged_instance() {
+    use std::io::{BufRead, BufReader};
+    let files = tempfile::tempdir().unwrap();
+    let paths: Vec<std::path::PathBuf> = support::testdata_files(files.path(), &["--patients", "6", "--max-slices", "30", "--ct-size", "64", "--seed", "12"])
+        .into_iter()
+        .filter(|p| p.starts_with(files.path().join("RBD")))
+        .collect();
+    assert!(paths.len() >= 80, "want many instances, have {}", paths.len());
+    // What must survive: identity and pixels (storescu re-encodes sequence
+    // lengths, so the data set's bytes may differ from the file's).
+    let essence = |bytes: &[u8]| -> Vec<Vec<u8>> {
+        let s = dicom_scan::scan(bytes, &[]).unwrap();
+        [0x0008_0018, 0x0020_000D, 0x0020_000E, 0x0010_0020, 0x0010_0010, 0x7FE0_0010].iter().map(|t| s.get(*t).unwrap_or_default().to_vec()).collect()
+    };
+    let (mut acked_total, mut intact_total, mut peak_mib, rounds) = (0usize, 0usize, 0u64, 20usize);
+    for round in 0..rounds {
+        let server = support::Server::start(&["--peer", "MODALITY@127.0.0.1:0=RBD"]);
+        // Where this round's kill lands: after 10% to 85% of the instances.
+        let kill_at = paths.len() * (10 + (round * 37) % 76) / 100;
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<std::path::PathBuf>::new()));
+        let streams: Vec<_> = paths
+            .chunks(paths.len().div_ceil(4))
+            .map(|chunk| {
+                let mut child = support::dcmtk("storescu")
+                    .args(["-v", "-R", "--no-halt", "-aet", "MODALITY", "-aec", "RADHUB", "127.0.0.1", &server.port.to_string()])
+                    .args(chunk)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                // DCMTK logs to stderr.
+                let out = child.stderr.take().unwrap();
+                let acked = acked.clone();
+                let reader = std::thread::spawn(move || {
+                    let mut sending: Option<std::path::PathBuf> = None;
+                    for line in BufReader::new(out).lines().map_while(Result::ok) {
+                        if let Some(p) = line.split_once("Sending file: ").map(|(_, p)| std::path::PathBuf::from(p.trim())) {
+                            sending = Some(p);
+                        } else if line.contains("Received Store Response (Success)") {
+                            acked.lock().unwrap().extend(sending.take());
+                        }
+                    }
+                });
+                (child, reader)
+            })
+            .collect();
+        let t0 = std::time::Instant::now();
+        while acked.lock().unwrap().len() < kill_at && t0.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        peak_mib = peak_mib.max(support::peak_kib(server.pid()) / 1024);
+        let _ = std::process::Command::new("kill").arg("-KILL").arg(server.pid().to_string()).status();
+        for (mut child, reader) in streams {
+            let _ = child.wait();
+            let _ = reader.join();
+        }
+        let (_, data) = server.stop();
+        let acked = acked.lock().unwrap().clone();
+        assert!(acked.len() >= kill_at && acked.len() < paths.len(), "round {round}: the kill landed mid-upload: {} of {}", acked.len(), paths.len());
+
+        let v = support::json(&support::run(data.path(), &["verify", "--deep", "--json"]));
+        for k in ["orphan_files", "missing_files", "mismatched", "unreadable"] {
+            assert!(v[k].as_array().is_some_and(Vec::is_empty), "round {round}, {k}: {v}");
+        }
+        assert_eq!(v["counters_agree"], true, "round {round}: {v}");
+        let hub = Hub::open(data.path(), DuplicatePolicy::Keep).unwrap();
+        for path in &acked {
+            let uid = support::attr(path, dicom_core::Tag(0x0008, 0x0018));
+            let held = hub.store.get(&ObjectKey::for_uid(&uid)).unwrap().unwrap_or_else(|| panic!("round {round}: {uid} acknowledged but not held"));
+            assert!(essence(&held) == essence(&std::fs::read(path).unwrap()), "round {round}: {uid} differs from {}", path.display());
+            assert!(hub.index.instance(&uid).unwrap().is_some(), "round {round}: {uid} acknowledged but not indexed");
+        }
+        acked_total += acked.len();
+        intact_total += acked.len();
+    }
+    support::fault_row(
+        "crash::kill_9_during_four_c_store_streams_loses_no_acknowledged_instance",
+        &format!("4 storescu at once, {} instances in all, {rounds} rounds", paths.len()),
+        &format!("kill -9 after 10% to 85% acknowledged ({rounds} kills)"),
+        acked_total,
+        intact_total,
+        peak_mib,
+    );
 }

@@ -229,3 +229,43 @@ fn sessions_reports_and_users() {
     assert_eq!(r.status, 429, "{}", r.text());
     assert!(r.header("retry-after").is_some());
 }
+
+/// CORS for a configured origin (a viewer hosted elsewhere): preflights
+/// answered without credentials, answers readable by that origin only,
+/// never with credentials (a session cookie cannot be ridden from there).
+#[test]
+fn cors_lets_a_configured_origin_call_with_a_token_and_no_other() {
+    let data = tempfile::tempdir().unwrap();
+    let token = user_token(data.path(), "clin1", "clinician");
+    let s = Server::start_in(data, &["--cors-origin", "https://viewer.example.nhs.uk/"]);
+    let base = s.http();
+    let preflight = |origin: &str| {
+        request(
+            &base,
+            "OPTIONS",
+            "/dicom-web/studies",
+            &[("Origin", origin), ("Access-Control-Request-Method", "GET"), ("Access-Control-Request-Headers", "authorization")],
+            b"",
+        )
+    };
+    let ok = preflight("https://viewer.example.nhs.uk");
+    assert_eq!(ok.status, 204, "{}", ok.text());
+    assert_eq!(ok.header("access-control-allow-origin"), Some("https://viewer.example.nhs.uk"));
+    assert!(ok.header("access-control-allow-headers").is_some_and(|h| h.contains("Authorization")));
+    assert_eq!(ok.header("access-control-allow-credentials"), None, "credentials are never allowed cross-origin");
+    let other = preflight("https://elsewhere.example");
+    assert_eq!((other.status, other.header("access-control-allow-origin")), (403, None));
+
+    let bearer = format!("Bearer {token}");
+    let get = |origin: &str| request(&base, "GET", "/dicom-web/studies", &[("Origin", origin), ("Authorization", &bearer)], b"");
+    let r = get("https://viewer.example.nhs.uk");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://viewer.example.nhs.uk"));
+    assert!(r.header("access-control-expose-headers").is_some_and(|h| h.contains("ETag")));
+    assert_eq!(r.header("access-control-allow-credentials"), None);
+    // Another origin's page gets the answer without CORS headers: its browser keeps it from the page.
+    assert_eq!(get("https://elsewhere.example").header("access-control-allow-origin"), None);
+    // Errors are readable by the configured origin too (a 401 it must act on).
+    let r = request(&base, "GET", "/dicom-web/studies", &[("Origin", "https://viewer.example.nhs.uk")], b"");
+    assert_eq!((r.status, r.header("access-control-allow-origin")), (401, Some("https://viewer.example.nhs.uk")));
+}

@@ -20,7 +20,7 @@ pub mod command;
 pub mod commitment;
 mod find;
 pub mod handler;
-mod identifier;
+pub mod identifier;
 pub mod message;
 mod retrieve;
 pub mod scu;

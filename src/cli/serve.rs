@@ -168,6 +168,19 @@ pub struct HttpArgs {
     /// DICOMweb answers (default: http:// and the bound address).
     #[arg(long)]
     pub public_url: Option<String>,
+    /// An origin ("https://viewer.example.nhs.uk") whose pages may call the
+    /// API with a bearer token (CORS); repeat for more. Cookies are never
+    /// accepted from other origins.
+    #[arg(long = "cors-origin")]
+    pub cors_origins: Vec<String>,
+}
+
+/// An origin as browsers send it: scheme, host and port, nothing more.
+fn cors_origin(o: &str) -> anyhow::Result<String> {
+    let o = o.trim_end_matches('/');
+    let ok = o.split_once("://").is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains(['/', '?', '#', ' ']));
+    anyhow::ensure!(ok, "--cors-origin {o:?}: an origin is scheme://host[:port], as a browser sends it");
+    Ok(o.to_owned())
 }
 
 fn parse_peer(s: &str) -> anyhow::Result<(KnownAe, Option<String>)> {
@@ -287,6 +300,7 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         retrieves: Default::default(),
         federation: Some(federation.clone()),
         control_token: Some(control_token.clone()),
+        cors_origins: http.cors_origins.iter().map(|o| cors_origin(o)).collect::<anyhow::Result<_>>()?,
     };
     raise_open_files();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;

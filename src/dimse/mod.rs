@@ -185,6 +185,10 @@ impl HubHandler {
                 tracing::info!(sop = %req.sop_instance_uid, calling_ae = %req.calling_ae, %what, "C-STORE refused: a rejected instance");
                 (Answer::failure(Status::CANNOT_UNDERSTAND, what), None)
             }
+            Err(e) if e.is_out_of_space() => {
+                tracing::error!(sop = %req.sop_instance_uid, error = %e, "C-STORE refused: storage is full");
+                (Answer::failure(Status::OUT_OF_RESOURCES, "out of storage space: send again later"), None)
+            }
             Err(e) => {
                 tracing::error!(sop = %req.sop_instance_uid, error = %e, "C-STORE failed");
                 (Answer::failure(Status::OUT_OF_RESOURCES, "storage failure"), None)

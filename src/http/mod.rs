@@ -9,10 +9,11 @@
 
 mod access;
 mod api;
+mod cors;
 pub(crate) mod fetching;
 mod fhir;
 mod meta_cache;
-mod multipart;
+pub mod multipart;
 mod params;
 mod problem;
 mod qido;
@@ -113,6 +114,8 @@ pub struct AppState {
     /// The bearer token of `radhub` commands run beside this server
     /// (`<data>/control.json`): an admin, for this process's life.
     pub control_token: Option<String>,
+    /// Origins whose pages may call the API with a bearer token (CORS).
+    pub cors_origins: Vec<String>,
 }
 
 impl AppState {
@@ -250,6 +253,9 @@ pub fn router(state: S) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(256 << 10))
         .layer(middleware::from_fn_with_state(state.clone(), uri_limit))
+        // Outermost: a preflight carries no credentials, and every answer
+        // (errors too) needs its CORS headers for the page to read it.
+        .layer(middleware::from_fn_with_state(state.clone(), cors::cors))
         .with_state(state)
 }
 

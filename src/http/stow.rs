@@ -45,6 +45,8 @@ struct Outcome {
     series: String,
     failure: Option<(u16, String)>,
     warning: Option<(u16, String)>,
+    /// Failed for want of storage space.
+    full: bool,
 }
 
 async fn stow(state: S, who: Principal, headers: HeaderMap, body: Body, study: Option<String>) -> Result<Response, Problem> {
@@ -124,6 +126,11 @@ fn store_one(state: &S, user: &str, bytes: &[u8], study: Option<&str>) -> Outcom
         Err(IngestError::Rejected(e)) => out.failure = Some((CANNOT_UNDERSTAND, e.to_string())),
         Err(IngestError::Mismatch(e)) => out.failure = Some((DOES_NOT_MATCH, e)),
         Err(IngestError::Identity(e) | IngestError::Withdrawn(e)) => out.failure = Some((CANNOT_UNDERSTAND, e)),
+        Err(e) if e.is_out_of_space() => {
+            tracing::error!(sop = %out.instance, error = %e, "STOW-RS refused: storage is full");
+            out.failure = Some((OUT_OF_RESOURCES, "out of storage space: send again later".into()));
+            out.full = true;
+        }
         Err(e) => {
             tracing::error!(sop = %out.instance, error = %e, "STOW-RS store failed");
             out.failure = Some((OUT_OF_RESOURCES, "storage failure".into()));
@@ -183,6 +190,8 @@ fn answer(outcomes: &[Outcome], base: &str) -> Response {
     let warned = outcomes.iter().any(|o| o.warning.is_some());
     let status = match (stored.is_empty(), failed.is_empty()) {
         (_, true) if !warned => StatusCode::OK,
+        // Nothing stored for want of space: the client may send it all again later.
+        (true, false) if outcomes.iter().any(|o| o.full) => StatusCode::INSUFFICIENT_STORAGE,
         (true, false) => StatusCode::CONFLICT,
         _ => StatusCode::ACCEPTED,
     };

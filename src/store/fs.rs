@@ -87,8 +87,12 @@ impl ObjectStore for FsStore {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut f = opts.open(&path).map_err(io("create", &path))?;
-        f.write_all(data).map_err(io("write", &path))?;
-        f.sync_all().map_err(io("fsync", &path))?;
+        if let Err(e) = f.write_all(data).map_err(io("write", &path)).and_then(|()| f.sync_all().map_err(io("fsync", &path))) {
+            // A disk that filled mid-write leaves no debris behind.
+            drop(f);
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
         let group = &self.tmp_sync[shard];
         let ticket = group.written();
         group.wait(ticket, || sync_dir(path.parent().unwrap_or(&self.tmp)))?;

@@ -55,6 +55,20 @@ pub enum StoreError {
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
 }
 
+impl StoreError {
+    /// The file system is full (or the user's quota spent): a sender may
+    /// try again later, unlike a fault.
+    pub fn is_out_of_space(&self) -> bool {
+        let StoreError::Io { source, .. } = self;
+        out_of_space(source)
+    }
+}
+
+/// ENOSPC or EDQUOT.
+pub fn out_of_space(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded || matches!(e.raw_os_error(), Some(28 | 122))
+}
+
 /// A durable store of objects by key. Implementations: the local file system
 /// today; object storage later.
 ///

@@ -304,6 +304,14 @@ pub fn reliability(case: &str, answer: &str, took: std::time::Duration, pid: u32
     println!("RELIABILITY\t{case}\t{answer}\t{took:.2?}\t{} MiB", peak_kib(pid) / 1024);
 }
 
+/// One row of the faults table in docs/RELIABILITY.md (`scripts/reliability`):
+/// the test, its load, the faults injected, instances acknowledged and
+/// found intact afterwards, the server's peak memory (MiB).
+#[allow(dead_code)]
+pub fn fault_row(test: &str, load: &str, faults: &str, acknowledged: usize, intact: usize, peak_mib: u64) {
+    println!("FAULT\t{test}\t{load}\t{faults}\t{acknowledged}\t{intact}\t{peak_mib}");
+}
+
 /// A TCP connection to `port` on 127.0.0.1 from the loopback address
 /// `from` (another host, as far as the server can tell), with a small
 /// receive buffer so that a client that stops reading is soon felt.
