@@ -352,6 +352,42 @@ fn storage_commitment_reports_held_missing_and_divergent_instances() {
     assert_eq!(v["reports"][0]["event_type"], 1, "{v}");
 }
 
+/// A modality that releases as soon as its N-ACTION is answered and takes
+/// the N-EVENT-REPORT as SCP on a new association (PS3.4 J.3.3.1.2):
+/// radhub calls it back at its configured address, asking for the SCP
+/// role; a report it cannot deliver yet is kept and sent when the
+/// modality listens, also after a restart of radhub.
+#[test]
+fn storage_commitment_reports_reach_a_modality_that_released_on_a_new_association() {
+    let mr = test_file("MR_small.dcm");
+    let listen = support::free_port();
+    let peer = format!("PYSCU@127.0.0.1:{listen}=RBD");
+    let server = Server::start(&["--peer", &peer]);
+    store(&server, &[&mr]);
+    let held = &describe(&[&mr])[0];
+    let held_ref = format!("{}={}", held["sop_class"].as_str().unwrap(), held["sop"].as_str().unwrap());
+    let missing_ref = format!("{}=1.2.826.0.1.3680043.8.498.2", held["sop_class"].as_str().unwrap());
+    let listen_s = listen.to_string();
+
+    // Released at once, listening: the report comes on radhub's own association.
+    let v = scu(&server, &["commit-release", "--listen", &listen_s, "--ref", &held_ref, "--ref", &missing_ref]);
+    assert_eq!(v["status"], SUCCESS, "{v}");
+    let r = &v["reports"][0];
+    assert_eq!((r["event_type"].as_u64(), &r["transaction"], r["calling_ae"].as_str()), (Some(2), &v["transaction"], Some("RADHUB")), "{v}");
+    assert_eq!(r["committed"], serde_json::json!([held["sop"]]));
+    assert_eq!(r["failed"], serde_json::json!([["1.2.826.0.1.3680043.8.498.2", 0x0112]]));
+
+    // Not listening for a while: kept, retried, delivered once it listens.
+    let v = scu(&server, &["commit-release", "--listen", &listen_s, "--listen-after", "2", "--wait", "60", "--ref", &held_ref]);
+    assert_eq!((v["reports"][0]["event_type"].as_u64(), &v["reports"][0]["transaction"]), (Some(1), &v["transaction"]), "{v}");
+
+    // Kept through a restart: radhub stopped while the modality does not listen.
+    let (_, data) = server.stop();
+    let server = Server::start_in(data, &["--peer", &peer, "--commitment-on-new-association"]);
+    let v = scu(&server, &["commit-release", "--listen", &listen_s, "--listen-after", "1", "--wait", "60", "--ref", &held_ref]);
+    assert_eq!(v["reports"][0]["transaction"], v["transaction"], "{v}");
+}
+
 #[test]
 fn c_get_of_a_compressed_instance_to_a_peer_accepting_only_uncompressed_is_transcoded() {
     // JPEG-LS held; the requestor offers only explicit and implicit VR little endian.

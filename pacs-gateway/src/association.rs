@@ -38,7 +38,7 @@ impl Ctx {
 
 pub(crate) type Assoc = AsyncServerAssociation<TcpStream>;
 
-pub(crate) async fn run(mut assoc: Assoc, config: Arc<Config>, handler: Arc<dyn Handler>, resolved: Arc<Resolved>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run(assoc: Assoc, config: Arc<Config>, handler: Arc<dyn Handler>, resolved: Arc<Resolved>, mut stop: watch::Receiver<bool>) {
     let scp_roles = assoc
         .user_variables()
         .iter()
@@ -50,6 +50,17 @@ pub(crate) async fn run(mut assoc: Assoc, config: Arc<Config>, handler: Arc<dyn 
     let ctx =
         Ctx { calling_ae: assoc.peer_ae_title().trim().to_owned(), contexts: assoc.presentation_contexts().to_vec(), config, handler, scp_roles, resolved };
     tracing::debug!(contexts = ctx.contexts.len(), "association established");
+    let mut pending = Vec::new();
+    session(assoc, &ctx, &mut stop, &mut pending).await;
+    // Commitment reports sent here and not answered with success go to a new association.
+    for (_, report) in pending {
+        crate::commitment::undelivered(&ctx, report).await;
+    }
+}
+
+/// The association's messages until it ends; `pending` holds the
+/// commitment reports sent on it and not yet answered.
+async fn session(mut assoc: Assoc, ctx: &Ctx, stop: &mut watch::Receiver<bool>, pending: &mut Vec<(u16, crate::commitment::Report)>) {
     let mut asm = Assembler::new(ctx.config.max_data_set_bytes);
     loop {
         // At shutdown, finish the message in progress, then abort.
@@ -67,7 +78,7 @@ pub(crate) async fn run(mut assoc: Assoc, config: Arc<Config>, handler: Arc<dyn 
                     match asm.push(pdv) {
                         Ok(None) => {}
                         Ok(Some(msg)) => {
-                            if let Err(e) = dispatch(&mut assoc, &ctx, msg).await {
+                            if let Err(e) = dispatch(&mut assoc, ctx, msg, pending).await {
                                 tracing::warn!(error = %e, "aborting association");
                                 abort(assoc, ctx.config.write_timeout).await;
                                 return;
@@ -125,7 +136,7 @@ pub(crate) enum DispatchError {
     Peer(&'static str),
 }
 
-async fn dispatch(assoc: &mut Assoc, ctx: &Ctx, msg: Message) -> Result<(), DispatchError> {
+async fn dispatch(assoc: &mut Assoc, ctx: &Ctx, msg: Message, pending: &mut Vec<(u16, crate::commitment::Report)>) -> Result<(), DispatchError> {
     let pc = ctx.accepted(msg.pc_id).ok_or(DispatchError::ContextNotAccepted(msg.pc_id))?.clone();
     let Ok(f) = msg.command.field() else {
         return Err(DispatchError::Peer("a command without Command Field"));
@@ -139,7 +150,16 @@ async fn dispatch(assoc: &mut Assoc, ctx: &Ctx, msg: Message) -> Result<(), Disp
         field::C_FIND_RQ => find::serve(assoc, ctx, &pc, msg).await?,
         field::C_MOVE_RQ => retrieve::serve_move(assoc, ctx, &pc, msg).await?,
         field::C_GET_RQ => retrieve::serve_get(assoc, ctx, &pc, msg).await?,
-        field::N_ACTION_RQ if pc.abstract_syntax == crate::commitment::PUSH_MODEL => crate::commitment::serve(assoc, ctx, &pc, msg).await?,
+        field::N_ACTION_RQ if pc.abstract_syntax == crate::commitment::PUSH_MODEL => pending.extend(crate::commitment::serve(assoc, ctx, &pc, msg).await?),
+        // A commitment report taken; one refused stays pending, for a new association.
+        field::N_EVENT_REPORT_RSP => {
+            let id = msg.command.u16(crate::command::tag::MESSAGE_ID_BEING_RESPONDED_TO);
+            if msg.command.status() == Some(Status::SUCCESS) {
+                pending.retain(|(p, _)| Some(*p) != id);
+            } else {
+                tracing::info!(status = ?msg.command.status(), "storage commitment report refused on the association");
+            }
+        }
         // A cancel for an operation already finished: nothing to do.
         field::C_CANCEL_RQ => {}
         // A response (e.g. N-EVENT-REPORT-RSP to a commitment report).

@@ -1,7 +1,12 @@
 //! Storage Commitment Push Model SCP (PS3.4 Annex J): N-ACTION-RQ asks
 //! whether the listed instances are safely held; radhub answers N-ACTION-RSP,
 //! then reports the outcome with N-EVENT-REPORT-RQ on the same association
-//! (event 1: all committed; event 2: some failed, with reasons).
+//! (event 1: all committed; event 2: some failed, with reasons). A report
+//! the requestor did not take there (it released first, or answered with a
+//! failure) goes to the application (`Handler::commitment_undelivered`),
+//! which keeps it and sends it on a new association (PS3.4 J.3.3.1.2,
+//! `scu::report_commitment`), as with `Config::commitment_on_new_association`
+//! for modalities that ask for it.
 
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_object::InMemDicomObject;
@@ -44,7 +49,32 @@ fn reference(class: &str, instance: &str, reason: Option<u16>) -> InMemDicomObje
     item
 }
 
-pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContextNegotiated, msg: Message) -> Result<(), SendError> {
+/// A commitment result (the N-EVENT-REPORT's event type and data set,
+/// encoded in `transfer_syntax`) to send the requestor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub transaction_uid: String,
+    pub event_type: u16,
+    pub data: Vec<u8>,
+    pub transfer_syntax: String,
+}
+
+/// The N-EVENT-REPORT-RQ command of a report.
+pub(crate) fn event_command(message_id: u16, event_type: u16) -> Command {
+    let mut ev = Command::default();
+    ev.set_u16(tag::COMMAND_FIELD, field::N_EVENT_REPORT_RQ)
+        .set_u16(tag::MESSAGE_ID, message_id)
+        .set_u16(tag::COMMAND_DATA_SET_TYPE, crate::command::DATA_SET_PRESENT)
+        .set_str(tag::AFFECTED_SOP_CLASS_UID, PUSH_MODEL)
+        .set_str(tag::AFFECTED_SOP_INSTANCE_UID, PUSH_MODEL_INSTANCE)
+        .set_u16(EVENT_TYPE_ID, event_type);
+    ev
+}
+
+/// Answers one N-ACTION-RQ. Returns the report sent on this association,
+/// with its message ID, until the requestor's N-EVENT-REPORT-RSP; a report
+/// kept for a new association goes to the handler at once.
+pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContextNegotiated, msg: Message) -> Result<Option<(u16, Report)>, SendError> {
     let rq = &msg.command;
     let mut rsp = Command::default();
     rsp.set_u16(tag::COMMAND_FIELD, field::N_ACTION_RSP)
@@ -55,7 +85,7 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
         .set_u16(ACTION_TYPE_ID, 1);
     let ts = pc.transfer_syntax.clone();
     let request = match (msg.data_overflow, msg.data.clone()) {
-        (true, _) => return refuse(assoc, ctx, pc.id, rsp, Status::OUT_OF_RESOURCES, "request over 1 MiB").await,
+        (true, _) => return refuse(assoc, ctx, pc.id, rsp, Status::OUT_OF_RESOURCES, "request over 1 MiB").await.map(|()| None),
         (false, None) => None,
         // Parsed off the async workers, as every identifier.
         (false, Some(d)) => Some(tokio::task::spawn_blocking(move || identifier::parse(&d, &ts)).await.unwrap_or_else(|_| Err("parse task failed".into()))),
@@ -71,11 +101,11 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
                 .collect();
             match text(&o, TRANSACTION_UID) {
                 Some(t) if !refs.is_empty() => (t, refs),
-                _ => return refuse(assoc, ctx, pc.id, rsp, Status(0x0120), "no Transaction UID or references").await,
+                _ => return refuse(assoc, ctx, pc.id, rsp, Status(0x0120), "no Transaction UID or references").await.map(|()| None),
             }
         }
-        Some(Err(e)) => return refuse(assoc, ctx, pc.id, rsp, Status::CANNOT_UNDERSTAND, &e).await,
-        _ => return refuse(assoc, ctx, pc.id, rsp, Status(0x0123), "not a storage commitment request").await,
+        Some(Err(e)) => return refuse(assoc, ctx, pc.id, rsp, Status::CANNOT_UNDERSTAND, &e).await.map(|()| None),
+        _ => return refuse(assoc, ctx, pc.id, rsp, Status(0x0123), "not a storage commitment request").await.map(|()| None),
     };
     rsp.set_u16(tag::STATUS, Status::SUCCESS.0);
     message::send(assoc, pc.id, &rsp, None, ctx.config.write_timeout).await?;
@@ -95,16 +125,25 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
         report.put(seq(failed.iter().map(|((c, i), why)| reference(c, i, *why)).collect(), FAILED_SOP_SEQUENCE));
     }
     let data = identifier::encode(&report, &pc.transfer_syntax).map_err(|e| SendError::Io(std::io::Error::other(e)))?;
-    let mut ev = Command::default();
-    ev.set_u16(tag::COMMAND_FIELD, field::N_EVENT_REPORT_RQ)
-        .set_u16(tag::MESSAGE_ID, rq.message_id().wrapping_add(0x4000))
-        .set_u16(tag::COMMAND_DATA_SET_TYPE, crate::command::DATA_SET_PRESENT)
-        .set_str(tag::AFFECTED_SOP_CLASS_UID, PUSH_MODEL)
-        .set_str(tag::AFFECTED_SOP_INSTANCE_UID, PUSH_MODEL_INSTANCE)
-        .set_u16(EVENT_TYPE_ID, if failed.is_empty() { 1 } else { 2 });
+    let event_type = if failed.is_empty() { 1 } else { 2 };
     tracing::info!(transaction, committed = ok.len(), failed = failed.len(), "storage commitment");
+    let report = Report { transaction_uid: transaction, event_type, data, transfer_syntax: pc.transfer_syntax.clone() };
+    if ctx.config.commitment_on_new_association {
+        undelivered(ctx, report).await;
+        return Ok(None);
+    }
+    let id = rq.message_id().wrapping_add(0x4000);
     // The N-EVENT-REPORT-RSP comes back through the association loop.
-    message::send(assoc, pc.id, &ev, Some(&data), ctx.config.write_timeout).await
+    message::send(assoc, pc.id, &event_command(id, event_type), Some(&report.data), ctx.config.write_timeout).await?;
+    Ok(Some((id, report)))
+}
+
+/// Hands a report the requestor has not taken to the application, to be
+/// sent on a new association.
+pub(crate) async fn undelivered(ctx: &Ctx, report: Report) {
+    tracing::info!(transaction = %report.transaction_uid, calling_ae = %ctx.calling_ae, "storage commitment report for a new association");
+    let (handler, ae) = (ctx.handler.clone(), ctx.calling_ae.clone());
+    let _ = tokio::task::spawn_blocking(move || handler.commitment_undelivered(&ae, report)).await;
 }
 
 async fn refuse(assoc: &mut Assoc, ctx: &Ctx, pc: u8, mut rsp: Command, status: Status, why: &str) -> Result<(), SendError> {

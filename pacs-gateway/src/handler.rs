@@ -156,6 +156,13 @@ pub trait Handler: Send + Sync + 'static {
     /// object instance, 0119 class/instance conflict).
     fn committed(&self, calling_ae: &str, refs: &[(String, String)]) -> Vec<Option<u16>>;
 
+    /// A storage commitment report `calling_ae` did not take on its
+    /// association (released first, or answered it with a failure): keep it
+    /// durably and send it on a new association (`scu::report_commitment`).
+    fn commitment_undelivered(&self, calling_ae: &str, report: crate::commitment::Report) {
+        tracing::warn!(%calling_ae, transaction = %report.transaction_uid, "storage commitment report dropped: the application keeps none");
+    }
+
     /// Callers (by network) and move destinations the application
     /// configures, added to the gateway's `Config` when it is made.
     fn peers(&self) -> crate::server::Peers {

@@ -174,6 +174,10 @@ pub struct Config {
     pub accept_any: bool,
     /// The largest data set held for one C-STORE.
     pub max_data_set_bytes: usize,
+    /// Send every storage commitment report on a new association, never
+    /// on the requestor's (PS3.4 J.3.3.1.2; modalities that release at
+    /// once and listen as SCP).
+    pub commitment_on_new_association: bool,
 }
 
 impl Default for Config {
@@ -199,6 +203,7 @@ impl Default for Config {
             move_destinations: Vec::new(),
             accept_any: false,
             max_data_set_bytes: 512 << 20,
+            commitment_on_new_association: false,
         }
     }
 }

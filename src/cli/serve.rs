@@ -52,6 +52,12 @@ pub struct Args {
     /// Most C-FIND matches sent for one request (then A700: narrow the query).
     #[arg(long, default_value_t = 10_000)]
     max_find_matches: usize,
+    /// Send storage commitment reports on a new association to the
+    /// requestor (its address from `--peer` or its site), never on its own
+    /// (for modalities that release at once and listen as SCP). Reports a
+    /// requestor does not take on its association go there anyway.
+    #[arg(long)]
+    commitment_on_new_association: bool,
     /// Largest PDU accepted, in bytes.
     #[arg(long, default_value_t = 256 << 10)]
     max_pdu: u32,
@@ -224,6 +230,7 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         write_timeout: std::time::Duration::from_secs(a.write_timeout),
         dimse_timeout: std::time::Duration::from_secs(a.dimse_timeout),
         max_find_matches: a.max_find_matches,
+        commitment_on_new_association: a.commitment_on_new_association,
         ..Config::default()
     };
     listen(data, hub, config, sites, &a.http, &a.federation)?;
@@ -244,6 +251,8 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
     let outbox = Arc::new(crate::delivery::Outbox::new(&app_db)?);
     let orders = Arc::new(crate::orders::Orders::new(&app_db)?);
     let worklist = Arc::new(crate::worklist::Worklist::open(&app_db, hub.clone(), reports.clone(), orders.clone()).context("the worklist")?);
+    let commitments = Arc::new(crate::dimse::commitment::CommitmentReports::new(&app_db)?);
+    let addresses: HashMap<String, (String, u16)> = config.known_aes.iter().map(|k| (k.title.clone(), (k.host.clone(), k.port))).collect();
 
     let delivery = Arc::new(crate::delivery::Delivery {
         hub: hub.clone(),
@@ -260,7 +269,8 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         HubHandler::new(hub.clone(), &ae, sites, Some(renderer.clone()))
             .with_federation(federation.clone())
             .with_worklist(worklist.clone())
-            .with_audit(Arc::new(crate::audit::DimseAudit::new(audit_log.clone()))),
+            .with_audit(Arc::new(crate::audit::DimseAudit::new(audit_log.clone())))
+            .with_commitments(commitments.clone()),
     );
     let mut state = AppState {
         hub: hub.clone(),
@@ -328,6 +338,7 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         federation.start();
         federation.start_prefetch();
         tokio::spawn(delivery.run());
+        tokio::spawn(commitments.clone().run(pacs_gateway::scu::ScuConfig { calling_ae: ae.clone(), ..Default::default() }, addresses));
         if let Some(bind) = http.hl7_bind {
             let l = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding the HL7 listener to {bind}"))?;
             tracing::info!(addr = %l.local_addr()?, "HL7 listening");

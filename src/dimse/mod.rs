@@ -7,6 +7,7 @@
 //! answer carries Issuer of Patient ID, and a retrieve selects exactly the
 //! patient, studies, series or instances its unique keys name.
 
+pub mod commitment;
 mod query;
 pub mod transcode;
 
@@ -40,11 +41,13 @@ pub struct HubHandler {
     worklist: Option<Arc<crate::worklist::Worklist>>,
     /// Where stores, queries and retrieves are recorded.
     audit: Option<Arc<crate::audit::DimseAudit>>,
+    /// Storage commitment reports kept for a new association.
+    commitments: Option<Arc<commitment::CommitmentReports>>,
 }
 
 impl HubHandler {
     pub fn new(hub: Arc<Hub>, ae_title: &str, sites: HashMap<String, String>, renderer: Option<crate::thumbs::Renderer>) -> Self {
-        HubHandler { hub, renderer, sites, ae_title: ae_title.to_owned(), federation: None, worklist: None, audit: None }
+        HubHandler { hub, renderer, sites, ae_title: ae_title.to_owned(), federation: None, worklist: None, audit: None, commitments: None }
     }
 
     pub fn with_federation(mut self, f: Arc<crate::federation::Federation>) -> Self {
@@ -59,6 +62,11 @@ impl HubHandler {
 
     pub fn with_audit(mut self, a: Arc<crate::audit::DimseAudit>) -> Self {
         self.audit = Some(a);
+        self
+    }
+
+    pub fn with_commitments(mut self, c: Arc<commitment::CommitmentReports>) -> Self {
+        self.commitments = Some(c);
         self
     }
 
@@ -328,6 +336,18 @@ impl Handler for HubHandler {
 
     fn transcode(&self, part10: &[u8], transfer_syntax: &str) -> Result<Vec<u8>, String> {
         transcode::to_native(part10, transfer_syntax)
+    }
+
+    fn commitment_undelivered(&self, calling_ae: &str, report: pacs_gateway::commitment::Report) {
+        let transaction = report.transaction_uid.clone();
+        match &self.commitments {
+            Some(c) => {
+                if let Err(e) = c.keep(calling_ae, report) {
+                    tracing::error!(%calling_ae, %transaction, error = %e, "storage commitment report lost: not kept");
+                }
+            }
+            None => tracing::warn!(%calling_ae, %transaction, "storage commitment report not kept: no outbox"),
+        }
     }
 
     fn committed(&self, calling_ae: &str, refs: &[(String, String)]) -> Vec<Option<u16>> {

@@ -339,6 +339,18 @@ def cmd_move(args):
     print(json.dumps({"established": True, "pending": pending, "final": final, "received": received}))
 
 
+def report_of(event):
+    """A storage commitment N-EVENT-REPORT as the test reads it."""
+    info = event.event_information
+    return {
+        "event_type": int(event.request.EventTypeID),
+        "transaction": str(info.TransactionUID),
+        "committed": [str(i.ReferencedSOPInstanceUID) for i in info.get("ReferencedSOPSequence", [])],
+        "failed": [[str(i.ReferencedSOPInstanceUID), int(i.FailureReason)] for i in info.get("FailedSOPSequence", [])],
+        "calling_ae": event.assoc.requestor.ae_title,
+    }
+
+
 def cmd_commit(args):
     """Storage commitment: N-ACTION, then wait for the N-EVENT-REPORT that
     radhub sends on the same association."""
@@ -348,13 +360,7 @@ def cmd_commit(args):
     done = threading.Event()
 
     def on_report(event):
-        info = event.event_information
-        reports.append({
-            "event_type": int(event.request.EventTypeID),
-            "transaction": str(info.TransactionUID),
-            "committed": [str(i.ReferencedSOPInstanceUID) for i in info.get("ReferencedSOPSequence", [])],
-            "failed": [[str(i.ReferencedSOPInstanceUID), int(i.FailureReason)] for i in info.get("FailedSOPSequence", [])],
-        })
+        reports.append(report_of(event))
         done.set()
         return 0x0000
 
@@ -364,19 +370,67 @@ def cmd_commit(args):
     if not assoc.is_established:
         print(json.dumps({"established": False}))
         return
+    ds = commitment_request(args.ref)
+    status, _ = assoc.send_n_action(ds, 1, StorageCommitmentPushModel, "1.2.840.10008.1.20.1.1")
+    done.wait(10)
+    assoc.release()
+    print(json.dumps({"established": True, "status": status_of(status), "transaction": str(ds.TransactionUID), "reports": reports}))
+
+
+def commitment_request(refs):
     ds = Dataset()
     ds.TransactionUID = pydicom.uid.generate_uid()
     ds.ReferencedSOPSequence = []
-    for r in args.ref:
+    for r in refs:
         cls, uid = r.split("=", 1)
         item = Dataset()
         item.ReferencedSOPClassUID = cls
         item.ReferencedSOPInstanceUID = uid
         ds.ReferencedSOPSequence.append(item)
+    return ds
+
+
+def cmd_commit_release(args):
+    """A modality's storage commitment: N-ACTION, release at once, then take
+    the N-EVENT-REPORT as it arrives on a new association from radhub (which
+    takes the SCP role: role selection), listening on --listen."""
+    from pynetdicom.sop_class import StorageCommitmentPushModel
+
+    reports = []
+    done = threading.Event()
+    ds = commitment_request(args.ref)
+
+    def on_report(event):
+        reports.append(report_of(event))
+        if reports[-1]["transaction"] == str(ds.TransactionUID):
+            done.set()
+        return 0x0000
+
+    def listen():
+        scp = new_ae(args)
+        # radhub asks for the SCP role of the push model: accept it (and not the SCU role).
+        scp.add_supported_context(StorageCommitmentPushModel, scu_role=False, scp_role=True)
+        return scp.start_server(("127.0.0.1", args.listen), block=False, evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+
+    server = listen() if args.listen_after == 0 else None
+    ae = new_ae(args)
+    ae.add_requested_context(StorageCommitmentPushModel)
+    assoc = ae.associate("127.0.0.1", args.port, ae_title=args.called)
+    if not assoc.is_established:
+        print(json.dumps({"established": False}))
+        return
     status, _ = assoc.send_n_action(ds, 1, StorageCommitmentPushModel, "1.2.840.10008.1.20.1.1")
-    done.wait(10)
     assoc.release()
-    print(json.dumps({"established": True, "status": status_of(status), "transaction": str(ds.TransactionUID), "reports": reports}))
+    if server is None:
+        # Not listening yet: radhub must keep the report and try again.
+        time.sleep(args.listen_after)
+        server = listen()
+    done.wait(args.wait)
+    # Its N-EVENT-REPORT-RSP goes out after the handler returns.
+    time.sleep(0.5)
+    server.shutdown()
+    mine = [r for r in reports if r["transaction"] == str(ds.TransactionUID)]
+    print(json.dumps({"established": True, "status": status_of(status), "transaction": str(ds.TransactionUID), "reports": mine, "others": len(reports) - len(mine)}))
 
 
 def main():
@@ -392,6 +446,11 @@ def main():
     s.add_argument("paths", nargs="+")
     c = sub.add_parser("commit")
     c.add_argument("--ref", action="append", default=[])
+    c = sub.add_parser("commit-release")
+    c.add_argument("--ref", action="append", default=[])
+    c.add_argument("--listen", type=int, required=True)
+    c.add_argument("--listen-after", type=float, default=0, help="seconds before the SCP starts listening")
+    c.add_argument("--wait", type=float, default=30)
     for name in ("find", "get", "move", "cancel-find"):
         q = sub.add_parser(name)
         q.add_argument("--level", required=True)
@@ -402,7 +461,7 @@ def main():
             q.add_argument("--dest", default="PYSCP")
             q.add_argument("--scp-port", type=int, required=True)
     args = p.parse_args()
-    {"describe": cmd_describe, "echo": cmd_echo, "store": cmd_store, "find": cmd_find, "get": cmd_get, "move": cmd_move, "cancel-find": cmd_cancel_find, "commit": cmd_commit}[args.cmd](args)
+    {"describe": cmd_describe, "echo": cmd_echo, "store": cmd_store, "find": cmd_find, "get": cmd_get, "move": cmd_move, "cancel-find": cmd_cancel_find, "commit": cmd_commit, "commit-release": cmd_commit_release}[args.cmd](args)
 
 
 if __name__ == "__main__":

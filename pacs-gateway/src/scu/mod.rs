@@ -34,6 +34,7 @@
 
 use std::time::Duration;
 
+mod commitment;
 mod echo;
 mod error;
 mod find;
@@ -41,6 +42,7 @@ pub(crate) mod link;
 mod retrieve;
 pub(crate) mod store;
 
+pub use commitment::report_commitment;
 pub use echo::echo;
 pub use error::ScuError;
 pub use find::{find, FindAssociation, FindOutcome};
