@@ -230,6 +230,23 @@ fn sessions_reports_and_users() {
     assert!(r.header("retry-after").is_some());
 }
 
+/// Behind a TLS terminator (`--public-url https://…`) the session cookie
+/// is Secure; on plain HTTP (the demo) it cannot be.
+#[test]
+fn the_session_cookie_is_secure_when_clients_reach_radhub_over_https() {
+    for (public, secure) in [("https://radhub.dorset.nhs.uk", true), ("", false)] {
+        let data = tempfile::tempdir().unwrap();
+        user_token(data.path(), "rad9", "radiologist");
+        let args: Vec<&str> = if public.is_empty() { vec![] } else { vec!["--public-url", public] };
+        let s = Server::start_in(data, &args);
+        let r = request(&s.http(), "POST", "/api/session", &[("Content-Type", "application/json")], br#"{"username":"rad9","password":"rad9-password"}"#);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let cookie = r.header("set-cookie").unwrap_or_default().to_owned();
+        assert_eq!(cookie.contains("; Secure"), secure, "{public}: {cookie}");
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    }
+}
+
 /// CORS for a configured origin (a viewer hosted elsewhere): preflights
 /// answered without credentials, answers readable by that origin only,
 /// never with credentials (a session cookie cannot be ridden from there).

@@ -134,7 +134,7 @@ fn every_image() -> InMemDicomObject {
 }
 
 #[tokio::test]
-async fn a_cancel_after_the_first_match_ends_with_fe00() {
+async fn a_cancel_after_the_first_match_ends_the_find() {
     let tmp = tempfile::tempdir().unwrap();
     let files = generate(tmp.path());
     let held = Held::of(&files);
@@ -147,7 +147,9 @@ async fn a_cancel_after_the_first_match_ends_with_fe00() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", qr.log()));
-    assert_eq!((out.status, out.cancelled, out.matches), (Status::CANCEL, true, 1), "{out:?}");
+    // FE00, or 0000 when the peer had sent its last match before the
+    // C-CANCEL reached it (PS3.4 C.4.1.3.1.4: a busy machine makes that race).
+    assert!(matches!(out.status, Status::CANCEL | Status::SUCCESS) && out.cancelled && out.matches == 1, "{out:?}");
     assert_eq!(seen.len(), 1);
     assert!(held.0.iter().any(|r| r[3] == seen[0]), "{seen:?}");
     // The association was released after the cancel: the next query is answered in full.

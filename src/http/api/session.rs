@@ -50,7 +50,7 @@ pub async fn sign_in(State(state): State<S>, ConnectInfo(peer): ConnectInfo<Sock
     let result = blocking(move || Ok(st.auth.sign_in(&body.username, &body.password, &client))).await?;
     match result {
         Ok((token, p)) => {
-            let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", SESSION_TTL.as_secs());
+            let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}", SESSION_TTL.as_secs(), secure(&state));
             let mut r = Json(json!({"user": p.user, "role": p.role})).into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
@@ -61,15 +61,26 @@ pub async fn sign_in(State(state): State<S>, ConnectInfo(peer): ConnectInfo<Sock
     }
 }
 
+/// `Secure` when clients reach radhub over HTTPS (behind a TLS terminator,
+/// `--public-url https://…`): the browser never sends the session in clear.
+fn secure(state: &S) -> &'static str {
+    if state.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
 pub async fn whoami(Extension(p): Extension<Principal>) -> Json<Principal> {
     Json(p)
 }
 
 pub async fn sign_out(State(state): State<S>, headers: HeaderMap) -> Result<Response, Problem> {
+    let secure = secure(&state);
     if let Some(token) = cookie(&headers, SESSION_COOKIE).map(str::to_owned) {
         blocking(move || state.auth.sign_out(&token).map_err(auth_problem)).await?;
     }
-    let clear = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    let clear = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}");
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
 }
 
