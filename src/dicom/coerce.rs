@@ -5,6 +5,7 @@
 //! administration). The Patient ID it had is kept as an Other Patient IDs
 //! item. Run only on files that were scanned (bounded) when they arrived.
 
+use dicom_core::header::Header;
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_object::{FileDicomObject, InMemDicomObject};
@@ -53,9 +54,31 @@ fn set_key(obj: &mut Obj, from: &PatientKey, to: &PatientKey) {
     obj.put(DataElement::new(OTHER_PATIENT_IDS_SEQUENCE, VR::SQ, DataSetSequence::from(items)));
 }
 
-fn write(obj: &Obj) -> Result<Vec<u8>, String> {
+/// Sequences and items as read keep their declared lengths, which dicom-object
+/// writes back even when their contents re-encode to another size (padding,
+/// a character set): written with undefined lengths, they are always right.
+fn undefined_lengths(item: &InMemDicomObject) -> InMemDicomObject {
+    InMemDicomObject::from_element_iter(item.iter().map(|e| match e.items() {
+        Some(items) => DataElement::new(e.tag(), VR::SQ, DataSetSequence::from(items.iter().map(undefined_lengths).collect::<Vec<_>>())),
+        None => e.clone(),
+    }))
+}
+
+/// The file written again, and checked as every arrival is: what radhub
+/// serves must read as well as what it was sent.
+fn write(obj: &mut Obj) -> Result<Vec<u8>, String> {
+    let sequences: Vec<DataElement<InMemDicomObject>> = obj
+        .iter()
+        .filter_map(|e| {
+            e.items().map(|items| DataElement::new(e.tag(), VR::SQ, DataSetSequence::from(items.iter().map(undefined_lengths).collect::<Vec<_>>())))
+        })
+        .collect();
+    for s in sequences {
+        obj.put(s);
+    }
     let mut out = Vec::new();
     obj.write_all(&mut out).map_err(|e| e.to_string())?;
+    dicom_scan::scan(&out, &[]).map_err(|e| format!("the rewritten file does not read back: {e}"))?;
     Ok(out)
 }
 
@@ -63,7 +86,7 @@ fn write(obj: &Obj) -> Result<Vec<u8>, String> {
 pub fn coerce(part10: &[u8], from: &PatientKey, to: &PatientKey) -> Result<Vec<u8>, String> {
     let mut obj = open(part10)?;
     set_key(&mut obj, from, to);
-    write(&obj)
+    write(&mut obj)
 }
 
 /// The instance with the identity `now` (values left empty keep the
@@ -94,5 +117,5 @@ pub fn restate(part10: &[u8], now: &Identity<'_>) -> Result<Option<Vec<u8>>, Str
     if sex {
         obj.put(DataElement::new(SEX, VR::CS, PrimitiveValue::from(now.sex)));
     }
-    write(&obj).map(Some)
+    write(&mut obj).map(Some)
 }
