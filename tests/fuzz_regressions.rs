@@ -12,18 +12,59 @@ fn case(name: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// extract: a file with an explicit-length sequence whose contents
-/// re-encode to another size. Restated after an identity change, dicom-object
-/// wrote the old length back, and what radhub served (WADO-RS, C-GET) no
-/// longer read as DICOM. Served bytes are now written with undefined
-/// lengths and scanned before they go out.
+fn restate_to_p1(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let key = PatientKey { issuer: "RD3".into(), patient_id: "P1".into() };
+    restate(bytes, &Identity { key: &key, name: "LIMA^LILY", birth_date: "19500101", sex: "F" })
+}
+
+/// extract: a file out of tag order with an explicit-length sequence whose
+/// contents re-encode to another size. Restated after an identity change,
+/// dicom-object wrote the old length back, and what radhub served (WADO-RS,
+/// C-GET) no longer read as DICOM. Such a file is now refused before
+/// dicom-object sees it, and what dicom-object writes is scanned before it
+/// is served: an error, never broken bytes or the old identity.
+#[test]
+fn a_file_out_of_order_is_refused_rather_than_served_broken() {
+    let bytes = case("extract-restate-99a2e02e.dcm");
+    radhub::dicom::extract::read_meta(&bytes).expect("the fuzzer's input is accepted on arrival");
+    let e = restate_to_p1(&bytes).expect_err("restated");
+    assert!(e.contains("order"), "{e}");
+}
+
+/// In order, the same shape reads back: an explicit-length private
+/// sequence holding an odd-length value, which dicom-object pads when it
+/// writes. (Every restated file is scanned before it is served.)
 #[test]
 fn a_restated_file_reads_back_as_dicom() {
-    let bytes = case("extract-restate-99a2e02e.dcm");
-    let meta = radhub::dicom::extract::read_meta(&bytes).expect("the fuzzer's input is accepted on arrival");
-    let key = PatientKey { issuer: "RD3".into(), patient_id: "P1".into() };
-    let id = Identity { key: &key, name: "LIMA^LILY", birth_date: "19500101", sex: "F" };
-    let out = restate(&bytes, &id).expect("restated").expect("the identity differs");
+    let p = std::process::Command::new("python3").args(["-c", "import pydicom.data;print(pydicom.data.get_testdata_file('CT_small.dcm'))"]).output().unwrap();
+    let mut bytes = std::fs::read(String::from_utf8_lossy(&p.stdout).trim()).unwrap();
+    // Explicit VR little endian: (7FE1,0010) LO creator, (7FE1,1001) SQ of one item holding PN "ABC" (3 bytes, unpadded).
+    let mut item = Vec::new();
+    item.extend_from_slice(&[0x10, 0x00, 0x10, 0x00, b'P', b'N', 3, 0]);
+    item.extend_from_slice(b"ABC");
+    let mut seq = vec![0xFE, 0xFF, 0x00, 0xE0];
+    seq.extend_from_slice(&(item.len() as u32).to_le_bytes());
+    seq.extend_from_slice(&item);
+    let mut tail = vec![0xE1, 0x7F, 0x10, 0x00, b'L', b'O', 6, 0];
+    tail.extend_from_slice(b"RADHUB");
+    tail.extend_from_slice(&[0xE1, 0x7F, 0x01, 0x10, b'S', b'Q', 0, 0]);
+    tail.extend_from_slice(&(seq.len() as u32).to_le_bytes());
+    tail.extend_from_slice(&seq);
+    // Before CT_small's Data Set Trailing Padding (FFFC,FFFC), the last element.
+    let at = bytes.windows(6).rposition(|w| w == [0xFC, 0xFF, 0xFC, 0xFF, b'O', b'B']).unwrap_or(bytes.len());
+    bytes.splice(at..at, tail);
+    let meta = radhub::dicom::extract::read_meta(&bytes).expect("accepted on arrival");
+    let out = restate_to_p1(&bytes).expect("restated").expect("the identity differs");
     let again = radhub::dicom::extract::read_meta(&out).unwrap_or_else(|e| panic!("restated {} does not read back: {e}", meta.sop_uid));
     assert_eq!((again.sop_uid, again.patient_id.as_str(), again.patient_name.as_str()), (meta.sop_uid, "P1", "LIMA^LILY"));
+}
+
+/// dimse: a 137-byte query identifier (implicit VR little endian) that
+/// dicom-object read into gigabytes: one C-FIND could take the server's
+/// memory. The bounded scan refuses it before dicom-object sees it.
+#[test]
+fn a_small_identifier_cannot_take_the_servers_memory() {
+    let bytes = case("dimse-identifier-oom-f8e61102.bin");
+    let r = pacs_gateway::identifier::parse(&bytes, "1.2.840.10008.1.2");
+    assert!(r.is_err(), "{r:?}");
 }

@@ -100,6 +100,12 @@ pub struct Scanned<'a> {
     pub nested: Vec<(u32, usize, Element)>,
     /// Encapsulated pixel data: number of fragments after the offset table.
     pub fragments: usize,
+    /// Whether the elements of the data set, and of every item, come in
+    /// ascending tag order, each once (PS3.5 7.1). Real archives hold files
+    /// that do not, and they are stored; but such a data set is never
+    /// handed to dicom-object, which can spend seconds and gigabytes on a
+    /// few hundred bytes of it.
+    pub in_order: bool,
 }
 
 struct Walker<'b> {
@@ -109,6 +115,7 @@ struct Walker<'b> {
     nested: Vec<(u32, usize, Element)>,
     nested_wanted: &'b [u32],
     fragments: usize,
+    in_order: bool,
 }
 
 /// Scans a Part 10 file. `nested_wanted` names top-level sequences whose first
@@ -140,11 +147,30 @@ pub fn file_meta(bytes: &[u8]) -> Result<(Vec<Element>, usize, String), ScanErro
 pub fn scan_dataset<'a>(bytes: &'a [u8], ts: &str, nested_wanted: &[u32]) -> Result<Scanned<'a>, ScanError> {
     let encoding = encoding(ts);
     let dataset: Cow<'a, [u8]> = if ts == TS_DEFLATED { Cow::Owned(inflate(bytes)?) } else { Cow::Borrowed(bytes) };
-    let mut w = Walker { buf: &dataset, enc: encoding, top: Vec::new(), nested: Vec::new(), nested_wanted, fragments: 0 };
+    let mut w = Walker { buf: &dataset, enc: encoding, top: Vec::new(), nested: Vec::new(), nested_wanted, fragments: 0, in_order: true };
     w.walk(0, dataset.len(), 0, None)?;
-    let (mut top, nested, fragments) = (std::mem::take(&mut w.top), std::mem::take(&mut w.nested), w.fragments);
+    let (mut top, nested, fragments, in_order) = (std::mem::take(&mut w.top), std::mem::take(&mut w.nested), w.fragments, w.in_order);
     top.sort_by_key(|e| e.tag);
-    Ok(Scanned { meta: Vec::new(), meta_bytes: &[], transfer_syntax: ts.to_owned(), encoding, dataset, top, nested, fragments })
+    Ok(Scanned { meta: Vec::new(), meta_bytes: &[], transfer_syntax: ts.to_owned(), encoding, dataset, top, nested, fragments, in_order })
+}
+
+/// `scan`, refusing a data set out of tag order (`Scanned::in_order`): what
+/// may be handed to a full DICOM parser (dicom-object).
+pub fn scan_ordered(bytes: &[u8]) -> Result<Scanned<'_>, ScanError> {
+    ordered(scan(bytes, &[])?)
+}
+
+/// `scan_dataset`, refusing a data set out of tag order.
+pub fn scan_dataset_ordered<'a>(bytes: &'a [u8], ts: &str) -> Result<Scanned<'a>, ScanError> {
+    ordered(scan_dataset(bytes, ts, &[])?)
+}
+
+fn ordered(s: Scanned<'_>) -> Result<Scanned<'_>, ScanError> {
+    if s.in_order {
+        Ok(s)
+    } else {
+        Err(ScanError::Malformed { offset: 0, what: "data elements out of ascending tag order, or repeated (PS3.5 7.1)" })
+    }
 }
 
 /// How a data set in transfer syntax `ts` is encoded.
@@ -298,6 +324,7 @@ impl Walker<'_> {
         // they start is found once: testing the rest at every element would
         // be quadratic in a data set of many empty elements.
         let padding = if depth == 0 { last_nonzero(self.buf, pos, end) } else { end };
+        let mut previous: Option<u32> = None;
         while pos < end {
             if pos >= padding {
                 return Ok(end);
@@ -308,6 +335,10 @@ impl Walker<'_> {
                     return Ok(next);
                 }
             }
+            if previous.is_some_and(|p| el.tag <= p) {
+                self.in_order = false;
+            }
+            previous = Some(el.tag);
             if el.tag == ITEM || el.tag == ITEM_END || el.tag == SEQ_END {
                 return Err(ScanError::Malformed { offset: pos, what: "stray item or delimiter" });
             }
@@ -574,6 +605,30 @@ mod tests {
         let mut v = vec![0u8; 8 * n];
         v.push(1);
         v
+    }
+
+    /// An implicit VR little endian element.
+    fn implicit(tag: u32, value: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&((tag >> 16) as u16).to_le_bytes());
+        v.extend_from_slice(&(tag as u16).to_le_bytes());
+        v.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        v.extend_from_slice(value);
+        v
+    }
+
+    #[test]
+    fn elements_out_of_order_or_repeated_are_noted_and_refused_for_parsers() {
+        let ascending = [implicit(0x0008_0052, b"STUDY "), implicit(0x0010_0020, b"P1")].concat();
+        assert!(scan_dataset(&ascending, TS_IMPLICIT_LE, &[]).unwrap().in_order);
+        assert!(scan_dataset_ordered(&ascending, TS_IMPLICIT_LE).is_ok());
+        for bad in
+            [[implicit(0x0010_0020, b"P1"), implicit(0x0008_0052, b"STUDY ")].concat(), [implicit(0x0010_0020, b"P1"), implicit(0x0010_0020, b"P2")].concat()]
+        {
+            // Stored as real archives hold it; never handed to a full parser.
+            assert!(!scan_dataset(&bad, TS_IMPLICIT_LE, &[]).unwrap().in_order);
+            assert!(matches!(scan_dataset_ordered(&bad, TS_IMPLICIT_LE), Err(ScanError::Malformed { .. })));
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub const SPECIFIC_CHARACTER_SET: Tag = Tag(0x0008, 0x0005);
 pub const FAILED_SOP_INSTANCE_UID_LIST: Tag = Tag(0x0008, 0x0058);
 
 pub fn parse(data: &[u8], ts_uid: &str) -> Result<InMemDicomObject, String> {
-    dicom_scan::scan_dataset(data, ts_uid, &[]).map_err(|e| e.to_string())?;
+    dicom_scan::scan_dataset_ordered(data, ts_uid).map_err(|e| e.to_string())?;
     let ts = registered(ts_uid)?;
     InMemDicomObject::read_dataset_with_ts(data, ts).map_err(|e| e.to_string())
 }

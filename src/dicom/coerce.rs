@@ -5,7 +5,6 @@
 //! administration). The Patient ID it had is kept as an Other Patient IDs
 //! item. Run only on files that were scanned (bounded) when they arrived.
 
-use dicom_core::header::Header;
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_object::{FileDicomObject, InMemDicomObject};
@@ -32,6 +31,7 @@ pub struct Identity<'a> {
 type Obj = FileDicomObject<InMemDicomObject>;
 
 fn open(part10: &[u8]) -> Result<Obj, String> {
+    dicom_scan::scan_ordered(part10).map_err(|e| e.to_string())?;
     dicom_object::from_reader(part10.get(128..).ok_or("not a Part 10 file")?).map_err(|e| e.to_string())
 }
 
@@ -54,28 +54,9 @@ fn set_key(obj: &mut Obj, from: &PatientKey, to: &PatientKey) {
     obj.put(DataElement::new(OTHER_PATIENT_IDS_SEQUENCE, VR::SQ, DataSetSequence::from(items)));
 }
 
-/// Sequences and items as read keep their declared lengths, which dicom-object
-/// writes back even when their contents re-encode to another size (padding,
-/// a character set): written with undefined lengths, they are always right.
-fn undefined_lengths(item: &InMemDicomObject) -> InMemDicomObject {
-    InMemDicomObject::from_element_iter(item.iter().map(|e| match e.items() {
-        Some(items) => DataElement::new(e.tag(), VR::SQ, DataSetSequence::from(items.iter().map(undefined_lengths).collect::<Vec<_>>())),
-        None => e.clone(),
-    }))
-}
-
 /// The file written again, and checked as every arrival is: what radhub
 /// serves must read as well as what it was sent.
-fn write(obj: &mut Obj) -> Result<Vec<u8>, String> {
-    let sequences: Vec<DataElement<InMemDicomObject>> = obj
-        .iter()
-        .filter_map(|e| {
-            e.items().map(|items| DataElement::new(e.tag(), VR::SQ, DataSetSequence::from(items.iter().map(undefined_lengths).collect::<Vec<_>>())))
-        })
-        .collect();
-    for s in sequences {
-        obj.put(s);
-    }
+fn write(obj: &Obj) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     obj.write_all(&mut out).map_err(|e| e.to_string())?;
     dicom_scan::scan(&out, &[]).map_err(|e| format!("the rewritten file does not read back: {e}"))?;
@@ -86,7 +67,7 @@ fn write(obj: &mut Obj) -> Result<Vec<u8>, String> {
 pub fn coerce(part10: &[u8], from: &PatientKey, to: &PatientKey) -> Result<Vec<u8>, String> {
     let mut obj = open(part10)?;
     set_key(&mut obj, from, to);
-    write(&mut obj)
+    write(&obj)
 }
 
 /// The instance with the identity `now` (values left empty keep the
@@ -117,5 +98,5 @@ pub fn restate(part10: &[u8], now: &Identity<'_>) -> Result<Option<Vec<u8>>, Str
     if sex {
         obj.put(DataElement::new(SEX, VR::CS, PrimitiveValue::from(now.sex)));
     }
-    write(&mut obj).map(Some)
+    write(&obj).map(Some)
 }

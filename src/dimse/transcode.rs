@@ -58,6 +58,7 @@ pub fn to_native(part10: &[u8], ts: &str) -> Result<Vec<u8>, String> {
         pixels.push(0);
     }
     // Skip the preamble: dicom-object reads from the magic code on.
+    dicom_scan::scan_ordered(part10).map_err(|e| e.to_string())?;
     let mut obj = dicom_object::from_reader(part10.get(128..).ok_or("not a Part 10 file")?).map_err(|e| e.to_string())?;
     obj.put(DataElement::new(PIXEL_DATA, if bytes_per_sample == 1 { VR::OB } else { VR::OW }, PrimitiveValue::from(pixels)));
     if inst.samples() == 3 {

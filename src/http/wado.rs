@@ -530,6 +530,7 @@ fn reencode(part10: &[u8], ts: &str, decode: bool) -> Result<Vec<u8>, String> {
     use dicom_encoding::TransferSyntaxIndex;
     let target = dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(ts).ok_or_else(|| format!("unknown transfer syntax {ts}"))?;
     // The file was scanned (bounded) when it arrived; dicom-object reads from the magic code on.
+    dicom_scan::scan_ordered(part10).map_err(|e| e.to_string())?;
     let mut obj = dicom_object::from_reader(part10.get(128..).ok_or("not a Part 10 file")?).map_err(|e| e.to_string())?;
     obj.update_meta(|m| m.set_transfer_syntax(target));
     let mut out = Vec::new();
