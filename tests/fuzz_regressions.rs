@@ -68,3 +68,15 @@ fn a_small_identifier_cannot_take_the_servers_memory() {
     let r = pacs_gateway::identifier::parse(&bytes, "1.2.840.10008.1.2");
     assert!(r.is_err(), "{r:?}");
 }
+
+/// dimse, again: an identifier ending in (FFFE,FFFF) with a length of
+/// 4 GiB. dicom-scan took any group-FFFE tag for a delimiter, of no length,
+/// and dicom-object allocated what it declared. Only items and delimiters
+/// are accepted in group FFFE now.
+#[test]
+fn an_unknown_item_tag_with_a_lying_length_is_refused() {
+    let bytes = case("dimse-identifier-oom-4f9fb821.bin");
+    let e = pacs_gateway::identifier::parse(&bytes, "1.2.840.10008.1.2").expect_err("refused");
+    assert!(e.contains("FFFE"), "{e}");
+    assert!(dicom_scan::scan_dataset(&bytes, "1.2.840.10008.1.2", &[]).is_err(), "refused on arrival too");
+}

@@ -295,6 +295,11 @@ impl Walker<'_> {
         if pos + 8 <= self.buf.len() && rd_u16(self.buf, pos, self.be()) == 0xFFFE {
             // Items and delimiters carry no VR in any encoding.
             let tag = 0xFFFE_0000 | u32::from(rd_u16(self.buf, pos + 2, self.be()));
+            // Only items and their delimiters live in group FFFE: another
+            // (FFFE,xxxx) would carry a length no check here bounds.
+            if ![ITEM, ITEM_END, SEQ_END].contains(&tag) {
+                return Err(ScanError::Malformed { offset: pos, what: "an element of group FFFE that is no item or delimiter" });
+            }
             let len = rd_u32(self.buf, pos + 4, self.be());
             let len = if tag == ITEM { len } else { 0 };
             return finish_header(self.buf, tag, *b"  ", len, pos + 8);
