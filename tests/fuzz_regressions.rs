@@ -80,3 +80,14 @@ fn an_unknown_item_tag_with_a_lying_length_is_refused() {
     assert!(e.contains("FFFE"), "{e}");
     assert!(dicom_scan::scan_dataset(&bytes, "1.2.840.10008.1.2", &[]).is_err(), "refused on arrival too");
 }
+
+/// dimse, a third time: (0012,0052), an FD, 13 bytes long in implicit VR.
+/// dicom-object read one double, lost its place, and took what followed
+/// for a header of gigabytes. A binary value must hold whole values for a
+/// data set to reach dicom-object.
+#[test]
+fn a_binary_value_of_a_length_its_vr_cannot_hold_is_refused() {
+    let bytes = case("dimse-identifier-oom-9a4cc6a6.bin");
+    let e = pacs_gateway::identifier::parse(&bytes, "1.2.840.10008.1.2").expect_err("refused");
+    assert!(e.contains("VR"), "{e}");
+}

@@ -101,11 +101,12 @@ pub struct Scanned<'a> {
     /// Encapsulated pixel data: number of fragments after the offset table.
     pub fragments: usize,
     /// Whether the elements of the data set, and of every item, come in
-    /// ascending tag order, each once (PS3.5 7.1). Real archives hold files
-    /// that do not, and they are stored; but such a data set is never
-    /// handed to dicom-object, which can spend seconds and gigabytes on a
-    /// few hundred bytes of it.
-    pub in_order: bool,
+    /// ascending tag order, each once (PS3.5 7.1), and every fixed-size
+    /// binary value (US, FD, AT...) is a whole number of values (PS3.5
+    /// 6.2). Real archives hold files that are not, and they are stored;
+    /// but such a data set is never handed to dicom-object, which can
+    /// spend seconds and gigabytes on a few hundred bytes of it.
+    pub strict: bool,
 }
 
 struct Walker<'b> {
@@ -115,7 +116,7 @@ struct Walker<'b> {
     nested: Vec<(u32, usize, Element)>,
     nested_wanted: &'b [u32],
     fragments: usize,
-    in_order: bool,
+    strict: bool,
 }
 
 /// Scans a Part 10 file. `nested_wanted` names top-level sequences whose first
@@ -147,14 +148,14 @@ pub fn file_meta(bytes: &[u8]) -> Result<(Vec<Element>, usize, String), ScanErro
 pub fn scan_dataset<'a>(bytes: &'a [u8], ts: &str, nested_wanted: &[u32]) -> Result<Scanned<'a>, ScanError> {
     let encoding = encoding(ts);
     let dataset: Cow<'a, [u8]> = if ts == TS_DEFLATED { Cow::Owned(inflate(bytes)?) } else { Cow::Borrowed(bytes) };
-    let mut w = Walker { buf: &dataset, enc: encoding, top: Vec::new(), nested: Vec::new(), nested_wanted, fragments: 0, in_order: true };
+    let mut w = Walker { buf: &dataset, enc: encoding, top: Vec::new(), nested: Vec::new(), nested_wanted, fragments: 0, strict: true };
     w.walk(0, dataset.len(), 0, None)?;
-    let (mut top, nested, fragments, in_order) = (std::mem::take(&mut w.top), std::mem::take(&mut w.nested), w.fragments, w.in_order);
+    let (mut top, nested, fragments, strict) = (std::mem::take(&mut w.top), std::mem::take(&mut w.nested), w.fragments, w.strict);
     top.sort_by_key(|e| e.tag);
-    Ok(Scanned { meta: Vec::new(), meta_bytes: &[], transfer_syntax: ts.to_owned(), encoding, dataset, top, nested, fragments, in_order })
+    Ok(Scanned { meta: Vec::new(), meta_bytes: &[], transfer_syntax: ts.to_owned(), encoding, dataset, top, nested, fragments, strict })
 }
 
-/// `scan`, refusing a data set out of tag order (`Scanned::in_order`): what
+/// `scan`, refusing a data set out of tag order (`Scanned::strict`): what
 /// may be handed to a full DICOM parser (dicom-object).
 pub fn scan_ordered(bytes: &[u8]) -> Result<Scanned<'_>, ScanError> {
     ordered(scan(bytes, &[])?)
@@ -166,10 +167,13 @@ pub fn scan_dataset_ordered<'a>(bytes: &'a [u8], ts: &str) -> Result<Scanned<'a>
 }
 
 fn ordered(s: Scanned<'_>) -> Result<Scanned<'_>, ScanError> {
-    if s.in_order {
+    if s.strict {
         Ok(s)
     } else {
-        Err(ScanError::Malformed { offset: 0, what: "data elements out of ascending tag order, or repeated (PS3.5 7.1)" })
+        Err(ScanError::Malformed {
+            offset: 0,
+            what: "data elements out of ascending tag order, repeated, or binary values of a length their VR cannot hold (PS3.5 7.1, 6.2)",
+        })
     }
 }
 
@@ -340,8 +344,8 @@ impl Walker<'_> {
                     return Ok(next);
                 }
             }
-            if previous.is_some_and(|p| el.tag <= p) {
-                self.in_order = false;
+            if previous.is_some_and(|p| el.tag <= p) || !whole_values(&el, self.enc) {
+                self.strict = false;
             }
             previous = Some(el.tag);
             if el.tag == ITEM || el.tag == ITEM_END || el.tag == SEQ_END {
@@ -477,6 +481,31 @@ pub(crate) fn last_nonzero(buf: &[u8], from: usize, end: usize) -> usize {
 
 /// VR of an element in an implicit VR stream, as far as the walk needs it:
 /// whether it is a sequence.
+/// Whether a fixed-size binary value holds a whole number of values (its
+/// VR as written, or for implicit VR as the dictionary gives it).
+fn whole_values(el: &Element, enc: Encoding) -> bool {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    if el.undefined {
+        return true;
+    }
+    let vr: String = if enc == Encoding::ImplicitLe {
+        let t = dicom_core::Tag((el.tag >> 16) as u16, el.tag as u16);
+        match dicom_dictionary_std::StandardDataDictionary.by_tag(t).map(|e| e.vr()) {
+            Some(VirtualVr::Exact(vr)) => vr.to_string().to_owned(),
+            _ => return true,
+        }
+    } else {
+        String::from_utf8_lossy(&el.vr).into_owned()
+    };
+    let size = match vr.as_str() {
+        "SS" | "US" | "OW" => 2,
+        "AT" | "FL" | "SL" | "UL" | "OF" | "OL" => 4,
+        "FD" | "SV" | "UV" | "OD" | "OV" => 8,
+        _ => return true,
+    };
+    (el.end - el.start).is_multiple_of(size)
+}
+
 fn implicit_vr(tag: u32, len: u32) -> [u8; 2] {
     use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
     use dicom_core::Tag;
@@ -625,13 +654,13 @@ mod tests {
     #[test]
     fn elements_out_of_order_or_repeated_are_noted_and_refused_for_parsers() {
         let ascending = [implicit(0x0008_0052, b"STUDY "), implicit(0x0010_0020, b"P1")].concat();
-        assert!(scan_dataset(&ascending, TS_IMPLICIT_LE, &[]).unwrap().in_order);
+        assert!(scan_dataset(&ascending, TS_IMPLICIT_LE, &[]).unwrap().strict);
         assert!(scan_dataset_ordered(&ascending, TS_IMPLICIT_LE).is_ok());
         for bad in
             [[implicit(0x0010_0020, b"P1"), implicit(0x0008_0052, b"STUDY ")].concat(), [implicit(0x0010_0020, b"P1"), implicit(0x0010_0020, b"P2")].concat()]
         {
             // Stored as real archives hold it; never handed to a full parser.
-            assert!(!scan_dataset(&bad, TS_IMPLICIT_LE, &[]).unwrap().in_order);
+            assert!(!scan_dataset(&bad, TS_IMPLICIT_LE, &[]).unwrap().strict);
             assert!(matches!(scan_dataset_ordered(&bad, TS_IMPLICIT_LE), Err(ScanError::Malformed { .. })));
         }
     }

@@ -19,7 +19,7 @@ pub struct Node {
 /// ends the tree, reported in `Tree::tail`, for callers that read files in
 /// part.
 pub fn tree(buf: &[u8], encoding: Encoding) -> Result<Tree, ScanError> {
-    let mut w = Walker { buf, enc: encoding, top: Vec::new(), nested: Vec::new(), nested_wanted: &[], fragments: 0, in_order: true };
+    let mut w = Walker { buf, enc: encoding, top: Vec::new(), nested: Vec::new(), nested_wanted: &[], fragments: 0, strict: true };
     let mut nodes = Vec::new();
     let mut pos = 0;
     // Trailing zero bytes are padding; found once (see `Walker::walk`).
