@@ -182,16 +182,22 @@ impl Hub {
     /// sent to a site): restated to the patient identity the index holds
     /// now when that changed after the file arrived (`index::identity`).
     pub fn served(&self, study_uid: &str, bytes: Vec<u8>) -> Result<Vec<u8>, IngestError> {
-        if !self.index.restated(study_uid)? {
-            return Ok(bytes);
-        }
-        let Some(s) = self.index.study(study_uid)? else { return Ok(bytes) };
+        let Some(s) = self.restated_as(study_uid)? else { return Ok(bytes) };
         let now = Identity { key: &s.patient, name: &s.patient_name, birth_date: &s.patient_birth_date, sex: &s.patient_sex };
         match crate::dicom::coerce::restate(&bytes, &now) {
             Ok(Some(b)) => Ok(b),
             Ok(None) => Ok(bytes),
             Err(e) => Err(IngestError::Mismatch(format!("restating an instance of {study_uid}: {e}"))),
         }
+    }
+
+    /// The study's record when its files are served restated (its
+    /// identity changed after some arrived); `None` when they are served as stored.
+    pub fn restated_as(&self, study_uid: &str) -> Result<Option<crate::index::model::StudyRecord>, IndexError> {
+        if !self.index.restated(study_uid)? {
+            return Ok(None);
+        }
+        self.index.study(study_uid)
     }
 
     /// `file` of an indexed instance, as served (`served`).

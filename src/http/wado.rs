@@ -175,12 +175,8 @@ fn read_served(hub: &Hub, rec: &InstanceRecord) -> Result<Vec<u8>, Problem> {
 /// What an entity tag of a study's instance adds when its files are served
 /// restated: the identity they carry, so that a change of it is a new tag.
 fn identity_salt(hub: &Hub, study_uid: &str) -> Result<String, Problem> {
-    if !hub.index.restated(study_uid)? {
-        return Ok(String::new());
-    }
     Ok(hub
-        .index
-        .study(study_uid)?
+        .restated_as(study_uid)?
         .map(|s| format!("|{}|{}|{}|{}|{}", s.patient, s.patient_name, s.patient_birth_date, s.patient_sex, s.patient.issuer))
         .unwrap_or_default())
 }
@@ -189,10 +185,7 @@ fn identity_salt(hub: &Hub, study_uid: &str) -> Result<String, Problem> {
 /// patient attributes those the index holds now, when the study's files
 /// are served restated.
 fn restated_metadata(hub: &Hub, study_uid: &str, body: Bytes) -> Result<Bytes, Problem> {
-    if !hub.index.restated(study_uid)? {
-        return Ok(body);
-    }
-    let Some(s) = hub.index.study(study_uid)? else { return Ok(body) };
+    let Some(s) = hub.restated_as(study_uid)? else { return Ok(body) };
     let fail = |e: serde_json::Error| Problem::internal("restating metadata", e);
     let mut all: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&body).map_err(fail)?;
     let first = |o: &serde_json::Map<String, serde_json::Value>, tag: &str| o.get(tag).and_then(|a| a["Value"][0].as_str()).unwrap_or("").to_owned();
