@@ -15,7 +15,7 @@ use crate::index::rejection::Rejection;
 use crate::index::{Index, IndexError, Legacy, SledIndex, SCHEMA_VERSION};
 use crate::iocm;
 use crate::sites;
-use crate::store::{FsStore, ObjectKey, ObjectStore, StoreError};
+use crate::store::{FsStore, ObjectKey, ObjectStore, StagingWriter, StoreError};
 
 /// What to do when a SOP Instance UID arrives again with different bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -224,6 +224,11 @@ impl Hub {
     /// Reads what the index records from `bytes`, with arrival facts
     /// filled: the site and issuer it is filed under (`sites::file`).
     pub fn describe(bytes: &[u8], site: Option<&str>) -> Result<InstanceMeta, ScanError> {
+        Self::describe_hashed(bytes, site, *blake3::hash(bytes).as_bytes())
+    }
+
+    /// `describe`, of bytes whose content hash is known.
+    fn describe_hashed(bytes: &[u8], site: Option<&str>, content_hash: [u8; 32]) -> Result<InstanceMeta, ScanError> {
         let mut meta = extract::read_meta(bytes)?;
         let filing = sites::file(site, &meta.issuer_of_patient_id);
         if let Some(why) = &filing.quarantined {
@@ -236,7 +241,7 @@ impl Hub {
         meta.site = filing.site;
         meta.issuer = filing.issuer;
         meta.file_size = bytes.len() as u64;
-        meta.content_hash = *blake3::hash(bytes).as_bytes();
+        meta.content_hash = content_hash;
         meta.received_ms = now_ms();
         Ok(meta)
     }
@@ -250,16 +255,38 @@ impl Hub {
 
     /// As `ingest`, refusing a data set whose SOP Class and Instance UIDs
     /// are not the `(class, instance)` its C-STORE request announced.
-    pub fn ingest_expecting(&self, bytes: &[u8], from: Arrival<'_>, (class, instance): (&str, &str)) -> Result<(Outcome, InstanceMeta), IngestError> {
-        self.ingest_checked(bytes, from, |meta| {
-            if meta.sop_uid != instance {
-                return Err(format!("data set holds SOP Instance UID {}, not {instance}", meta.sop_uid));
-            }
-            if meta.sop_class_uid != class {
-                return Err(format!("data set holds SOP Class UID {}, not {class}", meta.sop_class_uid));
-            }
-            Ok(())
-        })
+    pub fn ingest_expecting(&self, bytes: &[u8], from: Arrival<'_>, expected: (&str, &str)) -> Result<(Outcome, InstanceMeta), IngestError> {
+        self.ingest_checked(bytes, from, |meta| announced(meta, expected))
+    }
+
+    /// Starts receiving a Part 10 file piece by piece: written to staging
+    /// as it comes (`Receiving::write`), stored by `ingest_received`.
+    /// Memory does not grow with its size.
+    pub fn receiving(&self) -> Result<Receiving, IngestError> {
+        let writer = self.store.stage_writer()?;
+        Ok(Receiving { writer, hasher: blake3::Hasher::new(), failed: None })
+    }
+
+    /// `ingest_expecting`, of a file received whole by `receiving`: scanned
+    /// where it was staged, and committed from there (never written twice).
+    pub fn ingest_received(&self, r: Receiving, from: Arrival<'_>, expected: (&str, &str)) -> Result<(Outcome, InstanceMeta), IngestError> {
+        self.ingest_received_checked(r, from, |meta| announced(meta, expected))
+    }
+
+    /// `ingest_checked`, of a file received whole by `receiving`.
+    pub fn ingest_received_checked(
+        &self,
+        mut r: Receiving,
+        from: Arrival<'_>,
+        check: impl FnOnce(&InstanceMeta) -> Result<(), String>,
+    ) -> Result<(Outcome, InstanceMeta), IngestError> {
+        if let Some(e) = r.failed.take() {
+            return Err(e.into());
+        }
+        r.writer.complete();
+        let bytes = r.writer.bytes()?;
+        let hash = *r.hasher.finalize().as_bytes();
+        self.arrive(&bytes, hash, Some(r.writer), from, check)
     }
 
     /// As `ingest`, refusing (`Mismatch`, nothing changed) a data set whose
@@ -270,13 +297,26 @@ impl Hub {
         from: Arrival<'_>,
         check: impl FnOnce(&InstanceMeta) -> Result<(), String>,
     ) -> Result<(Outcome, InstanceMeta), IngestError> {
-        let mut meta = Self::describe(bytes, from.site)?;
+        self.arrive(bytes, *blake3::hash(bytes).as_bytes(), None, from, check)
+    }
+
+    /// An arrival of `bytes` (hashing to `hash`), staged already by
+    /// `staging` or else staged here once the index says to keep it.
+    fn arrive(
+        &self,
+        bytes: &[u8],
+        hash: [u8; 32],
+        staging: Option<Box<dyn StagingWriter>>,
+        from: Arrival<'_>,
+        check: impl FnOnce(&InstanceMeta) -> Result<(), String>,
+    ) -> Result<(Outcome, InstanceMeta), IngestError> {
+        let mut meta = Self::describe_hashed(bytes, from.site, hash)?;
         check(&meta).map_err(IngestError::Mismatch)?;
         // Sent by the site's own PACS (a push, or a retrieve from it): it holds it.
         if meta.site != sites::QUARANTINE && sites::find(&meta.site).and_then(|s| s.ae_title.as_deref()) == Some(from.sender) {
             meta.held_at = Some(meta.site.clone());
         }
-        let (outcome, meta) = self.commit(bytes, meta, from.sender)?;
+        let (outcome, meta) = self.commit(bytes, staging, meta, from.sender)?;
         if meta.sop_class_uid == iocm::KOS && outcome != Outcome::KeptExisting {
             self.apply_rejection_note(bytes, &meta, from.sender)?;
         }
@@ -444,7 +484,9 @@ impl Hub {
         Ok(metas.len())
     }
 
-    fn commit(&self, bytes: &[u8], meta: InstanceMeta, sender: &str) -> Result<(Outcome, InstanceMeta), IngestError> {
+    /// Stages (unless `staging` holds the bytes staged already: dropped,
+    /// it removes them), indexes, publishes.
+    fn commit(&self, bytes: &[u8], staging: Option<Box<dyn StagingWriter>>, meta: InstanceMeta, sender: &str) -> Result<(Outcome, InstanceMeta), IngestError> {
         let key = ObjectKey::for_uid(&meta.sop_uid);
         let _g = self.lock(&key);
         let known = self.index.instance(&meta.sop_uid)?;
@@ -473,7 +515,10 @@ impl Hub {
             }
             None => Outcome::Stored,
         };
-        let staged = self.store.stage(&key, bytes)?;
+        let staged = match staging {
+            Some(w) => w.finish(&key)?,
+            None => self.store.stage(&key, bytes)?,
+        };
         match self.index.upsert(&meta) {
             Ok(_) => {}
             // A new instance naming another patient than its study's: kept
@@ -482,7 +527,7 @@ impl Hub {
             Err(IndexError::PatientMismatch { study, held, sent }) if new && !meta.remote => {
                 let c = HeldConflict { meta: meta.clone(), study_patient: held.clone(), sender: sender.to_owned(), at_ms: now_ms() };
                 if let Err(e) = self.index.hold(&c) {
-                    let _ = self.store.discard(&staged);
+                    let _ = self.store.discard(&staged.id);
                     return Err(e.into());
                 }
                 self.index.sync()?;
@@ -494,7 +539,7 @@ impl Hub {
             }
             Err(e) => {
                 // Nothing committed: the staged copy must never become visible.
-                let _ = self.store.discard(&staged);
+                let _ = self.store.discard(&staged.id);
                 return Err(e.into());
             }
         }
@@ -506,6 +551,39 @@ impl Hub {
     }
 }
 
+/// Refuses a data set whose SOP Class and Instance UIDs are not the
+/// `(class, instance)` its C-STORE request announced.
+fn announced(meta: &InstanceMeta, (class, instance): (&str, &str)) -> Result<(), String> {
+    if meta.sop_uid != instance {
+        return Err(format!("data set holds SOP Instance UID {}, not {instance}", meta.sop_uid));
+    }
+    if meta.sop_class_uid != class {
+        return Err(format!("data set holds SOP Class UID {}, not {class}", meta.sop_class_uid));
+    }
+    Ok(())
+}
+
+/// A Part 10 file being received piece by piece (`Hub::receiving`): each
+/// piece written to staging and hashed on the way. Dropped without
+/// `Hub::ingest_received`, it leaves nothing behind.
+pub struct Receiving {
+    writer: Box<dyn StagingWriter>,
+    hasher: blake3::Hasher,
+    /// The first write that failed (the disk full): the rest is not written.
+    failed: Option<StoreError>,
+}
+
+impl Receiving {
+    pub fn write(&mut self, data: &[u8]) {
+        if self.failed.is_none() {
+            self.hasher.update(data);
+            if let Err(e) = self.writer.write(data) {
+                self.failed = Some(e);
+            }
+        }
+    }
+}
+
 /// Staged objects are the redo log: one whose index entry committed (the
 /// same content hash under its SOP Instance UID, as `committed` says) is
 /// published; any other was never acknowledged and is discarded.
@@ -514,19 +592,23 @@ type Committed<'a> = &'a dyn Fn(&str) -> Result<Option<[u8; 32]>, IndexError>;
 
 fn recover(store: &dyn ObjectStore, committed: Committed<'_>) -> Result<Recovery, OpenError> {
     let mut r = Recovery::default();
-    for staged in store.staged()? {
-        let bytes = store.read_staged(&staged)?;
+    for id in store.staged()? {
+        let bytes = store.read_staged(&id)?;
         let hash = *blake3::hash(&bytes).as_bytes();
         let done = match extract::read_meta(&bytes) {
-            Ok(meta) => ObjectKey::for_uid(&meta.sop_uid) == staged.key && committed(&meta.sop_uid)? == Some(hash),
-            Err(_) => false,
+            Ok(meta) if committed(&meta.sop_uid)? == Some(hash) => Some(ObjectKey::for_uid(&meta.sop_uid)),
+            _ => None,
         };
-        if done {
-            store.publish(&staged)?;
-            r.published += 1;
-        } else {
-            store.discard(&staged)?;
-            r.discarded += 1;
+        drop(bytes);
+        match done {
+            Some(key) => {
+                store.publish(&crate::store::Staged { key, id })?;
+                r.published += 1;
+            }
+            None => {
+                store.discard(&id)?;
+                r.discarded += 1;
+            }
         }
     }
     if r.published + r.discarded > 0 {

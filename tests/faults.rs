@@ -45,10 +45,6 @@ fn storescu(server: &Server, files: &[PathBuf]) -> Vec<String> {
     statuses
 }
 
-fn staging_debris(data: &Path) -> Vec<PathBuf> {
-    support::walk(&data.join("tmp"))
-}
-
 #[test]
 fn a_full_disk_refuses_what_it_cannot_keep_and_ingest_resumes_when_space_returns() {
     let work = tempfile::tempdir().unwrap();
@@ -95,7 +91,7 @@ fn a_full_disk_refuses_what_it_cannot_keep_and_ingest_resumes_when_space_returns
     // What was acknowledged is what the index holds; nothing half-written stays behind.
     let held = |token: &str| -> usize { support::get(&server.http(), "/dicom-web/instances?limit=1000", token).json().as_array().map_or(0, Vec::len) };
     assert_eq!(held(&admin), stored, "acknowledged instances and indexed ones differ");
-    assert_eq!(staging_debris(server.data.path()), Vec::<PathBuf>::new(), "staging debris after a full disk");
+    assert_eq!(support::staging_debris(server.data.path()), Vec::<PathBuf>::new(), "staging debris after a full disk");
 
     // STOW-RS while the disk is full: 507, nothing kept.
     let last = std::fs::read(&by_stow[0]).unwrap();
@@ -119,7 +115,7 @@ fn a_full_disk_refuses_what_it_cannot_keep_and_ingest_resumes_when_space_returns
     for k in ["orphan_files", "missing_files", "mismatched", "unreadable"] {
         assert!(v[k].as_array().is_some_and(Vec::is_empty), "{k}: {v}");
     }
-    assert_eq!(staging_debris(data.path()), Vec::<PathBuf>::new());
+    assert_eq!(support::staging_debris(data.path()), Vec::<PathBuf>::new());
     support::fault_row(
         "faults::a_full_disk_refuses_what_it_cannot_keep_and_ingest_resumes_when_space_returns",
         &format!("{} instances ({} MB) by storescu and STOW-RS into a 64 MiB tmpfs", files.len(), size / 1_000_000),

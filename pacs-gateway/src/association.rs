@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::command::{field, Command};
 use crate::handler::{Answer, Handler};
-use crate::message::{self, Assembler, Message, SendError};
+use crate::message::{self, Assembler, Event, Message, SendError};
 use crate::server::{Config, Resolved};
 use crate::status::Status;
 use crate::{find, retrieve, store};
@@ -61,7 +61,9 @@ pub(crate) async fn run(assoc: Assoc, config: Arc<Config>, handler: Arc<dyn Hand
 /// The association's messages until it ends; `pending` holds the
 /// commitment reports sent on it and not yet answered.
 async fn session(mut assoc: Assoc, ctx: &Ctx, stop: &mut watch::Receiver<bool>, pending: &mut Vec<(u16, crate::commitment::Report)>) {
-    let mut asm = Assembler::new(ctx.config.max_data_set_bytes);
+    let mut asm = Assembler::streaming();
+    // The C-STORE whose data set is arriving.
+    let mut incoming: Option<store::Incoming> = None;
     loop {
         // At shutdown, finish the message in progress, then abort.
         let pdu = tokio::select! {
@@ -75,20 +77,38 @@ async fn session(mut assoc: Assoc, ctx: &Ctx, stop: &mut watch::Receiver<bool>, 
         match pdu {
             Ok(Pdu::PData { data }) => {
                 for pdv in data {
-                    match asm.push(pdv) {
-                        Ok(None) => {}
-                        Ok(Some(msg)) => {
-                            if let Err(e) = dispatch(&mut assoc, ctx, msg, pending).await {
-                                tracing::warn!(error = %e, "aborting association");
-                                abort(assoc, ctx.config.write_timeout).await;
-                                return;
+                    let step = match asm.push_event(pdv) {
+                        Ok(None) => Ok(()),
+                        Ok(Some(Event::Message(msg))) => dispatch(&mut assoc, ctx, msg, pending).await,
+                        Ok(Some(Event::StoreBegins { pc, command })) => match ctx.accepted(pc) {
+                            Some(pc) => {
+                                incoming = Some(store::Incoming::begin(ctx, pc, command));
+                                Ok(())
                             }
-                        }
+                            None => Err(DispatchError::ContextNotAccepted(pc)),
+                        },
+                        Ok(Some(Event::StoreData { data, last })) => match incoming.take() {
+                            Some(mut inc) => {
+                                inc.push(data).await;
+                                if last {
+                                    inc.finish(&mut assoc, ctx.config.write_timeout).await.map_err(DispatchError::from)
+                                } else {
+                                    incoming = Some(inc);
+                                    Ok(())
+                                }
+                            }
+                            None => Err(DispatchError::Peer("a data set fragment with no C-STORE")),
+                        },
                         Err(e) => {
                             tracing::warn!(error = %e, "protocol violation: aborting association");
                             abort(assoc, ctx.config.write_timeout).await;
                             return;
                         }
+                    };
+                    if let Err(e) = step {
+                        tracing::warn!(error = %e, "aborting association");
+                        abort(assoc, ctx.config.write_timeout).await;
+                        return;
                     }
                 }
             }
@@ -146,7 +166,12 @@ async fn dispatch(assoc: &mut Assoc, ctx: &Ctx, msg: Message, pending: &mut Vec<
             let rsp = Command::response_to(&msg.command, field::C_ECHO_RSP, Status::SUCCESS, false);
             message::send(assoc, pc.id, &rsp, None, ctx.config.write_timeout).await?;
         }
-        field::C_STORE_RQ => store::serve(assoc, ctx, &pc, msg).await?,
+        // A C-STORE-RQ with its data set is an `Event::StoreBegins`.
+        field::C_STORE_RQ => {
+            let instance = msg.command.str(crate::command::tag::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default();
+            let a = Answer::failure(Status::CANNOT_UNDERSTAND, "no data set");
+            store::respond(assoc, pc.id, &msg.command, &instance, a, ctx.config.write_timeout).await?;
+        }
         field::C_FIND_RQ => find::serve(assoc, ctx, &pc, msg).await?,
         field::C_MOVE_RQ => retrieve::serve_move(assoc, ctx, &pc, msg).await?,
         field::C_GET_RQ => retrieve::serve_get(assoc, ctx, &pc, msg).await?,

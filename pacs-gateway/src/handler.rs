@@ -18,6 +18,28 @@ pub struct StoreRequest {
     pub file: Vec<u8>,
 }
 
+/// A C-STORE as its request announced it, before any of its data set.
+#[derive(Clone, Debug)]
+pub struct StoreHeader {
+    pub calling_ae: String,
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub transfer_syntax: String,
+}
+
+/// Where a C-STORE's Part 10 file goes as its bytes arrive: the file meta
+/// group, then each P-DATA fragment of the data set, so that no instance
+/// is ever held whole. Called on the blocking pool. Dropped without
+/// `finish` when the data set does not arrive whole (the association
+/// ended, the size limit was passed): then nothing may be stored.
+pub trait IncomingFile: Send {
+    /// The next bytes. A failure (a full disk) is kept for `finish` to
+    /// answer; the rest of the data set still arrives and is ignored.
+    fn write(&mut self, bytes: &[u8]);
+    /// Every byte is here: stores the instance; returns once it is durable.
+    fn finish(self: Box<Self>) -> Answer;
+}
+
 /// The answer to a C-STORE: a status from PS3.4 B.2.3 and an optional
 /// Error Comment (at most 64 characters are sent).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +149,13 @@ impl Matches {
 pub trait Handler: Send + Sync + 'static {
     /// Stores one instance; returns only once it is durable.
     fn store(&self, req: StoreRequest) -> Answer;
+
+    /// Where the C-STORE `header` announces is written as it arrives.
+    /// `None` (the default): the gateway holds the data set, up to
+    /// `Config::max_data_set_bytes`, and calls `store` with it whole.
+    fn receive(&self, _header: &StoreHeader) -> Option<Box<dyn IncomingFile>> {
+        None
+    }
 
     /// Hands each match of a C-FIND to `matches` as it is found, each an
     /// identifier holding the requested keys (and Query/Retrieve Level), in

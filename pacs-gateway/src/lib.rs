@@ -29,5 +29,5 @@ pub mod sop_classes;
 pub mod status;
 pub mod store;
 
-pub use handler::{Answer, Handler, InstanceRef, Level, Matches, Model, Query, StoreRequest};
+pub use handler::{Answer, Handler, IncomingFile, InstanceRef, Level, Matches, Model, Query, StoreHeader, StoreRequest};
 pub use server::{Caller, Config, Destination, Gateway, KnownAe, Network, Peers};

@@ -39,17 +39,44 @@ pub enum ProtocolError {
 
 enum State {
     Idle,
-    Command { pc: u8, buf: Vec<u8> },
-    Data { pc: u8, command: Command, buf: Vec<u8>, overflow: bool },
+    Command {
+        pc: u8,
+        buf: Vec<u8>,
+    },
+    Data {
+        pc: u8,
+        command: Command,
+        buf: Vec<u8>,
+        overflow: bool,
+    },
+    /// A C-STORE data set passed on fragment by fragment.
+    Stream {
+        pc: u8,
+    },
+}
+
+/// What a streaming assembler makes of each P-DATA value.
+#[derive(Debug)]
+pub enum Event {
+    /// A whole message (any but a C-STORE-RQ with its data set).
+    Message(Message),
+    /// A C-STORE-RQ; its data set follows as `StoreData`.
+    StoreBegins { pc: u8, command: Command },
+    /// The next fragment of the data set; `last` ends it.
+    StoreData { data: Vec<u8>, last: bool },
 }
 
 /// Builds messages from P-DATA values, holding at most `max_data` bytes of
 /// a C-STORE data set and `MAX_IDENTIFIER` of any other (a query
 /// identifier, a commitment request); anything larger is read through and
 /// dropped, so the peer can still be answered on the same association.
+/// A streaming assembler holds no C-STORE data set: it hands each
+/// fragment on as it comes (`push_event`).
 pub struct Assembler {
     /// Keep elements after the command set instead of refusing the message.
     lenient: bool,
+    /// Pass C-STORE data sets on as `Event::StoreData`.
+    streaming: bool,
     max_command: usize,
     max_data: usize,
     /// The limit for the data set being received.
@@ -63,7 +90,13 @@ pub const MAX_IDENTIFIER: usize = 1 << 20;
 
 impl Assembler {
     pub fn new(max_data: usize) -> Self {
-        Assembler { lenient: false, max_command: 64 << 10, max_data, limit: max_data, state: State::Idle }
+        Assembler { lenient: false, streaming: false, max_command: 64 << 10, max_data, limit: max_data, state: State::Idle }
+    }
+
+    /// An assembler for an SCP, which writes C-STORE data sets out as they
+    /// arrive instead of holding them (the receiver bounds their size).
+    pub fn streaming() -> Self {
+        Assembler { streaming: true, ..Self::new(0) }
     }
 
     /// An assembler for the responses radhub awaits as a service user,
@@ -72,7 +105,15 @@ impl Assembler {
         Assembler { lenient: true, ..Self::new(max_data) }
     }
 
+    /// The message `pdv` completes, if any (an assembler not streaming).
     pub fn push(&mut self, pdv: PDataValue) -> Result<Option<Message>, ProtocolError> {
+        Ok(match self.push_event(pdv)? {
+            Some(Event::Message(m)) => Some(m),
+            _ => None,
+        })
+    }
+
+    pub fn push_event(&mut self, pdv: PDataValue) -> Result<Option<Event>, ProtocolError> {
         let pc = pdv.presentation_context_id;
         match (std::mem::replace(&mut self.state, State::Idle), pdv.value_type.clone()) {
             (State::Idle, PDataValueType::Command) => self.command(pc, Vec::new(), pdv),
@@ -86,18 +127,24 @@ impl Assembler {
                     buf.extend_from_slice(&pdv.data);
                 }
                 if pdv.is_last {
-                    return Ok(Some(Message { pc_id: pc, command, data: (!overflow).then_some(buf), data_overflow: overflow, extra: None }));
+                    return Ok(Some(Event::Message(Message { pc_id: pc, command, data: (!overflow).then_some(buf), data_overflow: overflow, extra: None })));
                 }
                 self.state = State::Data { pc, command, buf, overflow };
                 Ok(None)
             }
+            (State::Stream { pc: p }, PDataValueType::Data) if p == pc => {
+                if !pdv.is_last {
+                    self.state = State::Stream { pc };
+                }
+                Ok(Some(Event::StoreData { data: pdv.data, last: pdv.is_last }))
+            }
             (State::Idle | State::Command { .. }, PDataValueType::Data) => Err(ProtocolError::DataWithoutCommand),
-            (State::Data { .. }, PDataValueType::Command) => Err(ProtocolError::CommandInsteadOfData),
+            (State::Data { .. } | State::Stream { .. }, PDataValueType::Command) => Err(ProtocolError::CommandInsteadOfData),
             _ => Err(ProtocolError::ContextMismatch),
         }
     }
 
-    fn command(&mut self, pc: u8, mut buf: Vec<u8>, pdv: PDataValue) -> Result<Option<Message>, ProtocolError> {
+    fn command(&mut self, pc: u8, mut buf: Vec<u8>, pdv: PDataValue) -> Result<Option<Event>, ProtocolError> {
         if buf.len() + pdv.data.len() > self.max_command {
             return Err(ProtocolError::CommandTooLarge(self.max_command));
         }
@@ -112,12 +159,17 @@ impl Assembler {
         } else {
             (Command::decode(&buf)?, None)
         };
-        self.limit = if command.field() == Ok(crate::command::field::C_STORE_RQ) { self.max_data } else { MAX_IDENTIFIER };
+        let store = command.field() == Ok(crate::command::field::C_STORE_RQ);
+        self.limit = if store { self.max_data } else { MAX_IDENTIFIER };
         if command.has_data_set() {
+            if store && self.streaming {
+                self.state = State::Stream { pc };
+                return Ok(Some(Event::StoreBegins { pc, command }));
+            }
             self.state = State::Data { pc, command, buf: Vec::new(), overflow: false };
             return Ok(None);
         }
-        Ok(Some(Message { pc_id: pc, command, data: None, data_overflow: false, extra }))
+        Ok(Some(Event::Message(Message { pc_id: pc, command, data: None, data_overflow: false, extra })))
     }
 
     /// Whether a message is partly received.
@@ -250,6 +302,25 @@ mod tests {
         assert!(Assembler::new(4).push(pdv(1, true, true, rsp.clone())).is_err());
         let m = Assembler::lenient(4).push(pdv(1, true, true, rsp)).unwrap().unwrap();
         assert_eq!(m.extra.as_deref(), Some(&tail[..]));
+    }
+
+    #[test]
+    fn a_streaming_assembler_passes_store_data_on_and_holds_identifiers() {
+        let mut a = Assembler::streaming();
+        let store = Command::request(field::C_STORE_RQ, 3, "1.2.840.10008.5.1.4.1.1.2", true).encode();
+        assert!(matches!(a.push_event(pdv(1, true, true, store)).unwrap(), Some(Event::StoreBegins { pc: 1, .. })));
+        assert!(matches!(a.push_event(pdv(1, false, false, vec![1, 2])).unwrap(), Some(Event::StoreData { ref data, last: false }) if data == &[1, 2]));
+        assert!(!a.is_idle());
+        assert!(matches!(a.push_event(pdv(1, true, true, vec![])), Err(ProtocolError::CommandInsteadOfData)));
+        let mut a = Assembler::streaming();
+        let store = Command::request(field::C_STORE_RQ, 4, "1.2.840.10008.5.1.4.1.1.2", true).encode();
+        a.push_event(pdv(1, true, true, store)).unwrap();
+        assert!(matches!(a.push_event(pdv(1, false, true, vec![3])).unwrap(), Some(Event::StoreData { last: true, .. })));
+        assert!(a.is_idle());
+        let find = Command::request(field::C_FIND_RQ, 5, "1.2.840.10008.5.1.4.1.2.2.1", true).encode();
+        assert!(a.push_event(pdv(1, true, true, find)).unwrap().is_none());
+        let m = a.push_event(pdv(1, false, true, vec![0; 8])).unwrap();
+        assert!(matches!(m, Some(Event::Message(Message { data: Some(ref d), .. })) if d.len() == 8));
     }
 
     #[test]

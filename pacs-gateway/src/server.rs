@@ -172,7 +172,8 @@ pub struct Config {
     pub move_destinations: Vec<Destination>,
     /// Accept any calling AE from anywhere (demos only).
     pub accept_any: bool,
-    /// The largest data set held for one C-STORE.
+    /// The largest data set one C-STORE may bring (written out as it
+    /// arrives when the handler streams; else held).
     pub max_data_set_bytes: usize,
     /// Send every storage commitment report on a new association, never
     /// on the requestor's (PS3.4 J.3.3.1.2; modalities that release at
@@ -202,7 +203,7 @@ impl Default for Config {
             callers: Vec::new(),
             move_destinations: Vec::new(),
             accept_any: false,
-            max_data_set_bytes: 512 << 20,
+            max_data_set_bytes: 4 << 30,
             commitment_on_new_association: false,
         }
     }

@@ -1,6 +1,7 @@
 //! C-STORE SCP, and the C-GET requestor's side of its sub-operations:
 //! wrap the received data set, unchanged, as a Part 10 file, hand it to
-//! the application, answer with its status. The data set is
+//! the application (the SCP streams it as it arrives), answer with its
+//! status. The data set is
 //! untrusted: the application must validate it (radhub scans it with
 //! dicom-scan before anything else).
 
@@ -8,9 +9,9 @@ use dicom_ul::association::AsyncAssociation;
 use dicom_ul::pdu::PresentationContextNegotiated;
 use tokio::net::TcpStream;
 
-use crate::association::{Assoc, Ctx};
+use crate::association::Ctx;
 use crate::command::{field, tag, Command};
-use crate::handler::{Answer, StoreRequest};
+use crate::handler::{Answer, Handler, StoreHeader, StoreRequest};
 use crate::message::{self, Message, SendError};
 use crate::sop_classes;
 use crate::status::Status;
@@ -19,18 +20,129 @@ use crate::status::Status;
 pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.305828488182842179406785612937392049185";
 pub const IMPLEMENTATION_VERSION_NAME: &str = "RADHUB_010";
 
-pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContextNegotiated, msg: Message) -> Result<(), SendError> {
-    let handler = ctx.handler.clone();
-    let storage = sop_classes::accepted_as_storage(&pc.abstract_syntax);
-    let limit = ctx.config.max_data_set_bytes;
-    answer_request(assoc, pc, msg, &ctx.calling_ae, limit, storage, ctx.config.write_timeout, move |req| handler.store(req)).await
+/// A C-STORE being received by the SCP: each fragment of its data set goes
+/// to a task on the blocking pool that writes it out (`Handler::receive`)
+/// or, for a handler that does not stream, holds it; the association holds
+/// at most `IN_FLIGHT` fragments of it.
+pub(crate) struct Incoming {
+    rq: Command,
+    pc: u8,
+    instance: String,
+    received: usize,
+    limit: usize,
+    state: Receiving,
 }
 
-/// Answers one C-STORE-RQ received on `pc` (by the SCP, or by a C-GET
-/// requestor): the data set wrapped as Part 10 and handed to `store` on
-/// the blocking pool, its answer sent back. `storage` says whether `pc` is
-/// a storage context; `source_ae` is the sender's AE title; a data set over
-/// `limit` bytes was dropped by the assembler and is refused here.
+enum Receiving {
+    /// Read through, then answered with this.
+    Refused(Answer),
+    /// `None` ends the data set; a channel closed without it abandons it.
+    Writing { tx: tokio::sync::mpsc::Sender<Option<Vec<u8>>>, task: tokio::task::JoinHandle<Answer> },
+}
+
+/// Fragments handed on and not yet written: they bound the memory of one
+/// association's C-STORE (each at most the max PDU length).
+const IN_FLIGHT: usize = 4;
+
+impl Incoming {
+    pub fn begin(ctx: &Ctx, pc: &PresentationContextNegotiated, rq: Command) -> Self {
+        let class = rq.str(tag::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
+        let instance = rq.str(tag::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default();
+        let limit = ctx.config.max_data_set_bytes;
+        let state = match refusal(pc, &class, &instance, sop_classes::accepted_as_storage(&pc.abstract_syntax)) {
+            Some(a) => Receiving::Refused(a),
+            None => {
+                let header = StoreHeader {
+                    calling_ae: ctx.calling_ae.clone(),
+                    sop_class_uid: class,
+                    sop_instance_uid: instance.clone(),
+                    transfer_syntax: pc.transfer_syntax.clone(),
+                };
+                let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
+                let handler = ctx.handler.clone();
+                Receiving::Writing { tx, task: tokio::task::spawn_blocking(move || write_out(&*handler, header, rx)) }
+            }
+        };
+        Incoming { rq, pc: pc.id, instance, received: 0, limit, state }
+    }
+
+    /// The next fragment; waits while the writer is `IN_FLIGHT` behind.
+    pub async fn push(&mut self, data: Vec<u8>) {
+        self.received = self.received.saturating_add(data.len());
+        if let Receiving::Writing { tx, .. } = &self.state {
+            let over = self.received > self.limit;
+            if over || tx.send(Some(data)).await.is_err() {
+                let why = if over { format!("data set over {} bytes", self.limit) } else { "storage task failed".to_owned() };
+                // Dropping the sender abandons what was written.
+                self.state = Receiving::Refused(Answer::failure(Status::OUT_OF_RESOURCES, why));
+            }
+        }
+    }
+
+    /// The data set has arrived whole: stored (or refused), and answered.
+    pub async fn finish<A>(self, assoc: &mut A, write_timeout: std::time::Duration) -> Result<(), SendError>
+    where
+        A: AsyncAssociation<TcpStream> + Send,
+    {
+        let answer = match self.state {
+            Receiving::Refused(a) => a,
+            Receiving::Writing { tx, task } => {
+                let _ = tx.send(None).await;
+                drop(tx);
+                task.await.unwrap_or_else(|_| Answer::failure(Status::OUT_OF_RESOURCES, "storage task failed"))
+            }
+        };
+        respond(assoc, self.pc, &self.rq, &self.instance, answer, write_timeout).await
+    }
+}
+
+/// The writer's side of `Incoming`: the file meta group, then each fragment.
+fn write_out(handler: &dyn Handler, header: StoreHeader, mut rx: tokio::sync::mpsc::Receiver<Option<Vec<u8>>>) -> Answer {
+    let meta = part10(&header.sop_class_uid, &header.sop_instance_uid, &header.transfer_syntax, &header.calling_ae, &[]);
+    let abandoned = || Answer::failure(Status::OUT_OF_RESOURCES, "data set not received whole");
+    match handler.receive(&header) {
+        Some(mut file) => {
+            file.write(&meta);
+            loop {
+                match rx.blocking_recv() {
+                    Some(Some(d)) => file.write(&d),
+                    Some(None) => return file.finish(),
+                    None => return abandoned(),
+                }
+            }
+        }
+        None => {
+            let mut buf = meta;
+            loop {
+                match rx.blocking_recv() {
+                    Some(Some(d)) => buf.extend_from_slice(&d),
+                    Some(None) => break,
+                    None => return abandoned(),
+                }
+            }
+            let StoreHeader { calling_ae, sop_class_uid, sop_instance_uid, transfer_syntax } = header;
+            handler.store(StoreRequest { calling_ae, sop_class_uid, sop_instance_uid, transfer_syntax, file: buf })
+        }
+    }
+}
+
+/// Why a C-STORE on `pc` is refused before its data set is looked at.
+fn refusal(pc: &PresentationContextNegotiated, class: &str, instance: &str, storage: bool) -> Option<Answer> {
+    if !storage || class != pc.abstract_syntax {
+        Some(Answer::failure(Status::SOP_CLASS_NOT_SUPPORTED, "SOP class not supported on this context"))
+    } else if instance.is_empty() {
+        Some(Answer::failure(Status::CANNOT_UNDERSTAND, "no Affected SOP Instance UID"))
+    } else {
+        None
+    }
+}
+
+/// Answers one C-STORE-RQ received whole on `pc` (by a C-GET requestor,
+/// whose sub-operations come to it as ordinary messages): the data set
+/// wrapped as Part 10 and handed to `store` on the blocking pool, its
+/// answer sent back. `storage` says whether `pc` is a storage context;
+/// `source_ae` is the sender's AE title; a data set over `limit` bytes was
+/// dropped by the assembler and is refused here.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn answer_request<A>(
     assoc: &mut A,
@@ -50,10 +162,8 @@ where
     let instance = rq.str(tag::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default();
     let answer = if msg.data_overflow {
         Answer::failure(Status::OUT_OF_RESOURCES, format!("data set over {limit} bytes"))
-    } else if !storage || class != pc.abstract_syntax {
-        Answer::failure(Status::SOP_CLASS_NOT_SUPPORTED, "SOP class not supported on this context")
-    } else if instance.is_empty() {
-        Answer::failure(Status::CANNOT_UNDERSTAND, "no Affected SOP Instance UID")
+    } else if let Some(refused) = refusal(pc, &class, &instance, storage) {
+        refused
     } else {
         match msg.data {
             None => Answer::failure(Status::CANNOT_UNDERSTAND, "no data set"),
@@ -71,15 +181,22 @@ where
             }
         }
     };
+    respond(assoc, pc.id, rq, &instance, answer, write_timeout).await
+}
+
+pub(crate) async fn respond<A>(assoc: &mut A, pc: u8, rq: &Command, instance: &str, answer: Answer, write_timeout: std::time::Duration) -> Result<(), SendError>
+where
+    A: AsyncAssociation<TcpStream> + Send,
+{
     if answer.status != Status::SUCCESS {
         tracing::info!(sop = %instance, status = format!("{:04X}", answer.status.0), comment = ?answer.comment, "C-STORE not plainly stored");
     }
     let mut rsp = Command::response_to(rq, field::C_STORE_RSP, answer.status, false);
-    rsp.set_str(tag::AFFECTED_SOP_INSTANCE_UID, &instance);
+    rsp.set_str(tag::AFFECTED_SOP_INSTANCE_UID, instance);
     if let Some(c) = &answer.comment {
         rsp.set_str(tag::ERROR_COMMENT, &comment(c));
     }
-    message::send(assoc, pc.id, &rsp, None, write_timeout).await
+    message::send(assoc, pc, &rsp, None, write_timeout).await
 }
 
 /// Error Comment is LO: at most 64 characters, no backslash.

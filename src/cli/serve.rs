@@ -58,6 +58,10 @@ pub struct Args {
     /// requestor does not take on its association go there anyway.
     #[arg(long)]
     commitment_on_new_association: bool,
+    /// Largest data set one C-STORE may bring, in bytes (then A700). Data
+    /// sets are written to disk as they arrive: this bounds disk, not memory.
+    #[arg(long, default_value_t = 4 << 30)]
+    max_instance_bytes: u64,
     /// Largest PDU accepted, in bytes.
     #[arg(long, default_value_t = 256 << 10)]
     max_pdu: u32,
@@ -127,8 +131,8 @@ pub struct HttpArgs {
     /// Folder of the viewer's static files.
     #[arg(long, default_value = "viewer-wasm/www")]
     pub viewer_dir: PathBuf,
-    /// Largest STOW-RS request body, in bytes.
-    #[arg(long, default_value_t = 512 << 20)]
+    /// Largest STOW-RS request body, in bytes (streamed to disk as it arrives).
+    #[arg(long, default_value_t = 4 << 30)]
     pub max_body: usize,
     /// Site holding instances stored over STOW-RS; without it they are
     /// quarantined for an admin (the site is never taken from the data).
@@ -231,6 +235,7 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         dimse_timeout: std::time::Duration::from_secs(a.dimse_timeout),
         max_find_matches: a.max_find_matches,
         commitment_on_new_association: a.commitment_on_new_association,
+        max_data_set_bytes: usize::try_from(a.max_instance_bytes).unwrap_or(usize::MAX),
         ..Config::default()
     };
     listen(data, hub, config, sites, &a.http, &a.federation)?;

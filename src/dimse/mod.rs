@@ -18,11 +18,11 @@ use dicom_core::Tag;
 use dicom_core::VR;
 use dicom_object::InMemDicomObject;
 use pacs_gateway::status::Status;
-use pacs_gateway::{Answer, Handler, InstanceRef, Level, Matches, Model, Query, StoreRequest};
+use pacs_gateway::{Answer, Handler, IncomingFile, InstanceRef, Level, Matches, Model, Query, StoreHeader, StoreRequest};
 
-use crate::index::model::{InstanceRecord, PatientKey};
+use crate::index::model::{InstanceMeta, InstanceRecord, PatientKey};
 use crate::index::{Index, IndexError, PatientFilter};
-use crate::ingest::{Arrival, Hub, IngestError, Outcome};
+use crate::ingest::{Arrival, Hub, IngestError, Outcome, Receiving};
 use crate::query::rows::tags;
 use crate::query::{self as matching, Key};
 use query::keys;
@@ -160,47 +160,15 @@ fn describe(q: &Query) -> String {
 const MAX_RETRIEVE: usize = 250_000;
 
 impl HubHandler {
-    /// A C-STORE, and the study it was of (when it could be read).
-    fn store_one(&self, req: StoreRequest) -> (Answer, Option<String>) {
-        let site = self.sites.get(&req.calling_ae).map(String::as_str);
-        let from = Arrival { site, sender: &req.calling_ae };
-        let expect = (req.sop_class_uid.as_str(), req.sop_instance_uid.as_str());
-        match self.hub.ingest_expecting(&req.file, from, expect) {
-            Ok((outcome, meta)) => {
-                if let Some(r) = &self.renderer {
-                    r.touch(&meta.study_uid, &meta.series_uid);
-                }
-                if let Some(f) = &self.federation {
-                    f.arrived(&meta);
-                }
-                if let Some(w) = &self.worklist {
-                    w.stored(&meta, self.federation.as_deref());
-                }
-                let answer = match outcome {
-                    // Success would tell the sender its correction was taken.
-                    Outcome::KeptExisting => Answer::warning(Status::COERCION_OF_DATA_ELEMENTS, "held with other content; this copy was not stored"),
-                    _ => Answer::success(),
-                };
-                (answer, Some(meta.study_uid))
-            }
-            Err(IngestError::Rejected(e)) => (Answer::failure(Status::CANNOT_UNDERSTAND, e.to_string()), None),
-            Err(IngestError::Mismatch(what)) => (Answer::failure(Status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, what), None),
-            Err(IngestError::Identity(what)) => {
-                tracing::warn!(sop = %req.sop_instance_uid, calling_ae = %req.calling_ae, %what, "C-STORE refused: patient identity");
-                (Answer::failure(Status::CANNOT_UNDERSTAND, what), None)
-            }
-            Err(IngestError::Withdrawn(what)) => {
-                tracing::info!(sop = %req.sop_instance_uid, calling_ae = %req.calling_ae, %what, "C-STORE refused: a rejected instance");
-                (Answer::failure(Status::CANNOT_UNDERSTAND, what), None)
-            }
-            Err(e) if e.is_out_of_space() => {
-                tracing::error!(sop = %req.sop_instance_uid, error = %e, "C-STORE refused: storage is full");
-                (Answer::failure(Status::OUT_OF_RESOURCES, "out of storage space: send again later"), None)
-            }
-            Err(e) => {
-                tracing::error!(sop = %req.sop_instance_uid, error = %e, "C-STORE failed");
-                (Answer::failure(Status::OUT_OF_RESOURCES, "storage failure"), None)
-            }
+    /// What follows each C-STORE, with what it needs (cheap to clone: one
+    /// goes with each instance received piece by piece).
+    fn arrivals(&self) -> Arrivals {
+        Arrivals {
+            hub: self.hub.clone(),
+            renderer: self.renderer.clone(),
+            federation: self.federation.clone(),
+            worklist: self.worklist.clone(),
+            audit: self.audit.clone(),
         }
     }
 
@@ -251,12 +219,17 @@ impl HubHandler {
 
 impl Handler for HubHandler {
     fn store(&self, req: StoreRequest) -> Answer {
-        let calling_ae = req.calling_ae.clone();
-        let (answer, study) = self.store_one(req);
-        if let Some(a) = &self.audit {
-            a.stored(&calling_ae, study.as_deref(), answer.status.0);
-        }
-        answer
+        let site = self.sites.get(&req.calling_ae).map(String::as_str);
+        let from = Arrival { site, sender: &req.calling_ae };
+        let result = self.hub.ingest_expecting(&req.file, from, (&req.sop_class_uid, &req.sop_instance_uid));
+        self.arrivals().stored(&req.calling_ae, &req.sop_instance_uid, result)
+    }
+
+    /// Every C-STORE's data set is written to staging as it arrives.
+    fn receive(&self, header: &StoreHeader) -> Option<Box<dyn IncomingFile>> {
+        let receiving = self.hub.receiving();
+        let site = self.sites.get(&header.calling_ae).cloned();
+        Some(Box::new(Received { arrivals: self.arrivals(), header: header.clone(), site, receiving }))
     }
 
     fn find(&self, q: &Query, matches: &Matches) -> Result<(), Answer> {
@@ -389,6 +362,93 @@ impl Handler for HubHandler {
 
     fn open(&self, inst: &InstanceRef) -> Result<Vec<u8>, String> {
         self.hub.served_file(&inst.sop_instance_uid).map_err(|e| e.to_string())?.ok_or_else(|| "instance file missing".to_owned())
+    }
+}
+
+/// What follows a C-STORE: the instance's study is told to the renderer,
+/// the federation and the worklist, the store is audited, and the outcome
+/// answered.
+struct Arrivals {
+    hub: Arc<Hub>,
+    renderer: Option<crate::thumbs::Renderer>,
+    federation: Option<Arc<crate::federation::Federation>>,
+    worklist: Option<Arc<crate::worklist::Worklist>>,
+    audit: Option<Arc<crate::audit::DimseAudit>>,
+}
+
+impl Arrivals {
+    fn stored(&self, calling_ae: &str, sop: &str, result: Result<(Outcome, InstanceMeta), IngestError>) -> Answer {
+        let (answer, study) = self.answer(calling_ae, sop, result);
+        if let Some(a) = &self.audit {
+            a.stored(calling_ae, study.as_deref(), answer.status.0);
+        }
+        answer
+    }
+
+    /// The answer to a C-STORE, and the study it was of (when it could be read).
+    fn answer(&self, calling_ae: &str, sop: &str, result: Result<(Outcome, InstanceMeta), IngestError>) -> (Answer, Option<String>) {
+        match result {
+            Ok((outcome, meta)) => {
+                if let Some(r) = &self.renderer {
+                    r.touch(&meta.study_uid, &meta.series_uid);
+                }
+                if let Some(f) = &self.federation {
+                    f.arrived(&meta);
+                }
+                if let Some(w) = &self.worklist {
+                    w.stored(&meta, self.federation.as_deref());
+                }
+                let answer = match outcome {
+                    // Success would tell the sender its correction was taken.
+                    Outcome::KeptExisting => Answer::warning(Status::COERCION_OF_DATA_ELEMENTS, "held with other content; this copy was not stored"),
+                    _ => Answer::success(),
+                };
+                (answer, Some(meta.study_uid))
+            }
+            Err(IngestError::Rejected(e)) => (Answer::failure(Status::CANNOT_UNDERSTAND, e.to_string()), None),
+            Err(IngestError::Mismatch(what)) => (Answer::failure(Status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, what), None),
+            Err(IngestError::Identity(what)) => {
+                tracing::warn!(%sop, %calling_ae, %what, "C-STORE refused: patient identity");
+                (Answer::failure(Status::CANNOT_UNDERSTAND, what), None)
+            }
+            Err(IngestError::Withdrawn(what)) => {
+                tracing::info!(%sop, %calling_ae, %what, "C-STORE refused: a rejected instance");
+                (Answer::failure(Status::CANNOT_UNDERSTAND, what), None)
+            }
+            Err(e) if e.is_out_of_space() => {
+                tracing::error!(%sop, error = %e, "C-STORE refused: storage is full");
+                (Answer::failure(Status::OUT_OF_RESOURCES, "out of storage space: send again later"), None)
+            }
+            Err(e) => {
+                tracing::error!(%sop, error = %e, "C-STORE failed");
+                (Answer::failure(Status::OUT_OF_RESOURCES, "storage failure"), None)
+            }
+        }
+    }
+}
+
+/// A C-STORE's Part 10 file as it arrives (`Hub::receiving`); a staging
+/// file that could not be made is answered at the end, as a store is.
+struct Received {
+    arrivals: Arrivals,
+    header: StoreHeader,
+    site: Option<String>,
+    receiving: Result<Receiving, IngestError>,
+}
+
+impl IncomingFile for Received {
+    fn write(&mut self, bytes: &[u8]) {
+        if let Ok(r) = &mut self.receiving {
+            r.write(bytes);
+        }
+    }
+
+    fn finish(self: Box<Self>) -> Answer {
+        let Received { arrivals, header, site, receiving } = *self;
+        let from = Arrival { site: site.as_deref(), sender: &header.calling_ae };
+        let expected = (header.sop_class_uid.as_str(), header.sop_instance_uid.as_str());
+        let result = receiving.and_then(|r| arrivals.hub.ingest_received(r, from, expected));
+        arrivals.stored(&header.calling_ae, &header.sop_instance_uid, result)
     }
 }
 

@@ -42,7 +42,8 @@ pub use problem::Problem;
 /// Limits on what a client may send and hold.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Largest STOW-RS body, in bytes.
+    /// Largest STOW-RS body, in bytes (written to disk as it arrives: this
+    /// bounds disk, not memory).
     pub max_body: usize,
     /// Longest request target (path and query), in bytes.
     pub max_uri: usize,
@@ -65,7 +66,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_body: 512 << 20,
+            max_body: 4 << 30,
             max_uri: 8 << 10,
             max_results: 1000,
             max_connections: 1024,
@@ -102,8 +103,8 @@ pub struct AppState {
     /// anyone can forge).
     pub public_url: String,
     pub meta_cache: meta_cache::MetaCache,
-    /// STOW-RS bodies held in memory at once (each up to `max_body`);
-    /// further uploads wait their turn.
+    /// STOW-RS uploads received at once (each streamed to staging, up to
+    /// `max_body`); further uploads wait their turn.
     pub stow_slots: tokio::sync::Semaphore,
     /// Password checks running at once.
     pub sign_in_slots: tokio::sync::Semaphore,

@@ -1,7 +1,13 @@
 //! STOW-RS (PS3.18 10.5): Part 10 instances in a multipart/related body,
-//! each stored through `Hub::ingest` (the C-STORE path: answered only once
-//! file and index entry are durable), the answer listing what was stored
-//! and what failed and why.
+//! each stored through `Hub::ingest_received` (the C-STORE path: answered
+//! only once file and index entry are durable), the answer listing what
+//! was stored and what failed and why.
+//!
+//! The body is split as it arrives (`multipart::Splitter`) and each part
+//! written to a staging file of its own as its bytes come, so a request
+//! holds a few buffers of memory whatever it carries. Nothing is committed
+//! until the body has ended whole: a cut-off or malformed upload stores
+//! nothing, and its staged parts are removed.
 
 use axum::body::Body;
 use axum::extract::{Extension, State};
@@ -14,7 +20,7 @@ use super::multipart;
 use super::params::{uid_path, Params};
 use super::{Problem, S};
 use crate::auth::Principal;
-use crate::ingest::{Arrival, IngestError, Outcome as IngestOutcome};
+use crate::ingest::{Arrival, IngestError, Outcome as IngestOutcome, Receiving};
 
 pub async fn store(State(state): State<S>, Extension(who): Extension<Principal>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
     stow(state, who, headers, body, None).await
@@ -65,42 +71,138 @@ async fn stow(state: S, who: Principal, headers: HeaderMap, body: Body, study: O
         Ok(Err(e)) => return Err(Problem::internal("STOW-RS admission", e)),
         Err(_) => return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the server is busy storing other uploads; try again")),
     };
-    let read = tokio::time::timeout(std::time::Duration::from_secs(15 * 60), axum::body::to_bytes(body, limit));
-    let bytes = read.await.map_err(|_| Problem::new(StatusCode::REQUEST_TIMEOUT, "the upload took over 15 minutes"))?.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit")) || e.to_string().contains("length limit") {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body exceeds {limit} bytes"))
-        } else {
-            Problem::bad_request(format!("reading the body: {e}"))
-        }
-    })?;
+    let splitter = multipart::Splitter::new(&boundary).map_err(|e| Problem::bad_request(format!("malformed multipart body: {e}")))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(PIECES_IN_FLIGHT);
     let base = state.dicomweb_base();
     let st = state.clone();
+    let writer = tokio::task::spawn_blocking(move || stage_parts(&st, rx));
+    let read = tokio::time::timeout(std::time::Duration::from_secs(15 * 60), read_body(body, splitter, limit, &tx));
+    let read = read.await.unwrap_or_else(|_| Err(Problem::new(StatusCode::REQUEST_TIMEOUT, "the upload took over 15 minutes")));
+    // The body read whole tells the writer so; otherwise it drops what it staged.
+    if read.is_ok() {
+        let _ = tx.send(Piece::Whole).await;
+    }
+    drop(tx);
+    let staged = writer.await.map_err(|e| Problem::internal("STOW-RS staging", e))?;
+    read?;
+    let parts = staged?.ok_or_else(|| Problem::internal("STOW-RS staging", "the body's parts were not all staged"))?;
+    // Committed together once the body is whole: concurrent ingests share
+    // their fsyncs (group commit). One part that trips a bug fails that
+    // part, not the process.
+    let st = state.clone();
     let outcomes = tokio::task::spawn_blocking(move || {
-        let parts = multipart::parse(&bytes, &boundary).map_err(|e| Problem::bad_request(format!("malformed multipart body: {e}")))?;
-        if let Some(p) = parts.iter().find(|p| p.content_type.as_ref().is_some_and(|m| m.mime != "application/dicom")) {
-            let m = p.content_type.as_ref().map_or("", |m| m.mime.as_str());
-            return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("a part of type {m}: radhub stores application/dicom parts only")));
-        }
-        // Concurrent ingests share their fsyncs (group commit). One part that
-        // trips a bug fails that part, not the process.
-        let one = |p: &multipart::Part<'_>| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store_one(&st, &who.user, p.body, study.as_deref()))).unwrap_or_else(|_| {
-                tracing::error!("STOW-RS part failed with an internal error");
-                Outcome { failure: Some((OUT_OF_RESOURCES, "internal error".into())), ..Outcome::default() }
+        parts
+            .into_par_iter()
+            .map(|r| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store_one(&st, &who.user, r, study.as_deref()))).unwrap_or_else(|_| {
+                    tracing::error!("STOW-RS part failed with an internal error");
+                    Outcome { failure: Some((OUT_OF_RESOURCES, "internal error".into())), ..Outcome::default() }
+                })
             })
-        };
-        Ok(parts.par_iter().map(one).collect::<Vec<Outcome>>())
+            .collect::<Vec<Outcome>>()
     })
-    .await??;
+    .await
+    .map_err(|e| Problem::internal("STOW-RS", e))?;
     Ok(answer(&outcomes, &base))
 }
 
-fn store_one(state: &S, user: &str, bytes: &[u8], study: Option<&str>) -> Outcome {
+/// What the body reader hands the part writer.
+enum Piece {
+    Begins(Option<multipart::Media>),
+    Data(Vec<u8>),
+    Ends,
+    /// The body ended with its closing delimiter.
+    Whole,
+}
+
+/// Pieces handed on and not yet written: each at most one chunk of the body.
+const PIECES_IN_FLIGHT: usize = 8;
+
+/// Reads the body, split into parts, on to `tx`; refuses one over `limit` bytes.
+async fn read_body(body: Body, mut splitter: multipart::Splitter, limit: usize, tx: &tokio::sync::mpsc::Sender<Piece>) -> Result<(), Problem> {
+    use futures_util::StreamExt;
+    let malformed = |e: String| Problem::bad_request(format!("malformed multipart body: {e}"));
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let mut pieces = Vec::new();
+    loop {
+        let chunk = match stream.next().await {
+            Some(c) => Some(c.map_err(|e| Problem::bad_request(format!("reading the body: {e}")))?),
+            None => None,
+        };
+        let mut on = |p: multipart::Piece<'_>| {
+            pieces.push(match p {
+                multipart::Piece::Begins(m) => Piece::Begins(m),
+                multipart::Piece::Data(d) => Piece::Data(d.to_vec()),
+                multipart::Piece::Ends => Piece::Ends,
+            });
+            Ok::<(), String>(())
+        };
+        match &chunk {
+            Some(c) => {
+                read = read.saturating_add(c.len());
+                if read > limit {
+                    return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body exceeds {limit} bytes")));
+                }
+                splitter.push(c, &mut on)
+            }
+            None => splitter.end(&mut on),
+        }
+        .map_err(malformed)?;
+        for p in pieces.drain(..) {
+            if tx.send(p).await.is_err() {
+                // The writer stopped: it says why.
+                return Ok(());
+            }
+        }
+        if chunk.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// The writer's side: each part to a staging file of its own. `None` when
+/// the body did not end whole (every staged part then dropped, removed).
+fn stage_parts(state: &S, mut rx: tokio::sync::mpsc::Receiver<Piece>) -> Result<Option<Vec<Receiving>>, Problem> {
+    let mut parts: Vec<Receiving> = Vec::new();
+    let mut current: Option<Receiving> = None;
+    while let Some(p) = rx.blocking_recv() {
+        match p {
+            Piece::Begins(m) => {
+                if let Some(m) = m.filter(|m| m.mime != "application/dicom") {
+                    return Err(Problem::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        format!("a part of type {}: radhub stores application/dicom parts only", m.mime),
+                    ));
+                }
+                current = Some(state.hub.receiving().map_err(|e| stage_failed(&e))?);
+            }
+            Piece::Data(d) => {
+                if let Some(r) = &mut current {
+                    r.write(&d);
+                }
+            }
+            Piece::Ends => parts.extend(current.take()),
+            Piece::Whole => return Ok(Some(parts)),
+        }
+    }
+    Ok(None)
+}
+
+fn stage_failed(e: &IngestError) -> Problem {
+    if e.is_out_of_space() {
+        Problem::new(StatusCode::INSUFFICIENT_STORAGE, "out of storage space: send again later")
+    } else {
+        Problem::internal("STOW-RS staging", e)
+    }
+}
+
+fn store_one(state: &S, user: &str, part: Receiving, study: Option<&str>) -> Outcome {
     let mut out = Outcome::default();
     let from = Arrival { site: state.stow_site.as_deref(), sender: user };
     // The check sees the description ingest makes: the answer names the
     // instance even when it is refused.
-    let result = state.hub.ingest_checked(bytes, from, |meta| {
+    let result = state.hub.ingest_received_checked(part, from, |meta| {
         out.class = meta.sop_class_uid.clone();
         out.instance = meta.sop_uid.clone();
         out.study = meta.study_uid.clone();

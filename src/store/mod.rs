@@ -49,6 +49,37 @@ pub struct Staged {
     pub id: String,
 }
 
+/// The bytes of a staged object, mapped from its file where the backend
+/// has one: an instance of gigabytes is read in place, never copied into memory.
+pub enum StagedBytes {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for StagedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            StagedBytes::Owned(v) => v,
+            StagedBytes::Mapped(m) => m,
+        }
+    }
+}
+
+/// An object being staged as its bytes arrive (a C-STORE data set, PDU by
+/// PDU). Dropped unfinished, what it wrote is removed: nothing becomes
+/// visible, nothing is left behind.
+pub trait StagingWriter: Send {
+    fn write(&mut self, data: &[u8]) -> Result<(), StoreError>;
+    /// Every byte is written: the backend may start making them durable
+    /// (without waiting) while the caller reads them.
+    fn complete(&mut self) {}
+    /// What has been written so far, to read before it is finished.
+    fn bytes(&mut self) -> Result<StagedBytes, StoreError>;
+    /// Makes it durable in staging, as `stage` does, as the object under `key`.
+    fn finish(self: Box<Self>, key: &ObjectKey) -> Result<Staged, StoreError>;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{op} {path}: {source}")]
@@ -79,15 +110,24 @@ pub fn out_of_space(e: &std::io::Error) -> bool {
 /// and discards the rest.
 pub trait ObjectStore: Send + Sync {
     /// Writes `data` durably to staging. Nothing is visible yet.
-    fn stage(&self, key: &ObjectKey, data: &[u8]) -> Result<Staged, StoreError>;
+    fn stage(&self, key: &ObjectKey, data: &[u8]) -> Result<Staged, StoreError> {
+        let mut w = self.stage_writer()?;
+        w.write(data)?;
+        w.finish(key)
+    }
+    /// Stages an object written piece by piece, its key given at the end
+    /// (read from what was written).
+    fn stage_writer(&self) -> Result<Box<dyn StagingWriter>, StoreError>;
     /// Atomically makes a staged object the object under its key, replacing
     /// any held one; returns whether one was replaced. Durability of this
     /// step is not required: until it is, `staged` still lists the object.
     fn publish(&self, staged: &Staged) -> Result<bool, StoreError>;
-    fn discard(&self, staged: &Staged) -> Result<(), StoreError>;
-    /// Objects staged and neither published nor discarded (after a crash).
-    fn staged(&self) -> Result<Vec<Staged>, StoreError>;
-    fn read_staged(&self, staged: &Staged) -> Result<Vec<u8>, StoreError>;
+    /// Removes a staged object, by its `Staged::id`.
+    fn discard(&self, id: &str) -> Result<(), StoreError>;
+    /// The ids of objects staged and neither published nor discarded
+    /// (after a crash); what each is, is read from its bytes.
+    fn staged(&self) -> Result<Vec<String>, StoreError>;
+    fn read_staged(&self, id: &str) -> Result<StagedBytes, StoreError>;
 
     fn get(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, StoreError>;
     /// The object as a stream, for answers that need not hold it whole.

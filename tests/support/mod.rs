@@ -351,6 +351,14 @@ pub fn walk(d: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// What a hub's staging area holds that is not a staging file made ahead
+/// (those are empty, in `tmp/pool`): a part written and left behind.
+#[allow(dead_code)]
+pub fn staging_debris(data: &Path) -> Vec<PathBuf> {
+    let pool = data.join("tmp").join("pool");
+    walk(&data.join("tmp")).into_iter().filter(|p| !(p.parent() == Some(pool.as_path()) && p.metadata().is_ok_and(|m| m.len() == 0))).collect()
+}
+
 /// `radhub testdata` into `out`, then imported into `data` each site's
 /// folder for its site.
 pub fn import_testdata(data: &Path, out: &Path, args: &[&str]) {

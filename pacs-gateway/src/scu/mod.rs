@@ -124,7 +124,8 @@ impl From<&crate::server::Config> for ScuConfig {
             write_timeout: c.write_timeout,
             dimse_timeout: c.dimse_timeout,
             operation_timeout: c.operation_timeout,
-            max_data_set_bytes: c.max_data_set_bytes,
+            // A C-GET's sub-operations are held whole.
+            max_data_set_bytes: c.max_data_set_bytes.min(ScuConfig::default().max_data_set_bytes),
         }
     }
 }
