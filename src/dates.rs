@@ -38,13 +38,15 @@ pub fn da(days: i64) -> String {
     format!("{y:04}{m:02}{d:02}")
 }
 
-/// Days since the epoch of a DA value (`YYYYMMDD`), if it is one.
+/// Days since the epoch of a DA value (`YYYYMMDD`), if it is a day of
+/// the calendar (no 31 April, 29 February only in leap years).
 pub fn days_of(da: &str) -> Option<i64> {
     if da.len() != 8 || !da.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let (y, m, d) = (da[..4].parse().ok()?, da[4..6].parse().ok()?, da[6..].parse().ok()?);
-    ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| days_from_civil(y, m, d))
+    let (y, m, d): (i64, u32, u32) = (da[..4].parse().ok()?, da[4..6].parse().ok()?, da[6..].parse().ok()?);
+    let days = days_from_civil(y, m, d);
+    (civil_from_days(days) == (y, m, d)).then_some(days)
 }
 
 /// Today (UTC), in days since the epoch.

@@ -92,3 +92,33 @@ fn a_binary_value_of_a_length_its_vr_cannot_hold_is_refused() {
     let e = pacs_gateway::identifier::parse(&bytes, "1.2.840.10008.1.2").expect_err("refused");
     assert!(e.contains("VR"), "{e}");
 }
+
+/// fhir: a Patient's Birth Date of 18000100 (day 00) was indexed as it
+/// came, digits being all the DA check asked for, and went out to the EPRs
+/// as FHIR birthDate "1800-01-00". A DA must now be a day of the calendar,
+/// else it is indexed empty and the Patient has no birthDate.
+#[test]
+fn a_birth_date_that_is_no_day_never_reaches_fhir() {
+    let input = case("fhir-birth-date-08b39fca.bin");
+    let file = &input[input.iter().position(|&b| b == b'\n').unwrap() + 1..];
+    let meta = radhub::dicom::extract::read_meta(file).expect("read");
+    assert_eq!(meta.patient_birth_date, "", "day 00 is no date");
+    let record = radhub::index::model::PatientRecord {
+        key: PatientKey { issuer: meta.issuer_of_patient_id.clone(), patient_id: meta.patient_id.clone() },
+        name: meta.patient_name.clone(),
+        birth_date: meta.patient_birth_date.clone(),
+        sex: meta.patient_sex.clone(),
+        other_ids: meta.other_patient_ids.clone(),
+        nhs_number: None,
+        nhs_in_data: None,
+        nhs_refused: Vec::new(),
+        sites: Default::default(),
+        studies: 1,
+        series: 1,
+        instances: 1,
+    };
+    let p = radhub::http::fhir::patient("9434765919", &[record]);
+    assert!(p.get("birthDate").is_none(), "{p}");
+    // Nor an empty identifier value: this file has no Patient ID.
+    assert!(p.to_string().find("\"\"").is_none(), "an empty string in {p}");
+}

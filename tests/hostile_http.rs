@@ -64,8 +64,11 @@ fn bad_requests_are_refused_and_change_nothing() {
     let r = get(&base, "/viewer/..%2F..%2FCargo.toml", &token);
     assert!((400..500).contains(&r.status), "viewer path trick: {}", r.status);
     problem(&get(&base, &format!("/dicom-web/studies?PatientName={}", "A".repeat(20_000)), &token), 414, "huge query");
-    // Past 64 KiB hyper itself answers 414, before radhub sees the request.
-    assert_eq!(get(&base, &format!("/dicom-web/studies?PatientName={}", "A".repeat(100_000)), &token).status, 414);
+    // Past 64 KiB hyper itself refuses the head (431 since HTTP/2 is served
+    // beside HTTP/1.1: the head is read whole before it is parsed), before
+    // radhub sees the request.
+    let huge = get(&base, &format!("/dicom-web/studies?PatientName={}", "A".repeat(100_000)), &token).status;
+    assert!(huge == 414 || huge == 431, "{huge}");
     problem(&get(&base, "/dicom-web/studies?limit=lots", &token), 400, "bad limit");
     problem(&get(&base, "/dicom-web/studies?NoSuchAttribute=1", &token), 400, "unknown attribute");
     problem(&get(&base, "/dicom-web/studies/1.2.3/series/4.5/instances/6.7/frames/0", &token), 400, "frame 0");

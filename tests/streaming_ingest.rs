@@ -173,7 +173,14 @@ fn an_instance_far_larger_than_the_hubs_memory_is_stored_as_it_arrives() {
     let (_, dir) = s.stop();
     let stats = support::json(&support::run(dir.path(), &["stats", "--json"]));
     assert_eq!(stats["total"]["instances"], 1);
-    support::fault_row("an_instance_far_larger_than_the_hubs_memory_is_stored_as_it_arrives", "one 400 MiB instance (C-STORE)", "none", 1, 1, peak >> 10);
+    support::fault_row(
+        "streaming_ingest::an_instance_far_larger_than_the_hubs_memory_is_stored_as_it_arrives",
+        "one 400 MiB instance (C-STORE)",
+        "none",
+        1,
+        1,
+        peak >> 10,
+    );
 }
 
 #[test]

@@ -183,6 +183,13 @@ pub struct HttpArgs {
     /// accepted from other origins.
     #[arg(long = "cors-origin")]
     pub cors_origins: Vec<String>,
+    /// Serve the HTTP API and viewer over HTTPS only, with this PEM
+    /// certificate chain (read again on SIGHUP); plain HTTP is refused.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert` (read again on SIGHUP).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// An origin as browsers send it: scheme, host and port, nothing more.
@@ -246,6 +253,10 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
 /// Ctrl-C.
 pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String, String>, http: &HttpArgs, fed: &FederationArgs) -> anyhow::Result<()> {
     let (ae, bind) = (config.ae_title.clone(), config.bind);
+    let tls = match (&http.tls_cert, &http.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(crate::http::tls::Tls::load(cert, key).context("loading the HTTPS certificate")?)),
+        _ => None,
+    };
     let thumbs = Arc::new(crate::thumbs::Thumbs::open(data)?);
     // One rendering thread: ingest keeps the other core.
     let renderer = crate::thumbs::Renderer::start(hub.clone(), thumbs.clone(), 1);
@@ -334,11 +345,20 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         let http_addr = http_listener.local_addr()?;
         // A wildcard bind is no address to give clients: name the host as localhost.
         let reachable = if http_addr.ip().is_unspecified() { format!("localhost:{}", http_addr.port()) } else { http_addr.to_string() };
-        state.public_url = http.public_url.clone().unwrap_or_else(|| format!("http://{reachable}"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        state.public_url = http.public_url.clone().unwrap_or_else(|| format!("{scheme}://{reachable}"));
         let state = Arc::new(state);
-        // Scripts wait for these lines; they may close the pipe after them.
-        // `radhub` commands run beside this server reach it through this file.
-        let control = Control { url: format!("http://{reachable}"), token: control_token };
+        // `radhub` commands run beside this server reach it through this
+        // file: over HTTPS, on a plain listener of loopback's own.
+        let control_listener = match tls {
+            Some(_) => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the control listener")?),
+            None => None,
+        };
+        let control_url = match &control_listener {
+            Some(l) => format!("http://{}", l.local_addr()?),
+            None => format!("http://{reachable}"),
+        };
+        let control = Control { url: control_url, token: control_token };
         control.write(data).context("writing the control file")?;
         federation.start();
         federation.start_prefetch();
@@ -358,8 +378,15 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
         });
         let limits = state.limits.clone();
         let router = crate::http::router(state);
+        if let Some(l) = control_listener {
+            let (router, limits, stop) = (router.clone(), limits.clone(), stopped());
+            tokio::spawn(async move { crate::http::serve(l, router, &limits, None, stop).await });
+        }
+        if let Some(t) = tls.clone() {
+            tokio::spawn(reload_on_hangup(t));
+        }
         let http_stopped = stopped();
-        let http_task = tokio::spawn(async move { crate::http::serve(http_listener, router, &limits, http_stopped).await });
+        let http_task = tokio::spawn(async move { crate::http::serve(http_listener, router, &limits, tls, http_stopped).await });
         gateway.serve(listener, stopped()).await;
         federation.stop();
         http_task.await.context("HTTP server task")?.context("HTTP server")?;
@@ -370,6 +397,20 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
     hub.index.sync()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reads the HTTPS certificate and key again at each SIGHUP.
+async fn reload_on_hangup(tls: Arc<crate::http::tls::Tls>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("no SIGHUP handler: the HTTPS certificate is read at start only");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("HTTPS certificate read again (SIGHUP)"),
+            Err(e) => tracing::error!(error = %e, "HTTPS certificate not read again: the one in use stays"),
+        }
+    }
 }
 
 /// Raises the soft limit on open files to the hard one: every connection

@@ -146,14 +146,13 @@ fn digits(s: &str) -> bool {
 /// DA: `YYYYMMDD`, or the ACR-NEMA form `YYYY.MM.DD` (PS3.5 6.2 note), as `YYYYMMDD`.
 pub fn normalise_da(v: &str) -> Option<String> {
     let b = v.as_bytes();
-    match b.len() {
-        8 if digits(v) => Some(v.to_owned()),
-        10 if b[4] == b'.' && b[7] == b'.' => {
-            let d: String = v.split('.').collect();
-            (d.len() == 8 && digits(&d)).then_some(d)
-        }
-        _ => None,
-    }
+    let d = match b.len() {
+        8 => v.to_owned(),
+        10 if b[4] == b'.' && b[7] == b'.' => v.split('.').collect(),
+        _ => return None,
+    };
+    // A day of the calendar: FHIR, HL7 and ages need one.
+    crate::dates::days_of(&d).map(|_| d)
 }
 
 /// TM: `HH[MM[SS[.F{1,6}]]]`, or the ACR-NEMA form `HH:MM:SS[.F]`, without colons.
@@ -237,7 +236,20 @@ mod tests {
     fn dates_and_times_are_normalised_or_dropped() {
         assert_eq!(normalise_da("20240101").as_deref(), Some("20240101"));
         assert_eq!(normalise_da("2024.01.01").as_deref(), Some("20240101"));
-        for bad in ["2024\u{e9}0101", "2024010\u{e9}", "2024-01-01", "202401", "2024.0101.", "20240101\\20240102", "2024.01.0\u{e9}"] {
+        assert_eq!(normalise_da("20240229").as_deref(), Some("20240229"));
+        for bad in [
+            "2024\u{e9}0101",
+            "2024010\u{e9}",
+            "2024-01-01",
+            "202401",
+            "2024.0101.",
+            "20240101\\20240102",
+            "2024.01.0\u{e9}",
+            "18000100",
+            "20241301",
+            "20230229",
+            "20240431",
+        ] {
             assert_eq!(normalise_da(bad), None, "{bad:?}");
         }
         assert_eq!(normalise_tm("07").as_deref(), Some("07"));

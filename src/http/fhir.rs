@@ -95,14 +95,18 @@ async fn metadata(State(state): State<S>) -> Response {
 /// `patient.identifier=…|943…` for the rest.
 fn nhs_of(q: &QueryPairs, param: &str) -> Result<String, Outcome> {
     let raw = q.get(param).or_else(|| q.get("patient.identifier")).ok_or_else(|| outcome(StatusCode::BAD_REQUEST, "required", format!("search by {param}")))?;
+    searched_nhs(raw).map_err(|(code, why)| outcome(StatusCode::BAD_REQUEST, code, why))
+}
+
+/// The NHS number a search parameter names (`system|value`, a bare
+/// value, or `Patient/<nhs>`), or the FHIR issue code and why not.
+pub fn searched_nhs(raw: &str) -> Result<String, (&'static str, String)> {
     let v = match raw.split_once('|') {
         Some((system, v)) if system.is_empty() || system == NHS_SYSTEM => v,
-        Some((system, _)) => {
-            return Err(outcome(StatusCode::BAD_REQUEST, "not-supported", format!("patients are found by NHS number ({NHS_SYSTEM}), not {system}")))
-        }
+        Some((system, _)) => return Err(("not-supported", format!("patients are found by NHS number ({NHS_SYSTEM}), not {system}"))),
         None => raw.strip_prefix("Patient/").unwrap_or(raw),
     };
-    crate::nhs::normalise(v).ok_or_else(|| outcome(StatusCode::BAD_REQUEST, "value", format!("{v:?} is not a valid NHS number")))
+    crate::nhs::normalise(v).ok_or_else(|| ("value", format!("{v:?} is not a valid NHS number")))
 }
 
 fn bundle(state: &S, resources: Vec<Value>) -> Response {
@@ -171,15 +175,20 @@ fn records(state: &S, nhs: &str) -> Result<Vec<PatientRecord>, Outcome> {
     Ok(out)
 }
 
-fn patient(nhs: &str, records: &[PatientRecord]) -> Value {
+/// The Patient a person's linked records make (at least one).
+pub fn patient(nhs: &str, records: &[PatientRecord]) -> Value {
     let mut identifier = vec![json!({"use": "official", "system": NHS_SYSTEM, "value": nhs})];
     for r in records {
-        identifier.push(json!({
-            "use": "secondary",
-            "system": format!("urn:radhub:issuer:{}", r.key.issuer),
-            "value": r.key.patient_id,
-            "assigner": {"display": site_display(r.sites.keys().next().map(String::as_str).unwrap_or(&r.key.issuer))},
-        }));
+        let mut id = json!({"use": "secondary", "system": format!("urn:radhub:issuer:{}", r.key.issuer)});
+        // FHIR JSON has no empty strings: a Patient ID or site left empty is left out.
+        if !r.key.patient_id.is_empty() {
+            id["value"] = json!(r.key.patient_id);
+        }
+        let assigner = site_display(r.sites.keys().next().map(String::as_str).unwrap_or(&r.key.issuer));
+        if !assigner.is_empty() {
+            id["assigner"] = json!({"display": assigner});
+        }
+        identifier.push(id);
     }
     let first = &records[0];
     let mut p = json!({

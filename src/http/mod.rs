@@ -11,7 +11,7 @@ mod access;
 mod api;
 mod cors;
 pub(crate) mod fetching;
-mod fhir;
+pub mod fhir;
 mod meta_cache;
 pub mod multipart;
 mod params;
@@ -19,6 +19,7 @@ mod problem;
 mod qido;
 mod stow;
 mod timed_io;
+pub mod tls;
 mod viewer;
 mod wado;
 
@@ -274,14 +275,17 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: &Limits,
+    tls: Option<Arc<tls::Tls>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let by_address = access::PerUser::default();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(limits.max_uri.max(16 << 10) * 4);
+    // HTTP/1.1, and HTTP/2 where the client offers it (ALPN over TLS, or its preface).
+    let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(limits.max_uri.max(16 << 10) * 4);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(100).keep_alive_interval(Some(limits.header_timeout));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -307,15 +311,23 @@ pub async fn serve(
             continue;
         };
         let _ = sock.set_nodelay(true);
-        let sock = timed_io::TimedIo::new(sock, limits.send_timeout);
         let app = router.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
             tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(sock), service));
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        let (wait, send_timeout) = (limits.header_timeout, limits.send_timeout);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let ended = match tls {
+                None => watcher.watch(builder.serve_connection(TokioIo::new(timed_io::TimedIo::new(sock, send_timeout)), service)).await,
+                // The handshake on the connection's own task: a slow one holds up no other.
+                Some(tls) => match accept_tls(&tls, sock, wait, send_timeout).await {
+                    Some(s) => watcher.watch(builder.serve_connection(TokioIo::new(s), service)).await,
+                    None => Ok(()),
+                },
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended");
             }
             drop((slot, per_address));
@@ -325,6 +337,42 @@ pub async fn serve(
         tracing::warn!("HTTP connections still open after the grace period");
     }
     Ok(())
+}
+
+/// The TLS session of an HTTPS connection, within `wait`; a client that
+/// speaks plain HTTP is told to use HTTPS and closed.
+async fn accept_tls(
+    tls: &tls::Tls,
+    mut sock: tokio::net::TcpStream,
+    wait: Duration,
+    send_timeout: Duration,
+) -> Option<tokio_rustls::server::TlsStream<timed_io::TimedIo<tokio::net::TcpStream>>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(wait, sock.peek(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return None,
+    }
+    if !tls::is_handshake(&first) {
+        let _ = tokio::time::timeout(wait, async {
+            sock.write_all(tls::PLAIN_REFUSED).await?;
+            sock.shutdown().await?;
+            // Read what it sent, so that closing does not reset the answer away.
+            let mut sink = [0u8; 4096];
+            while sock.read(&mut sink).await? > 0 {}
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        return None;
+    }
+    match tokio::time::timeout(wait, tls.acceptor().accept(timed_io::TimedIo::new(sock, send_timeout))).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 async fn uri_limit(State(state): State<S>, req: Request, next: Next) -> Response {
