@@ -43,5 +43,6 @@ pub mod store;
 pub mod templates;
 pub mod testdata;
 pub mod thumbs;
+pub mod tls;
 pub mod verify;
 pub mod worklist;

@@ -36,9 +36,33 @@ impl Ctx {
     }
 }
 
-pub(crate) type Assoc = AsyncServerAssociation<TcpStream>;
+/// What an association runs over: TCP, or TLS over TCP.
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {
+    /// The TCP connection beneath, to see whether the peer sent anything.
+    fn tcp(&self) -> &TcpStream;
+}
 
-pub(crate) async fn run(assoc: Assoc, config: Arc<Config>, handler: Arc<dyn Handler>, resolved: Arc<Resolved>, mut stop: watch::Receiver<bool>) {
+impl Stream for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+pub(crate) type Assoc<S> = AsyncServerAssociation<S>;
+
+pub(crate) async fn run<S: crate::association::Stream>(
+    assoc: Assoc<S>,
+    config: Arc<Config>,
+    handler: Arc<dyn Handler>,
+    resolved: Arc<Resolved>,
+    mut stop: watch::Receiver<bool>,
+) {
     let scp_roles = assoc
         .user_variables()
         .iter()
@@ -60,7 +84,12 @@ pub(crate) async fn run(assoc: Assoc, config: Arc<Config>, handler: Arc<dyn Hand
 
 /// The association's messages until it ends; `pending` holds the
 /// commitment reports sent on it and not yet answered.
-async fn session(mut assoc: Assoc, ctx: &Ctx, stop: &mut watch::Receiver<bool>, pending: &mut Vec<(u16, crate::commitment::Report)>) {
+async fn session<S: crate::association::Stream>(
+    mut assoc: Assoc<S>,
+    ctx: &Ctx,
+    stop: &mut watch::Receiver<bool>,
+    pending: &mut Vec<(u16, crate::commitment::Report)>,
+) {
     let mut asm = Assembler::streaming();
     // The C-STORE whose data set is arriving.
     let mut incoming: Option<store::Incoming> = None;
@@ -142,7 +171,7 @@ async fn session(mut assoc: Assoc, ctx: &Ctx, stop: &mut watch::Receiver<bool>, 
 
 /// Sends A-ABORT and closes, giving up after `timeout`: a peer that stopped
 /// reading would otherwise hold the association in the abort itself.
-async fn abort(assoc: Assoc, timeout: std::time::Duration) {
+async fn abort<S: crate::association::Stream>(assoc: Assoc<S>, timeout: std::time::Duration) {
     let _ = tokio::time::timeout(timeout, assoc.abort()).await;
 }
 
@@ -156,7 +185,12 @@ pub(crate) enum DispatchError {
     Peer(&'static str),
 }
 
-async fn dispatch(assoc: &mut Assoc, ctx: &Ctx, msg: Message, pending: &mut Vec<(u16, crate::commitment::Report)>) -> Result<(), DispatchError> {
+async fn dispatch<S: crate::association::Stream>(
+    assoc: &mut Assoc<S>,
+    ctx: &Ctx,
+    msg: Message,
+    pending: &mut Vec<(u16, crate::commitment::Report)>,
+) -> Result<(), DispatchError> {
     let pc = ctx.accepted(msg.pc_id).ok_or(DispatchError::ContextNotAccepted(msg.pc_id))?.clone();
     let Ok(f) = msg.command.field() else {
         return Err(DispatchError::Peer("a command without Command Field"));

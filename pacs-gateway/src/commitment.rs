@@ -74,7 +74,12 @@ pub(crate) fn event_command(message_id: u16, event_type: u16) -> Command {
 /// Answers one N-ACTION-RQ. Returns the report sent on this association,
 /// with its message ID, until the requestor's N-EVENT-REPORT-RSP; a report
 /// kept for a new association goes to the handler at once.
-pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContextNegotiated, msg: Message) -> Result<Option<(u16, Report)>, SendError> {
+pub(crate) async fn serve<S: crate::association::Stream>(
+    assoc: &mut Assoc<S>,
+    ctx: &Ctx,
+    pc: &PresentationContextNegotiated,
+    msg: Message,
+) -> Result<Option<(u16, Report)>, SendError> {
     let rq = &msg.command;
     let mut rsp = Command::default();
     rsp.set_u16(tag::COMMAND_FIELD, field::N_ACTION_RSP)
@@ -146,7 +151,7 @@ pub(crate) async fn undelivered(ctx: &Ctx, report: Report) {
     let _ = tokio::task::spawn_blocking(move || handler.commitment_undelivered(&ae, report)).await;
 }
 
-async fn refuse(assoc: &mut Assoc, ctx: &Ctx, pc: u8, mut rsp: Command, status: Status, why: &str) -> Result<(), SendError> {
+async fn refuse<S: crate::association::Stream>(assoc: &mut Assoc<S>, ctx: &Ctx, pc: u8, mut rsp: Command, status: Status, why: &str) -> Result<(), SendError> {
     rsp.set_u16(tag::STATUS, status.0);
     rsp.set_str(tag::ERROR_COMMENT, &crate::store::comment(why));
     message::send(assoc, pc, &rsp, None, ctx.config.write_timeout).await

@@ -17,7 +17,12 @@ use crate::status::Status;
 /// Matches found ahead of the peer: enough to keep the sender busy.
 const AHEAD: usize = 16;
 
-pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContextNegotiated, msg: Message) -> Result<(), SendError> {
+pub(crate) async fn serve<S: crate::association::Stream>(
+    assoc: &mut Assoc<S>,
+    ctx: &Ctx,
+    pc: &PresentationContextNegotiated,
+    msg: Message,
+) -> Result<(), SendError> {
     let Message { command: rq, data, data_overflow, .. } = msg;
     let rq = &rq;
     let model = match pc.abstract_syntax.as_str() {
@@ -84,6 +89,6 @@ pub(crate) async fn serve(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContext
     finish(assoc, ctx, pc.id, rq, answer).await
 }
 
-async fn finish(assoc: &mut Assoc, ctx: &Ctx, pc: u8, rq: &Command, a: Answer) -> Result<(), SendError> {
+async fn finish<S: crate::association::Stream>(assoc: &mut Assoc<S>, ctx: &Ctx, pc: u8, rq: &Command, a: Answer) -> Result<(), SendError> {
     message::answer(assoc, pc, rq, field::C_FIND_RSP, &a, ctx.config.write_timeout).await
 }

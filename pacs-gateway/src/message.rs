@@ -5,7 +5,6 @@
 use dicom_ul::association::AsyncAssociation;
 use dicom_ul::pdu::{PDataValue, PDataValueType};
 use dicom_ul::Pdu;
-use tokio::net::TcpStream;
 
 use crate::command::{Command, CommandError};
 
@@ -203,9 +202,10 @@ pub enum SendError {
 /// The data set goes out as P-DATA PDUs built here rather than through
 /// dicom-ul's `AsyncPDataWriter`, whose drop blocks the thread to flush
 /// (past any timeout, and a panic on a current-thread runtime).
-pub async fn send<A>(assoc: &mut A, pc: u8, command: &Command, data: Option<&[u8]>, timeout: std::time::Duration) -> Result<(), SendError>
+pub async fn send<A, S>(assoc: &mut A, pc: u8, command: &Command, data: Option<&[u8]>, timeout: std::time::Duration) -> Result<(), SendError>
 where
-    A: AsyncAssociation<TcpStream> + Send,
+    A: AsyncAssociation<S> + Send,
+    S: crate::association::Stream,
 {
     let stalled = || SendError::Stalled(timeout.as_secs());
     let pdu = Pdu::PData { data: vec![PDataValue { presentation_context_id: pc, value_type: PDataValueType::Command, is_last: true, data: command.encode() }] };
@@ -335,7 +335,7 @@ mod tests {
 }
 
 /// Sends the final response to `rq` carrying `a`'s status and comment.
-pub(crate) async fn answer<A>(
+pub(crate) async fn answer<A, S>(
     assoc: &mut A,
     pc: u8,
     rq: &Command,
@@ -344,7 +344,8 @@ pub(crate) async fn answer<A>(
     timeout: std::time::Duration,
 ) -> Result<(), SendError>
 where
-    A: AsyncAssociation<TcpStream> + Send,
+    A: AsyncAssociation<S> + Send,
+    S: crate::association::Stream,
 {
     let mut rsp = Command::response_to(rq, rsp_field, a.status, false);
     if let Some(c) = &a.comment {
@@ -363,12 +364,13 @@ pub enum Interrupt {
 
 /// Checks, without waiting, whether the peer has sent anything; reads it
 /// if so. Anything but a C-CANCEL there is a protocol violation.
-pub async fn interrupted<A>(assoc: &mut A) -> Result<Interrupt, SendError>
+pub async fn interrupted<A, S>(assoc: &mut A) -> Result<Interrupt, SendError>
 where
-    A: AsyncAssociation<TcpStream> + Send,
+    A: AsyncAssociation<S> + Send,
+    S: crate::association::Stream,
 {
     let (stream, buffered) = assoc.get_mut();
-    let ready = !buffered.is_empty() || matches!(tokio::time::timeout(std::time::Duration::ZERO, stream.peek(&mut [0u8; 1])).await, Ok(Ok(n)) if n > 0);
+    let ready = !buffered.is_empty() || matches!(tokio::time::timeout(std::time::Duration::ZERO, stream.tcp().peek(&mut [0u8; 1])).await, Ok(Ok(n)) if n > 0);
     if !ready {
         return Ok(Interrupt::None);
     }

@@ -10,7 +10,6 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_object::InMemDicomObject;
 use dicom_ul::association::AsyncAssociation;
 use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason};
-use tokio::net::TcpStream;
 
 use crate::association::{Assoc, Ctx};
 use crate::command::{field, tag, Command};
@@ -114,7 +113,12 @@ async fn open(ctx: &Ctx, inst: &InstanceRef) -> Result<Vec<u8>, String> {
     tokio::task::spawn_blocking(move || handler.open(&inst)).await.unwrap_or_else(|_| Err("open task failed".into()))
 }
 
-pub(crate) async fn serve_move(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContextNegotiated, msg: Message) -> Result<(), SendError> {
+pub(crate) async fn serve_move<S: crate::association::Stream>(
+    assoc: &mut Assoc<S>,
+    ctx: &Ctx,
+    pc: &PresentationContextNegotiated,
+    msg: Message,
+) -> Result<(), SendError> {
     let rq = msg.command.clone();
     let rq = &rq;
     let rsp_field = field::C_MOVE_RSP;
@@ -185,7 +189,12 @@ pub(crate) async fn serve_move(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationCo
     finish(assoc, ctx, pc, rq, rsp_field, &counts, if cancelled { Status::CANCEL } else { counts.final_status() }).await
 }
 
-pub(crate) async fn serve_get(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationContextNegotiated, msg: Message) -> Result<(), SendError> {
+pub(crate) async fn serve_get<S: crate::association::Stream>(
+    assoc: &mut Assoc<S>,
+    ctx: &Ctx,
+    pc: &PresentationContextNegotiated,
+    msg: Message,
+) -> Result<(), SendError> {
     let rq = msg.command.clone();
     let rq = &rq;
     let rsp_field = field::C_GET_RSP;
@@ -245,9 +254,10 @@ pub(crate) async fn serve_get(assoc: &mut Assoc, ctx: &Ctx, pc: &PresentationCon
     finish(assoc, ctx, pc, rq, rsp_field, &counts, if cancelled { Status::CANCEL } else { counts.final_status() }).await
 }
 
-async fn pending<A>(assoc: &mut A, ctx: &Ctx, pc: u8, rq: &Command, rsp_field: u16, counts: &Counts) -> Result<(), SendError>
+async fn pending<A, S>(assoc: &mut A, ctx: &Ctx, pc: u8, rq: &Command, rsp_field: u16, counts: &Counts) -> Result<(), SendError>
 where
-    A: AsyncAssociation<TcpStream> + Send,
+    A: AsyncAssociation<S> + Send,
+    S: crate::association::Stream,
 {
     let mut rsp = Command::response_to(rq, rsp_field, Status::PENDING, false);
     counts.fill(&mut rsp, true);
@@ -255,8 +265,8 @@ where
 }
 
 /// The final response; failures name their instances in an identifier.
-async fn finish(
-    assoc: &mut Assoc,
+async fn finish<S: crate::association::Stream>(
+    assoc: &mut Assoc<S>,
     ctx: &Ctx,
     pc: &PresentationContextNegotiated,
     rq: &Command,
@@ -276,7 +286,7 @@ async fn finish(
     message::send(assoc, pc.id, &rsp, identifier.as_deref(), ctx.config.write_timeout).await
 }
 
-async fn refuse(assoc: &mut Assoc, ctx: &Ctx, pc: u8, rq: &Command, rsp_field: u16, a: Answer) -> Result<(), SendError> {
+async fn refuse<S: crate::association::Stream>(assoc: &mut Assoc<S>, ctx: &Ctx, pc: u8, rq: &Command, rsp_field: u16, a: Answer) -> Result<(), SendError> {
     message::answer(assoc, pc, rq, rsp_field, &a, ctx.config.write_timeout).await
 }
 

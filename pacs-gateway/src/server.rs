@@ -179,6 +179,9 @@ pub struct Config {
     /// on the requestor's (PS3.4 J.3.3.1.2; modalities that release at
     /// once and listen as SCP).
     pub commitment_on_new_association: bool,
+    /// DICOM over TLS (PS3.15 B.1): every association on the listener
+    /// begins with a TLS handshake under this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Config {
@@ -205,6 +208,7 @@ impl Default for Config {
             accept_any: false,
             max_data_set_bytes: 4 << 30,
             commitment_on_new_association: false,
+            tls: None,
         }
     }
 }
@@ -575,6 +579,18 @@ async fn connection(
 ) {
     let _ = sock.set_nodelay(true);
     let started = std::time::Instant::now();
+    if let Some(tls) = config.tls.clone() {
+        // The request is inside TLS, not to be peeked at: access control
+        // is negotiation's, and a slot is taken once established.
+        let opts = options(config.clone(), resolved.clone(), peer.ip(), &[]).tls_config(tls);
+        let left = config.handshake_timeout.min(config.artim_timeout);
+        let established = tokio::time::timeout(left, opts.establish_tls_async(sock)).await;
+        drop(handshake);
+        if let Some(assoc) = established_or_log(established, peer) {
+            serve_association(assoc, None, peer, config, handler, resolved, slots, stop).await;
+        }
+        return;
+    }
     let request = match tokio::time::timeout(config.handshake_timeout, peek_request(&sock, config.max_pdu_length)).await {
         Ok(Ok(rq)) => rq,
         Ok(Err(e)) => {
@@ -607,17 +623,40 @@ async fn connection(
     let left = config.handshake_timeout.saturating_sub(started.elapsed()).min(config.artim_timeout);
     let established = tokio::time::timeout(left, opts.establish_async(sock)).await;
     drop(handshake);
-    let assoc = match established {
-        Ok(Ok(a)) => a,
+    if let Some(assoc) = established_or_log(established, peer) {
+        serve_association(assoc, slot, peer, config, handler, resolved, slots, stop).await;
+    }
+}
+
+fn established_or_log<S>(
+    established: Result<Result<dicom_ul::association::AsyncServerAssociation<S>, dicom_ul::association::Error>, tokio::time::error::Elapsed>,
+    peer: SocketAddr,
+) -> Option<dicom_ul::association::AsyncServerAssociation<S>> {
+    match established {
+        Ok(Ok(a)) => Some(a),
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "association not established");
-            return;
+            None
         }
         Err(_) => {
             tracing::info!(%peer, "association request timed out");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Runs an established association in a slot (`slot`, or one free now).
+#[allow(clippy::too_many_arguments)]
+async fn serve_association<S: crate::association::Stream>(
+    assoc: dicom_ul::association::AsyncServerAssociation<S>,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    peer: SocketAddr,
+    config: Arc<Config>,
+    handler: Arc<dyn Handler>,
+    resolved: Arc<Resolved>,
+    slots: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+) {
     let slot = match slot.map_or_else(|| slots.try_acquire_owned().ok(), Some) {
         Some(s) => s,
         None => {

@@ -7,7 +7,6 @@
 
 use dicom_ul::association::AsyncAssociation;
 use dicom_ul::pdu::PresentationContextNegotiated;
-use tokio::net::TcpStream;
 
 use crate::association::Ctx;
 use crate::command::{field, tag, Command};
@@ -80,9 +79,10 @@ impl Incoming {
     }
 
     /// The data set has arrived whole: stored (or refused), and answered.
-    pub async fn finish<A>(self, assoc: &mut A, write_timeout: std::time::Duration) -> Result<(), SendError>
+    pub async fn finish<A, S>(self, assoc: &mut A, write_timeout: std::time::Duration) -> Result<(), SendError>
     where
-        A: AsyncAssociation<TcpStream> + Send,
+        A: AsyncAssociation<S> + Send,
+        S: crate::association::Stream,
     {
         let answer = match self.state {
             Receiving::Refused(a) => a,
@@ -144,7 +144,7 @@ fn refusal(pc: &PresentationContextNegotiated, class: &str, instance: &str, stor
 /// `source_ae` is the sender's AE title; a data set over `limit` bytes was
 /// dropped by the assembler and is refused here.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn answer_request<A>(
+pub(crate) async fn answer_request<A, S>(
     assoc: &mut A,
     pc: &PresentationContextNegotiated,
     msg: Message,
@@ -155,7 +155,8 @@ pub(crate) async fn answer_request<A>(
     store: impl FnOnce(StoreRequest) -> Answer + Send + 'static,
 ) -> Result<(), SendError>
 where
-    A: AsyncAssociation<TcpStream> + Send,
+    A: AsyncAssociation<S> + Send,
+    S: crate::association::Stream,
 {
     let rq = &msg.command;
     let class = rq.str(tag::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
@@ -184,9 +185,17 @@ where
     respond(assoc, pc.id, rq, &instance, answer, write_timeout).await
 }
 
-pub(crate) async fn respond<A>(assoc: &mut A, pc: u8, rq: &Command, instance: &str, answer: Answer, write_timeout: std::time::Duration) -> Result<(), SendError>
+pub(crate) async fn respond<A, S>(
+    assoc: &mut A,
+    pc: u8,
+    rq: &Command,
+    instance: &str,
+    answer: Answer,
+    write_timeout: std::time::Duration,
+) -> Result<(), SendError>
 where
-    A: AsyncAssociation<TcpStream> + Send,
+    A: AsyncAssociation<S> + Send,
+    S: crate::association::Stream,
 {
     if answer.status != Status::SUCCESS {
         tracing::info!(sop = %instance, status = format!("{:04X}", answer.status.0), comment = ?answer.comment, "C-STORE not plainly stored");

@@ -58,6 +58,16 @@ pub struct Args {
     /// requestor does not take on its association go there anyway.
     #[arg(long)]
     commitment_on_new_association: bool,
+    /// DICOM over TLS on the listener (PS3.15 B.1, BCP 195): this PEM
+    /// certificate chain; every association then begins with a handshake.
+    #[arg(long, requires = "dicom_tls_key")]
+    dicom_tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--dicom-tls-cert`.
+    #[arg(long, requires = "dicom_tls_cert")]
+    dicom_tls_key: Option<PathBuf>,
+    /// Require DICOM peers to present a certificate issued by this CA (PEM).
+    #[arg(long, requires = "dicom_tls_cert")]
+    dicom_tls_ca: Option<PathBuf>,
     /// Largest data set one C-STORE may bring, in bytes (then A700). Data
     /// sets are written to disk as they arrive: this bounds disk, not memory.
     #[arg(long, default_value_t = 4 << 30)]
@@ -243,6 +253,10 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         max_find_matches: a.max_find_matches,
         commitment_on_new_association: a.commitment_on_new_association,
         max_data_set_bytes: usize::try_from(a.max_instance_bytes).unwrap_or(usize::MAX),
+        tls: match (&a.dicom_tls_cert, &a.dicom_tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::dicom_server(cert, key, a.dicom_tls_ca.as_deref()).context("loading the DICOM TLS certificate")?),
+            _ => None,
+        },
         ..Config::default()
     };
     listen(data, hub, config, sites, &a.http, &a.federation)?;
@@ -254,7 +268,7 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
 pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String, String>, http: &HttpArgs, fed: &FederationArgs) -> anyhow::Result<()> {
     let (ae, bind) = (config.ae_title.clone(), config.bind);
     let tls = match (&http.tls_cert, &http.tls_key) {
-        (Some(cert), Some(key)) => Some(Arc::new(crate::http::tls::Tls::load(cert, key).context("loading the HTTPS certificate")?)),
+        (Some(cert), Some(key)) => Some(Arc::new(crate::tls::Tls::load(cert, key).context("loading the HTTPS certificate")?)),
         _ => None,
     };
     let thumbs = Arc::new(crate::thumbs::Thumbs::open(data)?);
@@ -400,7 +414,7 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
 }
 
 /// Reads the HTTPS certificate and key again at each SIGHUP.
-async fn reload_on_hangup(tls: Arc<crate::http::tls::Tls>) {
+async fn reload_on_hangup(tls: Arc<crate::tls::Tls>) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         tracing::warn!("no SIGHUP handler: the HTTPS certificate is read at start only");
         return;

@@ -19,7 +19,7 @@ mod problem;
 mod qido;
 mod stow;
 mod timed_io;
-pub mod tls;
+
 mod viewer;
 mod wado;
 
@@ -275,7 +275,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: &Limits,
-    tls: Option<Arc<tls::Tls>>,
+    tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -342,7 +342,7 @@ pub async fn serve(
 /// The TLS session of an HTTPS connection, within `wait`; a client that
 /// speaks plain HTTP is told to use HTTPS and closed.
 async fn accept_tls(
-    tls: &tls::Tls,
+    tls: &crate::tls::Tls,
     mut sock: tokio::net::TcpStream,
     wait: Duration,
     send_timeout: Duration,
@@ -353,9 +353,9 @@ async fn accept_tls(
         Ok(Ok(n)) if n > 0 => {}
         _ => return None,
     }
-    if !tls::is_handshake(&first) {
+    if !crate::tls::is_handshake(&first) {
         let _ = tokio::time::timeout(wait, async {
-            sock.write_all(tls::PLAIN_REFUSED).await?;
+            sock.write_all(crate::tls::PLAIN_REFUSED).await?;
             sock.shutdown().await?;
             // Read what it sent, so that closing does not reset the answer away.
             let mut sink = [0u8; 4096];

@@ -54,9 +54,10 @@ impl Inbox {
 
     /// The next message, awaited for at most the DIMSE timeout and never
     /// past the deadline.
-    pub async fn next<A>(&mut self, assoc: &mut A, limits: &Limits, what: &'static str) -> Result<Message, ScuError>
+    pub async fn next<A, S>(&mut self, assoc: &mut A, limits: &Limits, what: &'static str) -> Result<Message, ScuError>
     where
-        A: AsyncAssociation<TcpStream> + Send,
+        A: AsyncAssociation<S> + Send,
+        S: crate::association::Stream,
     {
         loop {
             if let Some(m) = self.ready.pop_front() {

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use dicom_ul::association::AsyncAssociation;
 use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason};
-use tokio::net::TcpStream;
 
 use super::link::{answer_of, Inbox, Limits, Link, MAX_CONTEXTS};
 use super::{Peer, ScuConfig, ScuError};
@@ -156,7 +155,7 @@ async fn data_set(file: &[u8], from: &str, to: &str, transcode: Option<&Transcod
 /// arriving meanwhile (the C-GET being cancelled); elsewhere that is a
 /// protocol violation.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn store_on<A>(
+pub(crate) async fn store_on<A, S>(
     assoc: &mut A,
     contexts: &[PresentationContextNegotiated],
     limits: &Limits,
@@ -167,7 +166,8 @@ pub(crate) async fn store_on<A>(
     mut cancelled: Option<&mut bool>,
 ) -> Result<Answer, ScuError>
 where
-    A: AsyncAssociation<TcpStream> + Send,
+    A: AsyncAssociation<S> + Send,
+    S: crate::association::Stream,
 {
     let inst = describe(file)?;
     let pc = choose(contexts, &inst, opts.transcode.is_some())?;
