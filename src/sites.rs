@@ -47,6 +47,10 @@ pub struct Site {
     pub port: Option<u16>,
     #[serde(default)]
     pub retrieve: Retrieve,
+    /// DICOM over TLS to the site's PACS (`[site.tls]`), for every
+    /// association radhub requests of it: harvest, retrieve, reports.
+    #[serde(default)]
+    pub tls: Option<SiteTls>,
     /// The site's Patient IDs are NHS numbers (linked by them when valid).
     #[serde(default)]
     pub nhs_patient_ids: bool,
@@ -81,6 +85,22 @@ pub struct Site {
     pub accession_issuer_uid: Option<String>,
 }
 
+/// TLS to a site's PACS: `ca`, the CA file (PEM) its certificate must
+/// chain to; `cert` and `key`, radhub's client certificate (when the PACS
+/// asks for one); `server_name`, the name the PACS's certificate carries
+/// (default: its host).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteTls {
+    pub ca: std::path::PathBuf,
+    #[serde(default)]
+    pub cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub key: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
 /// An AE allowed to call from the hosts and networks of `from` (CIDR).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +122,15 @@ impl Site {
     /// The site's PACS as (AE title, host, port), if configured.
     pub fn pacs(&self) -> Option<(&str, &str, u16)> {
         Some((self.ae_title.as_deref()?, self.host.as_deref()?, self.port?))
+    }
+
+    /// The site's PACS to call, over TLS when the site has it. The TLS
+    /// files were checked when the sites were loaded; one that stopped
+    /// loading since is an error here, never a fall back to plain TCP.
+    pub fn pacs_peer(&self) -> Result<Option<pacs_gateway::scu::Peer>, SitesError> {
+        let Some((ae, host, port)) = self.pacs() else { return Ok(None) };
+        let tls = self.tls.as_ref().map(|t| client_tls(t, host)).transpose()?;
+        Ok(Some(pacs_gateway::scu::Peer::new(ae, host, port).with_tls(tls)))
     }
 
     /// The issuer of the site's own accession numbers.
@@ -138,6 +167,28 @@ pub fn accession_issuer(site: &str, given: &AccessionIssuer) -> AccessionIssuer 
     }
 }
 
+/// The client configuration of `tls`, read once per process.
+fn client_tls(tls: &SiteTls, host: &str) -> Result<pacs_gateway::scu::PeerTls, SitesError> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    static READ: OnceLock<Mutex<HashMap<SiteTls, Arc<rustls::ClientConfig>>>> = OnceLock::new();
+    let mut read = READ.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let config = match read.get(tls) {
+        Some(c) => c.clone(),
+        None => {
+            let own = match (&tls.cert, &tls.key) {
+                (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+                (None, None) => None,
+                _ => return Err(SitesError::Invalid("[site.tls]: cert and key go together".into())),
+            };
+            let c = crate::tls::dicom_client(&tls.ca, own).map_err(|e| SitesError::Invalid(format!("[site.tls]: {e}")))?;
+            read.insert(tls.clone(), c.clone());
+            c
+        }
+    };
+    Ok(pacs_gateway::scu::PeerTls { config, server_name: tls.server_name.clone().unwrap_or_else(|| host.to_owned()) })
+}
+
 /// The sites file: `[[site]]` tables.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,6 +222,7 @@ pub fn defaults() -> Vec<Site> {
         host: None,
         port: None,
         retrieve: Retrieve::CMove,
+        tls: None,
         nhs_patient_ids: false,
         senders: Vec::new(),
         ris: None,
@@ -209,6 +261,12 @@ fn check(sites: &[Site]) -> Result<(), SitesError> {
         }
         if sites[..i].iter().any(|o| o.code == s.code) {
             return bad(format!("site {} is configured twice", s.code));
+        }
+        if s.tls.is_some() {
+            if s.pacs().is_none() {
+                return bad(format!("site {}: [site.tls] without a PACS (ae_title, host, port)", s.code));
+            }
+            s.pacs_peer().map_err(|e| SitesError::Invalid(format!("site {}: {e}", s.code)))?;
         }
         for v in [&s.accession_issuer, &s.accession_issuer_uid].into_iter().flatten() {
             if v.trim().is_empty() || v.len() > 64 {
@@ -374,6 +432,25 @@ mod tests {
         two[1].accession_issuer = None;
         two[1].accession_issuer_uid = Some("1.2.x".into());
         assert!(check(&two).is_err());
+    }
+
+    #[test]
+    fn tls_settings_that_do_not_load_stop_the_sites_loading() {
+        let mut sites = defaults();
+        let tls = |ca: &str, cert: Option<&str>| Some(SiteTls { ca: ca.into(), cert: cert.map(Into::into), key: None, server_name: None });
+        sites[0].tls = tls("/nonexistent/ca.pem", None);
+        assert!(check(&sites).unwrap_err().to_string().contains("without a PACS"), "TLS to no PACS");
+        (sites[0].ae_title, sites[0].host, sites[0].port) = (Some("PACS".into()), Some("127.0.0.1".into()), Some(104));
+        assert!(check(&sites).unwrap_err().to_string().contains("/nonexistent/ca.pem"), "a CA that is not there");
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        sites[0].tls = tls(not_pem.to_str().unwrap(), None);
+        assert!(check(&sites).unwrap_err().to_string().contains("no certificate"), "a CA file without a certificate");
+        sites[0].tls = tls(not_pem.to_str().unwrap(), Some("/nonexistent/cert.pem"));
+        assert!(check(&sites).is_err(), "a certificate without its key");
+        sites[0].tls = None;
+        assert!(check(&sites).is_ok());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! TLS for HTTPS and for DICOM: a certificate chain and key from PEM files
+//! TLS for HTTPS and for DICOM (listener and the associations radhub
+//! requests of each site's PACS): a certificate chain and key from PEM files
 //! (HTTPS reads them again on SIGHUP: a renewed certificate takes effect
 //! for new connections without a restart; a file that does not load
 //! leaves the one in use), optionally client certificates checked against
@@ -20,6 +21,10 @@ pub enum TlsError {
     Config { cert: PathBuf, key: PathBuf, source: rustls::Error },
     #[error("client CA {path}: {why}")]
     ClientCa { path: PathBuf, why: String },
+    #[error("CA {path}: {why}")]
+    Ca { path: PathBuf, why: String },
+    #[error("client certificate {cert} with key {key}: {source}")]
+    Client { cert: PathBuf, key: PathBuf, source: rustls::Error },
 }
 
 pub struct Tls {
@@ -54,6 +59,30 @@ const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 /// `client_ca`, a peer must present a certificate that CA issued.
 pub fn dicom_server(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
     read(cert, key, client_ca, &[])
+}
+
+/// How radhub calls one peer over TLS: the peer's certificate must chain
+/// to `ca` (and name the host called); `cert` and `key` are radhub's own,
+/// for a peer that asks for a client certificate.
+pub fn dicom_client(ca: &Path, cert_key: Option<(&Path, &Path)>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certificates(ca)? {
+        roots.add(c).map_err(|e| TlsError::Ca { path: ca.to_owned(), why: e.to_string() })?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Ca { path: ca.to_owned(), why: e.to_string() })?
+        .with_root_certificates(roots);
+    let config = match cert_key {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = certificates(cert)?;
+            let private = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem { path: key.to_owned(), why: e.to_string() })?;
+            builder.with_client_auth_cert(chain, private).map_err(|source| TlsError::Client { cert: cert.to_owned(), key: key.to_owned(), source })?
+        }
+    };
+    Ok(Arc::new(config))
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -143,7 +143,7 @@ pub(crate) async fn serve_move<S: crate::association::Stream>(
         Some(ip) => ip.to_string(),
         None => dest.host.clone(),
     };
-    let peer = Peer { ae_title: dest.title.clone(), host, port: dest.port };
+    let peer = Peer::new(dest.title.clone(), host, dest.port);
     let mut out = match StoreAssociation::connect(&ScuConfig::from(ctx.config.as_ref()), &peer, &crate::scu::classes_of(&instances)).await {
         Ok(a) => a,
         Err(e) => {

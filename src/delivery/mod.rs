@@ -12,7 +12,7 @@ pub mod sr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pacs_gateway::scu::{self, Peer, ScuConfig, StoreAssociation};
+use pacs_gateway::scu::{self, ScuConfig, StoreAssociation};
 use pacs_gateway::status::Category;
 
 use crate::ingest::{now_ms, Hub};
@@ -91,12 +91,12 @@ impl Delivery {
     /// before it is sent: a retry sends the same object.
     async fn send_sr(&self, e: &Entry) -> Attempt {
         let Some(site) = crate::sites::find(&e.site) else { return Ok(State::NotConfigured) };
-        let Some((ae, host, port)) = site.pacs() else { return Ok(State::NotConfigured) };
+        let Some(peer) = site.pacs_peer().map_err(|e| e.to_string())? else { return Ok(State::NotConfigured) };
+        let ae = peer.ae_title.clone();
         let (hub, reports, entry) = (self.hub.clone(), self.reports.clone(), e.clone());
         let bytes = tokio::task::spawn_blocking(move || sr_of(&hub, &reports, &entry)).await.map_err(|j| j.to_string())??;
-        let peer = Peer::new(ae, host, port);
         let refs = vec![scu::describe(&bytes).map_err(|e| e.to_string())?];
-        let mut assoc = StoreAssociation::connect(&self.scu, &peer, &scu::classes_of(&refs)).await.map_err(|e| format!("{ae}@{host}:{port}: {e}"))?;
+        let mut assoc = StoreAssociation::connect(&self.scu, &peer, &scu::classes_of(&refs)).await.map_err(|e| format!("{peer}: {e}"))?;
         let answer = assoc.store(&bytes).await;
         let _ = assoc.release().await;
         let a = answer.map_err(|e| format!("{ae}: {e}"))?;

@@ -51,6 +51,8 @@ pub enum FedError {
     Index(#[from] IndexError),
     #[error(transparent)]
     State(#[from] state::StateError),
+    #[error(transparent)]
+    Sites(#[from] crate::sites::SitesError),
     #[error("no site {0} with a PACS is configured")]
     NoSuchSite(String),
     #[error("site {0} is being harvested already")]
@@ -141,6 +143,8 @@ struct Live {
 /// One site's PACS and radhub's dealings with it.
 pub(crate) struct SiteRun {
     site: &'static Site,
+    /// Its PACS, with the TLS it is called over.
+    peer: Peer,
     live: Mutex<Live>,
     wake: Notify,
     full_asked: AtomicBool,
@@ -152,8 +156,7 @@ pub(crate) struct SiteRun {
 
 impl SiteRun {
     fn peer(&self) -> Peer {
-        let (ae, host, port) = self.site.pacs().unwrap_or(("", "", 0));
-        Peer::new(ae, host, port)
+        self.peer.clone()
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, Live> {
@@ -229,18 +232,19 @@ impl Federation {
     pub fn new(hub: Arc<Hub>, app: &sled::Db, own_ae: &str, opts: Options) -> Result<Arc<Self>, FedError> {
         let runs = crate::sites::all()
             .iter()
-            .filter(|s| s.pacs().is_some())
-            .map(|site| {
-                Arc::new(SiteRun {
+            .filter_map(|site| site.pacs_peer().transpose().map(|peer| (site, peer)))
+            .map(|(site, peer)| {
+                Ok(Arc::new(SiteRun {
                     site,
+                    peer: peer?,
                     live: Mutex::new(Live::default()),
                     wake: Notify::new(),
                     full_asked: AtomicBool::new(false),
                     hierarchical_only: AtomicBool::new(false),
                     harvest_slots: Arc::new(Semaphore::new(opts.per_site.max(1))),
-                })
+                }))
             })
-            .collect();
+            .collect::<Result<_, crate::sites::SitesError>>()?;
         let scu = ScuConfig {
             calling_ae: own_ae.to_owned(),
             connect_timeout: opts.connect_timeout,

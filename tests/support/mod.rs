@@ -85,8 +85,13 @@ impl Server {
     }
 
     pub fn start_in(data: tempfile::TempDir, extra: &[&str]) -> Server {
+        Self::start_on(data, free_port(), extra)
+    }
+
+    /// On DICOM port `port` (one its peers were told before it started).
+    pub fn start_on(data: tempfile::TempDir, port: u16, extra: &[&str]) -> Server {
         use std::io::{BufRead, BufReader};
-        let (port, http_port) = (free_port(), free_port());
+        let http_port = free_port();
         let mut child = radhub()
             .env("RADHUB_LOG", "warn")
             .arg("--data")

@@ -10,9 +10,9 @@ use dicom_object::InMemDicomObject;
 use dicom_ul::association::{AsyncAssociation, AsyncClientAssociation};
 use dicom_ul::pdu::{AbortRQSource, PresentationContextNegotiated, PresentationContextResultReason};
 use dicom_ul::{ClientAssociationOptions, Pdu};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::connection::Connection;
 use super::error::{from_establish, from_ul};
 use super::{Peer, ScuConfig, ScuError};
 use crate::command::{tag, Command};
@@ -123,7 +123,7 @@ pub(crate) async fn parse(data: Vec<u8>, ts: &str) -> Result<InMemDicomObject, S
 }
 
 pub(crate) struct Link {
-    pub assoc: AsyncClientAssociation<TcpStream>,
+    pub assoc: AsyncClientAssociation<Connection>,
     /// `AE@host:port`, for messages.
     pub peer: String,
     /// The AE title called.
@@ -156,14 +156,16 @@ impl Link {
         for class in scp_roles {
             o = o.with_role_selection(class.clone(), false, true);
         }
-        // The TCP connection and the A-ASSOCIATE-AC together, within the connect timeout.
-        let assoc = match tokio::time::timeout(cfg.connect_timeout, o.establish_with_async(&peer.address())).await {
-            Err(_) => return Err(ScuError::Connect { peer: name, reason: format!("no association within {} s", cfg.connect_timeout.as_secs()) }),
-            Ok(r) => r.map_err(|e| from_establish(e, &name, cfg.connect_timeout))?,
+        // The connection (TLS handshake included) and the A-ASSOCIATE-AC together, within the connect timeout.
+        let establish = async {
+            let conn = super::connection::connect(peer).await?;
+            o.establish_on_async(conn).await.map_err(|e| from_establish(e, &name, cfg.connect_timeout))
         };
-        let mut link = Link { assoc, peer: name, peer_ae: peer.ae_title.clone(), cfg: cfg.clone(), inbox: Inbox::new(max_data), next_id: 1 };
-        // Small command PDUs would otherwise wait on delayed ACKs.
-        let _ = link.assoc.inner_stream().set_nodelay(true);
+        let assoc = match tokio::time::timeout(cfg.connect_timeout, establish).await {
+            Err(_) => return Err(ScuError::Connect { peer: name, reason: format!("no association within {} s", cfg.connect_timeout.as_secs()) }),
+            Ok(r) => r?,
+        };
+        let link = Link { assoc, peer: name, peer_ae: peer.ae_title.clone(), cfg: cfg.clone(), inbox: Inbox::new(max_data), next_id: 1 };
         tracing::debug!(peer = %link.peer, contexts = link.assoc.presentation_contexts().len(), "association established");
         Ok(link)
     }

@@ -35,6 +35,7 @@
 use std::time::Duration;
 
 mod commitment;
+mod connection;
 mod echo;
 mod error;
 mod find;
@@ -57,11 +58,42 @@ pub struct Peer {
     pub ae_title: String,
     pub host: String,
     pub port: u16,
+    /// DICOM over TLS (PS3.15 B.9 BCP 195) to this peer, when set.
+    pub tls: Option<PeerTls>,
+}
+
+/// How radhub talks TLS to one peer: the client configuration (the CA its
+/// certificate must chain to, radhub's own certificate if it asks for one)
+/// and the name the certificate must carry.
+#[derive(Clone)]
+pub struct PeerTls {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    pub server_name: String,
+}
+
+impl PartialEq for PeerTls {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.config, &other.config) && self.server_name == other.server_name
+    }
+}
+
+impl Eq for PeerTls {}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerTls").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
 }
 
 impl Peer {
+    /// A peer reached over plain TCP.
     pub fn new(ae_title: impl Into<String>, host: impl Into<String>, port: u16) -> Self {
-        Peer { ae_title: ae_title.into(), host: host.into(), port }
+        Peer { ae_title: ae_title.into(), host: host.into(), port, tls: None }
+    }
+
+    pub fn with_tls(mut self, tls: Option<PeerTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// `AE@host:port`, as dicom-ul takes it (an IPv6 address in brackets).
@@ -79,7 +111,7 @@ impl std::fmt::Display for Peer {
 
 impl From<&crate::server::KnownAe> for Peer {
     fn from(k: &crate::server::KnownAe) -> Self {
-        Peer { ae_title: k.title.clone(), host: k.host.clone(), port: k.port }
+        Peer::new(k.title.clone(), k.host.clone(), k.port)
     }
 }
 

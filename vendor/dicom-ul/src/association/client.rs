@@ -1567,6 +1567,17 @@ impl<'a> ClientAssociationOptions<'a> {
         self.establish_impl_async(addr, socket).await
     }
 
+    /// (radhub patch) Request a new DICOM association over a connection
+    /// the caller made (TCP, TLS over TCP, or anything else that reads and
+    /// writes), negotiating the presentation contexts in the process. The
+    /// called AE title is the `called_ae_title` option.
+    pub async fn establish_on_async<S>(self, socket: S) -> Result<AsyncClientAssociation<S>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
+        self.establish_impl_async(AeAddr::<&str>::new_socket_addr(""), socket).await
+    }
+
     /// Initiate the TCP connection to the given address
     /// and request a new DICOM association,
     /// negotiating the presentation contexts in the process.
