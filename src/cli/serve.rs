@@ -282,7 +282,13 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
     let orders = Arc::new(crate::orders::Orders::new(&app_db)?);
     let worklist = Arc::new(crate::worklist::Worklist::open(&app_db, hub.clone(), reports.clone(), orders.clone()).context("the worklist")?);
     let commitments = Arc::new(crate::dimse::commitment::CommitmentReports::new(&app_db)?);
-    let addresses: HashMap<String, (String, u16)> = config.known_aes.iter().map(|k| (k.title.clone(), (k.host.clone(), k.port))).collect();
+    // Where reports go on a new association: a site's PACS over its TLS, if it has that.
+    let mut addresses: HashMap<String, pacs_gateway::scu::Peer> = config.known_aes.iter().map(|k| (k.title.clone(), k.into())).collect();
+    for site in crate::sites::all() {
+        if let Some(peer) = site.pacs_peer().with_context(|| format!("site {}", site.code))? {
+            addresses.insert(peer.ae_title.clone(), peer);
+        }
+    }
 
     let delivery = Arc::new(crate::delivery::Delivery {
         hub: hub.clone(),

@@ -88,8 +88,8 @@ impl CommitmentReports {
     }
 
     /// Sends what is due until the process ends. `peers`: AE title →
-    /// (host, port) of every AE radhub knows the address of.
-    pub async fn run(self: Arc<Self>, scu: ScuConfig, peers: HashMap<String, (String, u16)>) {
+    /// the peer (address, and TLS for a site's PACS that has it) of every AE radhub knows.
+    pub async fn run(self: Arc<Self>, scu: ScuConfig, peers: HashMap<String, Peer>) {
         loop {
             let due: Vec<Pending> = match self.pending() {
                 Ok(all) => all.into_iter().filter(|p| p.next_ms <= now_ms()).collect(),
@@ -109,12 +109,12 @@ impl CommitmentReports {
         }
     }
 
-    async fn attempt(&self, scu: &ScuConfig, peers: &HashMap<String, (String, u16)>, mut p: Pending) {
+    async fn attempt(&self, scu: &ScuConfig, peers: &HashMap<String, Peer>, mut p: Pending) {
         let report =
             Report { transaction_uid: p.transaction_uid.clone(), event_type: p.event_type, data: p.data.clone(), transfer_syntax: p.transfer_syntax.clone() };
         let result = match peers.get(&p.calling_ae) {
             None => Err(format!("no address is configured for {} (--peer AE@host:port, or a site's PACS)", p.calling_ae)),
-            Some((host, port)) => match scu::report_commitment(scu, &Peer::new(p.calling_ae.clone(), host.clone(), *port), &report).await {
+            Some(peer) => match scu::report_commitment(scu, peer, &report).await {
                 Ok(a) if a.status == pacs_gateway::status::Status::SUCCESS => Ok(()),
                 Ok(a) => Err(format!("{} answered {:04X} {}", p.calling_ae, a.status.0, a.comment.unwrap_or_default())),
                 Err(e) => Err(e.to_string()),
