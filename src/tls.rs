@@ -55,10 +55,31 @@ impl Tls {
 /// HTTP/2 where the client offers it, else HTTP/1.1.
 const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
-/// The TLS configuration of DICOM's listener (PS3.15 B.1): with
-/// `client_ca`, a peer must present a certificate that CA issued.
-pub fn dicom_server(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
-    read(cert, key, client_ca, &[])
+/// The TLS of DICOM's listener (PS3.15 B.1) and the files it came from:
+/// with `client_ca`, a peer must present a certificate that CA issued.
+pub struct DicomListener {
+    handle: pacs_gateway::ServerTls,
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
+}
+
+impl DicomListener {
+    pub fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, TlsError> {
+        let config = read(cert, key, client_ca, &[])?;
+        Ok(DicomListener { handle: pacs_gateway::ServerTls::new(config), cert: cert.to_owned(), key: key.to_owned(), client_ca: client_ca.map(Path::to_owned) })
+    }
+
+    /// What the listener's configuration holds.
+    pub fn handle(&self) -> pacs_gateway::ServerTls {
+        self.handle.clone()
+    }
+
+    /// Reads the files again for new associations; on failure the configuration in use stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        self.handle.replace(read(&self.cert, &self.key, self.client_ca.as_deref(), &[])?);
+        Ok(())
+    }
 }
 
 /// How radhub calls one peer over TLS: the peer's certificate must chain

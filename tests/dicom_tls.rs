@@ -1,6 +1,7 @@
 //! DICOM over TLS (BCP 195 profile). The listener (`serve --dicom-tls-cert
 //! --dicom-tls-key [--dicom-tls-ca]`) against DCMTK's TLS: echo, store and
-//! find over TLS, plain TCP refused, and with a client CA only peers
+//! find over TLS, plain TCP refused, a renewed certificate taken at
+//! SIGHUP, and with a client CA only peers
 //! holding a certificate it issued. The associations radhub requests: to
 //! DCMTK's storescp over TLS with radhub's client certificate, and to a
 //! site's PACS with `[site.tls]` (Orthanc's DICOM TLS): harvested and
@@ -78,7 +79,7 @@ fn echo(s: &Server, tls: &[&str]) -> (bool, String) {
 }
 
 #[test]
-fn dcmtk_echoes_and_stores_over_tls_and_plain_tcp_is_refused() {
+fn dcmtk_echoes_stores_and_finds_over_tls_plain_tcp_is_refused_and_sighup_renews() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (key, cert) = issued(d, "county-ca", "radhub");
@@ -108,6 +109,31 @@ fn dcmtk_echoes_and_stores_over_tls_and_plain_tcp_is_refused() {
     issued(d, "other-ca", "unused");
     let (ok, _) = echo(&s, &["+tla", "+cf", path(&d.join("other-ca.crt"))]);
     assert!(!ok, "DCMTK trusted a certificate of another CA");
+
+    // A renewed certificate (here from another CA) written over the files
+    // and SIGHUP: new associations get it; a file that does not load
+    // leaves the one in use.
+    let (renewed_key, renewed_cert) = issued(d, "renewed-ca", "radhub-renewed");
+    std::fs::copy(&renewed_key, &key).unwrap();
+    std::fs::copy(&renewed_cert, &cert).unwrap();
+    let hangup = |s: &Server| assert!(Command::new("kill").args(["-HUP", &s.pid().to_string()]).status().unwrap().success());
+    let renewed_ca = d.join("renewed-ca.crt");
+    let until_served = |ca: &Path| {
+        let t = std::time::Instant::now();
+        while !echo(&s, &["+tla", "+cf", path(ca)]).0 {
+            assert!(t.elapsed() < Duration::from_secs(10), "the renewed certificate was not taken");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    hangup(&s);
+    until_served(&renewed_ca);
+    assert!(!echo(&s, &["+tla", "+cf", path(&ca)]).0, "the old certificate still served after SIGHUP");
+    std::fs::write(&cert, "not a certificate").unwrap();
+    hangup(&s);
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, log) = echo(&s, &["+tla", "+cf", path(&renewed_ca)]);
+    assert!(ok, "an unreadable renewal replaced the certificate in use: {log}");
+
     let (_, data) = s.stop();
     let stats = support::json(&support::run(data.path(), &["stats", "--json"]));
     assert_eq!(stats["total"]["instances"], 1);

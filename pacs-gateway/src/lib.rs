@@ -30,4 +30,4 @@ pub mod status;
 pub mod store;
 
 pub use handler::{Answer, Handler, IncomingFile, InstanceRef, Level, Matches, Model, Query, StoreHeader, StoreRequest};
-pub use server::{Caller, Config, Destination, Gateway, KnownAe, Network, Peers};
+pub use server::{Caller, Config, Destination, Gateway, KnownAe, Network, Peers, ServerTls};

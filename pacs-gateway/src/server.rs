@@ -181,7 +181,27 @@ pub struct Config {
     pub commitment_on_new_association: bool,
     /// DICOM over TLS (PS3.15 B.1): every association on the listener
     /// begins with a TLS handshake under this configuration.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<ServerTls>,
+}
+
+/// The listener's TLS configuration, replaceable while it runs (a renewed
+/// certificate): each new association takes the one in place then.
+#[derive(Clone, Debug)]
+pub struct ServerTls(Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>);
+
+impl ServerTls {
+    pub fn new(config: Arc<rustls::ServerConfig>) -> Self {
+        ServerTls(Arc::new(std::sync::RwLock::new(config)))
+    }
+
+    /// From the next association on.
+    pub fn replace(&self, config: Arc<rustls::ServerConfig>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl Default for Config {
@@ -579,7 +599,7 @@ async fn connection(
 ) {
     let _ = sock.set_nodelay(true);
     let started = std::time::Instant::now();
-    if let Some(tls) = config.tls.clone() {
+    if let Some(tls) = config.tls.as_ref().map(ServerTls::current) {
         // The request is inside TLS, not to be peeked at: access control
         // is negotiation's, and a slot is taken once established.
         let opts = options(config.clone(), resolved.clone(), peer.ip(), &[]).tls_config(tls);

@@ -142,7 +142,7 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
     let mut all_senders = crate::sites::senders();
     all_senders.extend(sites);
     let config = pacs_gateway::Config { known_aes: peers, ..config };
-    let served = super::serve::listen(data, hub, config, all_senders, &http_args, &a.federation);
+    let served = super::serve::listen(data, hub, config, None, all_senders, &http_args, &a.federation);
     drop(children);
     served?;
     Ok(ExitCode::SUCCESS)

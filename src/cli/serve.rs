@@ -59,7 +59,7 @@ pub struct Args {
     #[arg(long)]
     commitment_on_new_association: bool,
     /// DICOM over TLS on the listener (PS3.15 B.1, BCP 195): this PEM
-    /// certificate chain; every association then begins with a handshake.
+    /// certificate chain (read again on SIGHUP); every association then begins with a handshake.
     #[arg(long, requires = "dicom_tls_key")]
     dicom_tls_cert: Option<PathBuf>,
     /// The PEM private key of `--dicom-tls-cert`.
@@ -236,6 +236,10 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         }
         known.push(ae);
     }
+    let dicom_tls = match (&a.dicom_tls_cert, &a.dicom_tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::DicomListener::load(cert, key, a.dicom_tls_ca.as_deref()).context("loading the DICOM TLS certificate")?),
+        _ => None,
+    };
     let config = Config {
         ae_title: a.ae_title.clone(),
         bind: a.dicom_bind,
@@ -253,19 +257,25 @@ pub fn run(data: &Path, a: Args) -> anyhow::Result<ExitCode> {
         max_find_matches: a.max_find_matches,
         commitment_on_new_association: a.commitment_on_new_association,
         max_data_set_bytes: usize::try_from(a.max_instance_bytes).unwrap_or(usize::MAX),
-        tls: match (&a.dicom_tls_cert, &a.dicom_tls_key) {
-            (Some(cert), Some(key)) => Some(crate::tls::dicom_server(cert, key, a.dicom_tls_ca.as_deref()).context("loading the DICOM TLS certificate")?),
-            _ => None,
-        },
+        tls: dicom_tls.as_ref().map(crate::tls::DicomListener::handle),
         ..Config::default()
     };
-    listen(data, hub, config, sites, &a.http, &a.federation)?;
+    listen(data, hub, config, dicom_tls, sites, &a.http, &a.federation)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the DICOM listener and the HTTP API over `hub` until SIGTERM or
 /// Ctrl-C.
-pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String, String>, http: &HttpArgs, fed: &FederationArgs) -> anyhow::Result<()> {
+/// `dicom_tls`: the listener's TLS (`config.tls`) and its files, read again at SIGHUP.
+pub fn listen(
+    data: &Path,
+    hub: Arc<Hub>,
+    config: Config,
+    dicom_tls: Option<crate::tls::DicomListener>,
+    sites: HashMap<String, String>,
+    http: &HttpArgs,
+    fed: &FederationArgs,
+) -> anyhow::Result<()> {
     let (ae, bind) = (config.ae_title.clone(), config.bind);
     let tls = match (&http.tls_cert, &http.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(crate::tls::Tls::load(cert, key).context("loading the HTTPS certificate")?)),
@@ -402,8 +412,8 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
             let (router, limits, stop) = (router.clone(), limits.clone(), stopped());
             tokio::spawn(async move { crate::http::serve(l, router, &limits, None, stop).await });
         }
-        if let Some(t) = tls.clone() {
-            tokio::spawn(reload_on_hangup(t));
+        if tls.is_some() || dicom_tls.is_some() {
+            tokio::spawn(reload_on_hangup(tls.clone(), dicom_tls));
         }
         let http_stopped = stopped();
         let http_task = tokio::spawn(async move { crate::http::serve(http_listener, router, &limits, tls, http_stopped).await });
@@ -419,16 +429,25 @@ pub fn listen(data: &Path, hub: Arc<Hub>, config: Config, sites: HashMap<String,
     Ok(())
 }
 
-/// Reads the HTTPS certificate and key again at each SIGHUP.
-async fn reload_on_hangup(tls: Arc<crate::tls::Tls>) {
+/// Reads the HTTPS and DICOM certificates and keys again at each SIGHUP;
+/// one that does not load leaves the one in use.
+async fn reload_on_hangup(https: Option<Arc<crate::tls::Tls>>, dicom: Option<crate::tls::DicomListener>) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("no SIGHUP handler: the HTTPS certificate is read at start only");
+        tracing::warn!("no SIGHUP handler: TLS certificates are read at start only");
         return;
     };
     while hup.recv().await.is_some() {
-        match tls.reload() {
-            Ok(()) => tracing::info!("HTTPS certificate read again (SIGHUP)"),
-            Err(e) => tracing::error!(error = %e, "HTTPS certificate not read again: the one in use stays"),
+        if let Some(tls) = &https {
+            match tls.reload() {
+                Ok(()) => tracing::info!("HTTPS certificate read again (SIGHUP)"),
+                Err(e) => tracing::error!(error = %e, "HTTPS certificate not read again: the one in use stays"),
+            }
+        }
+        if let Some(tls) = &dicom {
+            match tls.reload() {
+                Ok(()) => tracing::info!("DICOM TLS certificate read again (SIGHUP)"),
+                Err(e) => tracing::error!(error = %e, "DICOM TLS certificate not read again: the one in use stays"),
+            }
         }
     }
 }
